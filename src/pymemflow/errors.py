@@ -1,0 +1,90 @@
+"""Every error pymemflow raises on purpose derives from :class:`PymemflowError`.
+
+The CLI maps these to a one-line message and exit code 1 (2 for :class:`ArgumentError`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PymemflowError(Exception):
+    """Base of all deliberate pymemflow errors."""
+
+
+@dataclass(frozen=True)
+class ReadFailure:
+    """One failed part of a batched read or write.
+
+    ``index`` is the position of the piece in the request, ``address`` the first address that failed
+    and ``length`` how many bytes from there failed. A piece can fail in several parts.
+    """
+
+    index: int
+    address: int
+    length: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"piece {self.index}: {self.length:#x} bytes at {self.address:#x}: {self.reason}"
+
+
+class PartialReadError(PymemflowError):
+    """A read where some bytes could not be read.
+
+    ``data`` holds everything that was read, with failed bytes zeroed; ``failures`` says what failed.
+    """
+
+    def __init__(self, data: bytes | bytearray, failures: list[ReadFailure], what: str = "read") -> None:
+        self.data = bytes(data)
+        self.failures = list(failures)
+        shown = "; ".join(str(f) for f in self.failures[:3])
+        more = f" (+{len(self.failures) - 3} more)" if len(self.failures) > 3 else ""
+        super().__init__(f"partial {what}: {shown}{more}")
+
+
+class PartialWriteError(PymemflowError):
+    def __init__(self, failures: list[ReadFailure]) -> None:
+        self.failures = list(failures)
+        super().__init__("partial write: " + "; ".join(str(f) for f in self.failures[:3]))
+
+
+class ReadOnlyError(PymemflowError):
+    """A write to a target that was not opened writable."""
+
+
+class FormatError(PymemflowError):
+    """A file or in-memory structure is malformed. Names the file, the offset and the field."""
+
+    def __init__(self, path: object, offset: int | None, field: str, message: str) -> None:
+        self.path = str(path)
+        self.offset = offset
+        self.field = field
+        where = f" at offset {offset:#x}" if offset is not None else ""
+        super().__init__(f"{self.path}{where}: {field}: {message}")
+
+
+class ArgumentError(PymemflowError):
+    """Bad plugin argument, unknown key, missing required argument or bad command-line usage."""
+
+
+class PluginError(PymemflowError):
+    """A plugin could not be found, loaded or opened."""
+
+
+class TranslationError(PymemflowError):
+    """A virtual address could not be translated."""
+
+    def __init__(self, address: int, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot translate {address:#x}: {reason}")
+
+
+class OsError_(PymemflowError):
+    """An OS layer could not find or walk what it was asked for (named with a trailing _ to keep
+    the builtin ``OSError`` distinct)."""
+
+
+class NotFoundError(PymemflowError):
+    """A process, module, export or symbol that does not exist."""

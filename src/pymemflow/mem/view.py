@@ -1,0 +1,374 @@
+"""The one read/write contract shared by physical memory, virtual address spaces and processes.
+
+A subclass implements a single batched primitive, :meth:`MemoryView._read_batch` (and
+:meth:`MemoryView._write_batch` when writable). Everything else -- single reads, typed reads,
+strings, structures, scatter batches, file-like cursors -- is built on it here, once.
+A subclass may override :meth:`MemoryView._read_single` with a faster path for one small read,
+because single reads are the hot case in interactive use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import PartialReadError, PartialWriteError, ReadFailure, ReadOnlyError
+
+U8Array = npt.NDArray[np.uint8]
+U64Array = npt.NDArray[np.uint64]
+I64Array = npt.NDArray[np.int64]
+
+_S = TypeVar("_S", bound=ctypes.Structure)
+
+
+@dataclass
+class BatchResult:
+    """Bytes of a batched read: piece ``i`` is ``data[offsets[i]:offsets[i] + lengths[i]]``.
+
+    Failed bytes are zero in ``data``; ``failures`` lists them (empty when all went well).
+    """
+
+    data: U8Array
+    offsets: I64Array
+    lengths: I64Array
+    failures: list[ReadFailure] = field(default_factory=list)
+
+    def piece(self, i: int) -> bytes:
+        o = int(self.offsets[i])
+        return self.data[o : o + int(self.lengths[i])].tobytes()
+
+    def ok(self) -> npt.NDArray[np.bool_]:
+        """Per-piece flag: True where the whole piece was read."""
+        mask = np.ones(len(self.lengths), dtype=bool)
+        for f in self.failures:
+            mask[f.index] = False
+        return mask
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def as_pieces(
+    addrs: Iterable[int] | npt.ArrayLike, lengths: int | Iterable[int] | npt.ArrayLike
+) -> tuple[U64Array, I64Array]:
+    """Normalise (addresses, lengths) into uint64 / int64 arrays of equal size."""
+    a = np.asarray(addrs if not isinstance(addrs, Iterable) or isinstance(addrs, np.ndarray) else list(addrs))
+    a = a.astype(np.uint64, copy=False).reshape(-1)
+    if isinstance(lengths, (int, np.integer)):
+        n = np.full(a.shape[0], int(lengths), dtype=np.int64)
+    else:
+        n = np.asarray(lengths if isinstance(lengths, np.ndarray) else list(lengths))  # type: ignore[arg-type]
+        n = n.astype(np.int64, copy=False).reshape(-1)
+    if n.shape != a.shape:
+        raise ValueError(f"{a.shape[0]} addresses but {n.shape[0]} lengths")
+    if n.size and int(n.min()) < 0:
+        raise ValueError("negative read length")
+    return a, n
+
+
+def _offsets(lengths: I64Array) -> I64Array:
+    off = np.zeros(lengths.shape[0], dtype=np.int64)
+    if lengths.shape[0] > 1:
+        np.cumsum(lengths[:-1], out=off[1:])
+    return off
+
+
+class MemoryView:
+    """Base of every readable address space.
+
+    Attributes a subclass sets: ``little_endian`` (bool), ``pointer_size`` (4 or 8), ``writable``.
+    """
+
+    little_endian: bool = True
+    pointer_size: int = 8
+    writable: bool = False
+
+    # ---- the primitive a subclass implements -------------------------------------------------
+    def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
+        """Fill ``out`` (size ``lengths.sum()``) with piece ``i`` at the exclusive cumulative sum of
+        ``lengths``; zero failed bytes and return what failed. Must never raise for unreadable
+        addresses (report them) -- only for programming errors or a dead target."""
+        raise NotImplementedError
+
+    def _write_batch(self, addrs: U64Array, lengths: I64Array, data: U8Array) -> list[ReadFailure]:
+        raise ReadOnlyError(f"{type(self).__name__} is read-only (open it with writable=true to write)")
+
+    def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        """One read; subclasses override for speed. Returns (bytes with failed parts zeroed, failures)."""
+        out = np.empty(n, dtype=np.uint8)
+        failures = self._read_batch(
+            np.array([addr], dtype=np.uint64), np.array([n], dtype=np.int64), out
+        )
+        return out.tobytes(), failures
+
+    # ---- batched API ---------------------------------------------------------------------------
+    def read_batch(
+        self,
+        addrs: Iterable[int] | npt.ArrayLike,
+        lengths: int | Iterable[int] | npt.ArrayLike,
+    ) -> BatchResult:
+        """Read many pieces in one pass. Never raises for unreadable pieces: see ``failures``."""
+        a, n = as_pieces(addrs, lengths)
+        out = np.empty(int(n.sum()), dtype=np.uint8)
+        failures = self._read_batch(a, n, out) if a.size else []
+        return BatchResult(out, _offsets(n), n, failures)
+
+    def read_gather(
+        self, addrs: Iterable[int] | npt.ArrayLike, size: int
+    ) -> tuple[npt.NDArray[np.uint8], list[ReadFailure]]:
+        """Read ``size`` bytes at each address: an ``(n, size)`` uint8 array plus failures."""
+        a, n = as_pieces(addrs, size)
+        out = np.empty(a.shape[0] * size, dtype=np.uint8)
+        failures = self._read_batch(a, n, out) if a.size else []
+        return out.reshape(a.shape[0], size), failures
+
+    def read_u64_many(self, addrs: Iterable[int] | npt.ArrayLike) -> tuple[U64Array, npt.NDArray[np.bool_]]:
+        """Read a u64 at each address; returns values and a per-address ok mask."""
+        raw, failures = self.read_gather(addrs, 8)
+        ok = np.ones(raw.shape[0], dtype=bool)
+        for f in failures:
+            ok[f.index] = False
+        dt = np.dtype("<u8" if self.little_endian else ">u8")
+        return raw.reshape(-1).view(dt).astype(np.uint64, copy=False), ok
+
+    def write_batch(
+        self, addrs: Iterable[int] | npt.ArrayLike, datas: Sequence[bytes | bytearray | memoryview]
+    ) -> list[ReadFailure]:
+        a, n = as_pieces(addrs, [len(d) for d in datas])
+        buf = np.frombuffer(b"".join(bytes(d) for d in datas), dtype=np.uint8)
+        return self._write_batch(a, n, buf)
+
+    # ---- single reads --------------------------------------------------------------------------
+    def read(self, addr: int, n: int, *, zero_fill: bool = False) -> bytes:
+        """Read ``n`` bytes. Raises :class:`PartialReadError` on failure unless ``zero_fill``."""
+        data, failures = self._read_single(addr, n)
+        if failures and not zero_fill:
+            raise PartialReadError(data, failures)
+        return data
+
+    def read_into(self, addr: int, buf: bytearray | memoryview, *, zero_fill: bool = False) -> None:
+        mv = memoryview(buf).cast("B")
+        out = np.frombuffer(mv, dtype=np.uint8)
+        failures = self._read_batch(
+            np.array([addr], dtype=np.uint64), np.array([len(mv)], dtype=np.int64), out
+        )
+        if failures and not zero_fill:
+            raise PartialReadError(mv.tobytes(), failures)
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        d = np.frombuffer(bytes(data), dtype=np.uint8)
+        failures = self._write_batch(
+            np.array([addr], dtype=np.uint64), np.array([d.size], dtype=np.int64), d
+        )
+        if failures:
+            raise PartialWriteError(failures)
+
+    # ---- typed reads ---------------------------------------------------------------------------
+    def _unpack(self, fmt: str, addr: int) -> Any:
+        s = struct.Struct(("<" if self.little_endian else ">") + fmt)
+        return s.unpack(self.read(addr, s.size))[0]
+
+    def read_u8(self, addr: int) -> int:
+        return self._unpack("B", addr)  # type: ignore[no-any-return]
+
+    def read_u16(self, addr: int) -> int:
+        return self._unpack("H", addr)  # type: ignore[no-any-return]
+
+    def read_u32(self, addr: int) -> int:
+        return self._unpack("I", addr)  # type: ignore[no-any-return]
+
+    def read_u64(self, addr: int) -> int:
+        return self._unpack("Q", addr)  # type: ignore[no-any-return]
+
+    def read_i8(self, addr: int) -> int:
+        return self._unpack("b", addr)  # type: ignore[no-any-return]
+
+    def read_i16(self, addr: int) -> int:
+        return self._unpack("h", addr)  # type: ignore[no-any-return]
+
+    def read_i32(self, addr: int) -> int:
+        return self._unpack("i", addr)  # type: ignore[no-any-return]
+
+    def read_i64(self, addr: int) -> int:
+        return self._unpack("q", addr)  # type: ignore[no-any-return]
+
+    def read_f32(self, addr: int) -> float:
+        return self._unpack("f", addr)  # type: ignore[no-any-return]
+
+    def read_f64(self, addr: int) -> float:
+        return self._unpack("d", addr)  # type: ignore[no-any-return]
+
+    def read_ptr(self, addr: int) -> int:
+        """A pointer of the target's width (``pointer_size``)."""
+        return self.read_u64(addr) if self.pointer_size == 8 else self.read_u32(addr)
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<Q" if self.little_endian else ">Q", value))
+
+    def write_u32(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<I" if self.little_endian else ">I", value))
+
+    def read_array(self, addr: int, dtype: npt.DTypeLike, count: int) -> npt.NDArray[Any]:
+        dt = np.dtype(dtype)
+        return np.frombuffer(self.read(addr, dt.itemsize * count), dtype=dt).copy()
+
+    def read_struct(self, addr: int, ctype: type[_S]) -> _S:
+        """Read a ctypes ``Structure`` (or ``BigEndianStructure``)."""
+        return ctype.from_buffer_copy(self.read(addr, ctypes.sizeof(ctype)))
+
+    # ---- strings -------------------------------------------------------------------------------
+    def read_cstr(self, addr: int, max_len: int = 4096, encoding: str = "utf-8") -> str:
+        """A NUL-terminated string of at most ``max_len`` bytes; reads in chunks so a string near an
+        unmapped page still reads."""
+        data = self._read_until(addr, max_len, b"\0", 1)
+        return data.decode(encoding, errors="replace")
+
+    def read_utf16(self, addr: int, max_len: int = 4096) -> str:
+        """A NUL-terminated UTF-16 string of at most ``max_len`` bytes."""
+        data = self._read_until(addr, max_len, b"\0\0", 2)
+        return data.decode("utf-16-le" if self.little_endian else "utf-16-be", errors="replace")
+
+    def _read_until(self, addr: int, max_len: int, terminator: bytes, unit: int) -> bytes:
+        out = bytearray()
+        pos = addr
+        while len(out) < max_len:
+            # read up to the next 256-byte boundary so we never cross into an unread page needlessly
+            chunk = min(256 - (pos & 0xFF), max_len - len(out))
+            data, failures = self._read_single(pos, chunk)
+            if failures:
+                good = failures[0].address - pos
+                data = data[: max(good, 0)]
+            start = len(out) - (len(out) % unit)
+            out += data
+            for i in range(start, len(out) - unit + 1, unit):
+                if out[i : i + unit] == terminator:
+                    return bytes(out[:i])
+            if failures:
+                if not out:
+                    raise PartialReadError(b"", failures, "string read")
+                break
+            pos += chunk
+        return bytes(out[: max_len - (max_len % unit)])
+
+    # ---- batches and cursors -------------------------------------------------------------------
+    def batcher(self) -> Batcher:
+        """Queue many reads, commit once, fetch results by handle."""
+        return Batcher(self)
+
+    def cursor(self, start: int = 0) -> MemoryCursor:
+        """A file-like object over this address space (``io.RawIOBase``)."""
+        return MemoryCursor(self, start)
+
+
+class Batcher:
+    """Scatter reads: ``h = b.read(addr, n)`` ... ``b.commit()`` ... ``b[h]`` -> bytes.
+
+    ``b.read_u64(addr)`` queues a typed read whose result is decoded on access.
+    """
+
+    def __init__(self, view: MemoryView) -> None:
+        self._view = view
+        self._addrs: list[int] = []
+        self._lens: list[int] = []
+        self._decoders: list[str | None] = []
+        self._result: BatchResult | None = None
+
+    def read(self, addr: int, n: int) -> int:
+        self._addrs.append(addr)
+        self._lens.append(n)
+        self._decoders.append(None)
+        self._result = None
+        return len(self._addrs) - 1
+
+    def _typed(self, addr: int, fmt: str) -> int:
+        h = self.read(addr, struct.calcsize(fmt))
+        self._decoders[h] = fmt
+        return h
+
+    def read_u32(self, addr: int) -> int:
+        return self._typed(addr, "I")
+
+    def read_u64(self, addr: int) -> int:
+        return self._typed(addr, "Q")
+
+    def read_ptr(self, addr: int) -> int:
+        return self._typed(addr, "Q" if self._view.pointer_size == 8 else "I")
+
+    def commit(self) -> BatchResult:
+        self._result = self._view.read_batch(self._addrs, self._lens)
+        self._failed = {f.index for f in self._result.failures}
+        return self._result
+
+    def ok(self, handle: int) -> bool:
+        if self._result is None:
+            self.commit()
+        return handle not in self._failed
+
+    def __getitem__(self, handle: int) -> Any:
+        if self._result is None:
+            self.commit()
+        assert self._result is not None
+        if handle in self._failed:
+            fails = [f for f in self._result.failures if f.index == handle]
+            raise PartialReadError(self._result.piece(handle), fails)
+        data = self._result.piece(handle)
+        fmt = self._decoders[handle]
+        if fmt is None:
+            return data
+        return struct.unpack(("<" if self._view.little_endian else ">") + fmt, data)[0]
+
+    def __len__(self) -> int:
+        return len(self._addrs)
+
+
+class MemoryCursor(io.RawIOBase):
+    """File-like access: ``read``/``readinto``/``seek``/``tell`` and ``write`` when writable.
+
+    Unreadable bytes raise :class:`PartialReadError` (as ``OSError`` would lose the data read)."""
+
+    def __init__(self, view: MemoryView, start: int = 0) -> None:
+        super().__init__()
+        self._view = view
+        self._pos = start
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return bool(self._view.writable)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        else:
+            raise io.UnsupportedOperation("memory has no end to seek from")
+        if self._pos < 0:
+            raise ValueError("negative seek position")
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        mv = memoryview(b).cast("B")
+        self._view.read_into(self._pos, mv)
+        self._pos += len(mv)
+        return len(mv)
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self._view.write(self._pos, data)
+        self._pos += len(data)
+        return len(data)

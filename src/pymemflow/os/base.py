@@ -1,0 +1,228 @@
+"""The interface every OS layer (win32, linux, native) implements, and the records it returns.
+
+The CLI's ``ps``, ``modules``, ``kmods``, ``maps``, ``exports``, ``read`` ... are written once
+against this interface. Field names are the CLI's ``--json`` field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import NotFoundError
+from ..mem.view import MemoryView
+
+
+@dataclass
+class ProcessInfo:
+    pid: int
+    ppid: int
+    name: str
+    path: str = ""
+    command_line: str = ""
+    state: str = "alive"
+    """'alive', 'dead' (exit code in ``exit_code``) or an OS-specific state such as 'sleeping'."""
+    arch: str = "x64"
+    dtb: int = 0
+    user_dtb: int = 0
+    address: int = 0
+    """Kernel address of the process object (EPROCESS, task_struct); 0 for native processes."""
+    wow64: bool = False
+    exit_code: int | None = None
+    create_time: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """OS-specific facts (uid, gid, threads, kernel_thread, ...)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ModuleInfo:
+    name: str
+    path: str
+    base: int
+    size: int
+    arch: str = "x64"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ExportInfo:
+    name: str
+    address: int
+    ordinal: int | None = None
+    forwarder: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ImportInfo:
+    module: str
+    name: str
+    address: int
+    """Address of the IAT slot."""
+    ordinal: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SectionInfo:
+    name: str
+    address: int
+    size: int
+    characteristics: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MemoryRegion:
+    """One mapped range of a process: from page tables, VADs, or /proc/PID/maps."""
+
+    start: int
+    end: int
+    protection: str = ""
+    """'r-x', 'rw-', ... """
+    kind: str = ""
+    """'private', 'mapped', 'image', 'large-page', 'stack', ..."""
+    path: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = self.size
+        return d
+
+
+class Process:
+    """A process: its info and its virtual memory (a :class:`MemoryView`)."""
+
+    def __init__(self, os: OsLayer, info: ProcessInfo, memory: MemoryView) -> None:
+        self.os = os
+        self.info = info
+        self.memory = memory
+
+    def __repr__(self) -> str:
+        return f"<Process {self.info.pid} {self.info.name!r}>"
+
+    # Convenience pass-throughs so ``proc.read(...)`` works like memflow's process.read.
+    def read(self, addr: int, n: int) -> bytes:
+        return self.memory.read(addr, n)
+
+    def module_list(self) -> list[ModuleInfo]:
+        return self.os.module_list(self)
+
+    def module_by_name(self, name: str) -> ModuleInfo:
+        low = name.lower()
+        for m in self.module_list():
+            if m.name.lower() == low:
+                return m
+        raise NotFoundError(f"no module {name!r} in process {self.info.pid} ({self.info.name})")
+
+    def exports(self, module: ModuleInfo | str) -> list[ExportInfo]:
+        return self.os.module_exports(self, self._mod(module))
+
+    def imports(self, module: ModuleInfo | str) -> list[ImportInfo]:
+        return self.os.module_imports(self, self._mod(module))
+
+    def sections(self, module: ModuleInfo | str) -> list[SectionInfo]:
+        return self.os.module_sections(self, self._mod(module))
+
+    def maps(self, **kw: Any) -> list[MemoryRegion]:
+        return self.os.memory_regions(self, **kw)
+
+    def _mod(self, module: ModuleInfo | str) -> ModuleInfo:
+        return module if isinstance(module, ModuleInfo) else self.module_by_name(module)
+
+
+class OsLayer:
+    """Base class of OS plugins. Subclasses implement ``process_info_list``, ``process_from_info``
+    and whichever of the module / memory / export calls the OS supports (others raise
+    ``NotImplementedError`` which the CLI reports as "not supported by this OS layer")."""
+
+    name: str = "os"
+
+    def info(self) -> dict[str, Any]:
+        """OS facts for ``pymemflow info`` (version, build, kernel base, ...)."""
+        return {"os": self.name}
+
+    # --- processes ---
+    def process_info_list(self) -> list[ProcessInfo]:
+        raise NotImplementedError
+
+    def process_from_info(self, info: ProcessInfo) -> Process:
+        raise NotImplementedError
+
+    def process_list(self) -> list[Process]:
+        return [self.process_from_info(i) for i in self.process_info_list()]
+
+    def process_by_pid(self, pid: int) -> Process:
+        for i in self.process_info_list():
+            if i.pid == pid:
+                return self.process_from_info(i)
+        raise NotFoundError(f"no process with pid {pid}")
+
+    def process_by_name(self, name: str) -> Process:
+        low = name.lower()
+        for i in self.process_info_list():
+            if i.name.lower() == low:
+                return self.process_from_info(i)
+        raise NotFoundError(f"no process named {name!r}")
+
+    def process(self, pid_or_name: int | str) -> Process:
+        """``-p`` on the command line: a pid (number) or a name."""
+        if isinstance(pid_or_name, int):
+            return self.process_by_pid(pid_or_name)
+        s = str(pid_or_name)
+        if s.isdigit():
+            return self.process_by_pid(int(s))
+        return self.process_by_name(s)
+
+    def iter_processes(self) -> Iterator[Process]:
+        for i in self.process_info_list():
+            yield self.process_from_info(i)
+
+    # --- kernel ---
+    def kernel_memory(self) -> MemoryView:
+        """The kernel's virtual address space."""
+        raise NotImplementedError
+
+    def kernel_modules(self) -> list[ModuleInfo]:
+        raise NotImplementedError
+
+    # --- per-process ---
+    def module_list(self, proc: Process) -> list[ModuleInfo]:
+        raise NotImplementedError
+
+    def module_exports(self, proc: Process, module: ModuleInfo) -> list[ExportInfo]:
+        raise NotImplementedError
+
+    def module_imports(self, proc: Process, module: ModuleInfo) -> list[ImportInfo]:
+        raise NotImplementedError
+
+    def module_sections(self, proc: Process, module: ModuleInfo) -> list[SectionInfo]:
+        raise NotImplementedError
+
+    def memory_regions(self, proc: Process, **kw: Any) -> list[MemoryRegion]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release resources (and the input connector's). Idempotent."""
+
+    def __enter__(self) -> OsLayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,29 @@
+"""Modules that hold the built-in plugins (each defines ``PLUGIN`` or ``PLUGINS``).
+
+A module listed here that fails to import is skipped with a warning (shown with ``-v``), so one
+broken optional plugin (a missing extra, say) never takes the others down.
+"""
+
+BUILTIN_MODULES: list[str] = [
+    # connectors: files and in-process memory
+    "pymemflow.connectors.raw",
+    "pymemflow.connectors.dummy",
+    # connectors: dump formats and auto-detection
+    "pymemflow.connectors.elf",
+    "pymemflow.connectors.kdump",
+    "pymemflow.connectors.crashdump",
+    "pymemflow.connectors.lime",
+    "pymemflow.connectors.avml",
+    "pymemflow.connectors.vmware",
+    "pymemflow.connectors.auto",
+    # connectors: live targets
+    "pymemflow.connectors.qemu",
+    "pymemflow.connectors.kcore",
+    "pymemflow.connectors.leechcore",
+    # connectors: built-in demo machines
+    "pymemflow.connectors.demo",
+    # OS layers
+    "pymemflow.os.win32.plugin",
+    "pymemflow.os.linux.plugin",
+    "pymemflow.os.native.plugin",
+]

@@ -1,0 +1,52 @@
+"""Shared fixtures. Guests are session-scoped: one boot per kind per test run, stopped at the end."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from testbed import DATA, Guest, boot  # noqa: E402
+
+
+def _guest(kind: str, **env: str) -> Iterator[Guest]:
+    g = boot(kind, **env)
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
+@pytest.fixture(scope="session")
+def guest_x64() -> Iterator[Guest]:
+    """x86-64 Debian kernel with KASLR, 512 MiB, RAM in /dev/shm (``guest.ramfile``)."""
+    yield from _guest("x64")
+
+
+@pytest.fixture(scope="session")
+def guest_la57() -> Iterator[Guest]:
+    """x86-64 with 5-level paging (LA57)."""
+    yield from _guest("la57")
+
+
+@pytest.fixture(scope="session")
+def guest_pae() -> Iterator[Guest]:
+    """i386 PAE kernel."""
+    yield from _guest("pae")
+
+
+@pytest.fixture(scope="session")
+def guest_x86() -> Iterator[Guest]:
+    """i386 non-PAE kernel (2-level paging)."""
+    yield from _guest("x86")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not DATA.exists():
+        pytest.skip(f"reference data not found at {DATA} (expected ../shared/data beside the project)")
+    return DATA
