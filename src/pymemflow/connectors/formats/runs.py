@@ -1,0 +1,125 @@
+"""Runs: contiguous physical ranges stored contiguously in a file (LiME, ELF, crash dumps, VMware).
+
+Look-ups are vectorised: one ``np.searchsorted`` over the run starts places every piece of a batch;
+pieces inside one run are copied straight from the mapped file, the rare piece that crosses a run
+boundary or a hole takes a slow path that splits it and reports the holes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ReadFailure
+from ...mem.view import I64Array, U8Array, U64Array, _offsets
+from .base import SnapshotMemory
+from .source import FileSource
+
+ZERO_FILL = -1
+"""File offset of a run that reads as zeros (an ELF segment's memsz beyond its filesz)."""
+
+
+class RunMap:
+    """Sorted, non-overlapping runs ``(phys_start, length, file_offset)``; validated against the file."""
+
+    def __init__(self, source: FileSource, runs: list[tuple[int, int, int]], field: str,
+                 header_offsets: list[int] | None = None) -> None:
+        order = sorted(range(len(runs)), key=lambda i: runs[i][0])
+        where = header_offsets or [None] * len(runs)  # type: ignore[list-item]
+        kept: list[tuple[int, int, int]] = []
+        for i in order:
+            start, length, fo = runs[i]
+            if length <= 0:
+                continue
+            if start < 0 or start + length > 1 << 64:
+                raise source.error(where[i], field, f"run {start:#x}+{length:#x} is outside the 64-bit space")
+            if fo != ZERO_FILL and (fo < 0 or fo + length > source.size):
+                raise source.error(where[i], field,
+                                   f"run at {start:#x} needs file bytes {fo:#x}..{fo + length:#x} past "
+                                   f"the end of the file ({source.size:#x})")
+            if kept and start < kept[-1][0] + kept[-1][1]:
+                raise source.error(where[i], field,
+                                   f"run at {start:#x} overlaps the run at {kept[-1][0]:#x}")
+            kept.append((start, length, fo))
+        self.starts: U64Array = np.array([r[0] for r in kept], dtype=np.uint64)
+        self.lengths: U64Array = np.array([r[1] for r in kept], dtype=np.uint64)
+        self.ends: U64Array = self.starts + self.lengths
+        self.file_offsets: I64Array = np.array([r[2] for r in kept], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """Merged ``(start, end)`` ranges."""
+        out: list[tuple[int, int]] = []
+        for s, e in zip(self.starts.tolist(), self.ends.tolist(), strict=True):
+            if out and out[-1][1] == s:
+                out[-1] = (out[-1][0], e)
+            else:
+                out.append((s, e))
+        return out
+
+
+class RunMappedMemory(SnapshotMemory):
+    """Physical memory served from runs of a mapped file."""
+
+    runs: RunMap
+
+    def _set_runs(self, runs: RunMap) -> None:
+        self.runs = runs
+        self._finish(runs.ranges())
+
+    def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
+        rm = self.runs
+        offs = _offsets(lengths)
+        if len(rm) == 0:
+            out[:] = 0
+            return [ReadFailure(i, int(a), int(n), "not in the dump")
+                    for i, (a, n) in enumerate(zip(addrs.tolist(), lengths.tolist(), strict=True)) if n]
+        idx = np.searchsorted(rm.starts, addrs, side="right").astype(np.int64) - 1
+        idxc = np.maximum(idx, 0)
+        n64 = lengths.astype(np.uint64)
+        end = addrs + n64
+        inside = (idx >= 0) & (end >= addrs) & (end <= rm.ends[idxc]) & (addrs >= rm.starts[idxc])
+        fo = rm.file_offsets[idxc]
+        src = fo + (addrs - rm.starts[idxc]).astype(np.int64)
+        data = self.source.data
+        fast = np.flatnonzero(inside & (fo >= 0))
+        for o, s, n in zip(offs[fast].tolist(), src[fast].tolist(), lengths[fast].tolist(), strict=True):
+            out[o : o + n] = data[s : s + n]
+        for i in np.flatnonzero(inside & (fo < 0)).tolist():
+            o = int(offs[i])
+            out[o : o + int(lengths[i])] = 0
+        failures: list[ReadFailure] = []
+        for i in np.flatnonzero(~inside).tolist():
+            self._read_slow(i, int(addrs[i]), int(lengths[i]), out, int(offs[i]), failures)
+        return failures
+
+    def _read_slow(self, index: int, addr: int, n: int, out: U8Array, o: int,
+                   failures: list[ReadFailure]) -> None:
+        """One piece that crosses run boundaries or holes: copy run by run, report the holes."""
+        rm = self.runs
+        starts, ends, fos = rm.starts, rm.ends, rm.file_offsets
+        pos, stop = addr, addr + n
+        while pos < stop:
+            j = int(np.searchsorted(starts, np.uint64(min(pos, (1 << 64) - 1)), side="right")) - 1
+            if j >= 0 and pos < int(ends[j]):
+                take = min(stop, int(ends[j])) - pos
+                fo = int(fos[j])
+                dst = o + (pos - addr)
+                if fo < 0:
+                    out[dst : dst + take] = 0
+                else:
+                    s = fo + pos - int(starts[j])
+                    out[dst : dst + take] = self.source.data[s : s + take]
+            else:
+                nxt = int(starts[j + 1]) if j + 1 < len(rm) else stop
+                take = min(stop, nxt) - pos
+                dst = o + (pos - addr)
+                out[dst : dst + take] = 0
+                if failures and failures[-1].index == index and \
+                        failures[-1].address + failures[-1].length == pos:
+                    f = failures.pop()
+                    failures.append(ReadFailure(index, f.address, f.length + take, f.reason))
+                else:
+                    failures.append(ReadFailure(index, pos, take, "not in the dump"))
+            pos += take
