@@ -19,31 +19,47 @@ ZERO_FILL = -1
 
 
 class RunMap:
-    """Sorted, non-overlapping runs ``(phys_start, length, file_offset)``; validated against the file."""
+    """Sorted, non-overlapping runs ``(phys_start, length, file_offset)``; validated against the file.
 
-    def __init__(self, source: FileSource, runs: list[tuple[int, int, int]], field: str,
-                 header_offsets: list[int] | None = None) -> None:
-        order = sorted(range(len(runs)), key=lambda i: runs[i][0])
-        where = header_offsets or [None] * len(runs)  # type: ignore[list-item]
-        kept: list[tuple[int, int, int]] = []
-        for i in order:
-            start, length, fo = runs[i]
-            if length <= 0:
-                continue
-            if start < 0 or start + length > 1 << 64:
-                raise source.error(where[i], field, f"run {start:#x}+{length:#x} is outside the 64-bit space")
-            if fo != ZERO_FILL and (fo < 0 or fo + length > source.size):
-                raise source.error(where[i], field,
-                                   f"run at {start:#x} needs file bytes {fo:#x}..{fo + length:#x} past "
-                                   f"the end of the file ({source.size:#x})")
-            if kept and start < kept[-1][0] + kept[-1][1]:
-                raise source.error(where[i], field,
-                                   f"run at {start:#x} overlaps the run at {kept[-1][0]:#x}")
-            kept.append((start, length, fo))
-        self.starts: U64Array = np.array([r[0] for r in kept], dtype=np.uint64)
-        self.lengths: U64Array = np.array([r[1] for r in kept], dtype=np.uint64)
-        self.ends: U64Array = self.starts + self.lengths
-        self.file_offsets: I64Array = np.array([r[2] for r in kept], dtype=np.int64)
+    ``header_offsets`` (optional) says where in the file each run was described, so an error can
+    point at the faulty header. Validation is vectorised: a crash dump bitmap can yield many runs.
+    """
+
+    def __init__(self, source: FileSource, runs: list[tuple[int, int, int]] | np.ndarray, field: str,
+                 header_offsets: list[int] | np.ndarray | None = None) -> None:
+        arr = np.asarray(runs, dtype=object).reshape(-1, 3) if len(runs) else np.zeros((0, 3), dtype=object)
+        starts_o, lens_o, fos_o = arr[:, 0], arr[:, 1], arr[:, 2]
+        where = np.asarray(header_offsets if header_offsets is not None else [-1] * len(arr), dtype=np.int64)
+        for i in range(len(arr)):  # Python ints: catch values outside 64 bits before converting
+            s0, n0, f0 = int(starts_o[i]), int(lens_o[i]), int(fos_o[i])
+            if s0 < 0 or n0 < 0 or s0 + n0 > 1 << 64 or f0 < ZERO_FILL or f0 >= 1 << 63:
+                raise source.error(_at(where, i), field,
+                                   f"run {s0:#x}+{n0:#x} (file offset {f0:#x}) is outside the 64-bit space")
+        starts = starts_o.astype(np.uint64) if len(arr) else np.zeros(0, np.uint64)
+        lens = lens_o.astype(np.uint64) if len(arr) else np.zeros(0, np.uint64)
+        fos = fos_o.astype(np.int64) if len(arr) else np.zeros(0, np.int64)
+        keep = lens > 0
+        starts, lens, fos, where = starts[keep], lens[keep], fos[keep], where[keep]
+        order = np.argsort(starts, kind="stable")
+        starts, lens, fos, where = starts[order], lens[order], fos[order], where[order]
+        past = (fos != ZERO_FILL) & (fos.astype(np.float64) + lens.astype(np.float64) > float(source.size))
+        past |= (fos != ZERO_FILL) & (fos + lens.astype(np.int64) > source.size)
+        if past.any():
+            i = int(np.flatnonzero(past)[0])
+            raise source.error(_at(where, i), field,
+                               f"run at {int(starts[i]):#x} needs file bytes {int(fos[i]):#x}.."
+                               f"{int(fos[i]) + int(lens[i]):#x} past the end of the file ({source.size:#x})")
+        ends = starts + lens
+        if starts.size > 1:
+            over = starts[1:] < ends[:-1]
+            if over.any():
+                i = int(np.flatnonzero(over)[0]) + 1
+                raise source.error(_at(where, i), field,
+                                   f"run at {int(starts[i]):#x} overlaps the run at {int(starts[i - 1]):#x}")
+        self.starts: U64Array = starts
+        self.lengths: U64Array = lens
+        self.ends: U64Array = ends
+        self.file_offsets: I64Array = fos
 
     def __len__(self) -> int:
         return int(self.starts.size)
@@ -57,6 +73,11 @@ class RunMap:
             else:
                 out.append((s, e))
         return out
+
+
+def _at(where: np.ndarray, i: int) -> int | None:
+    w = int(where[i])
+    return None if w < 0 else w
 
 
 class RunMappedMemory(SnapshotMemory):
