@@ -208,7 +208,7 @@ class ProcessMemoryIO:
             ok = self._one(remote + pos, local + pos, step, write)
             if ok:
                 if bad_start >= 0:
-                    failures.append(ReadFailure(idx, remote + bad_start, pos - bad_start, "host memory not readable"))
+                    failures.append(ReadFailure(idx, remote + bad_start, pos - bad_start, "memory not readable (unmapped or no access)"))
                     bad_start = -1
             else:
                 if not write:
@@ -218,7 +218,7 @@ class ProcessMemoryIO:
             pos += step
         if bad_start >= 0:
             failures.append(ReadFailure(idx, remote + bad_start, total - bad_start,
-                                        "host memory not " + ("writable" if write else "readable")))
+                                        "memory not " + ("writable" if write else "readable") + " (unmapped or no access)"))
         return failures
 
     def _one(self, remote: int, local: int, n: int, write: bool) -> bool:
