@@ -84,6 +84,7 @@ def test_writer_reader_and_volatility(snapshot, tmp_path, volcache, kind, fmt, v
                 banners = vol_banners(path, volcache)
                 assert banners, f"volatility3 found no Linux banner in {path.name}"
                 for offset, text in banners:
+                    assert text.startswith("Linux version")
                     # the offset vol prints is a physical address: the banner is there in the RAM
                     assert snapshot.ram[offset : offset + 13].tobytes() == b"Linux version"
                     assert mem.read(offset, 13) == b"Linux version"

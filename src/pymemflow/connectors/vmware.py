@@ -129,7 +129,10 @@ class VmwareSnapshot(RunMappedMemory):
             for (s, n, fo), w in zip(runs, where, strict=True):
                 if fo + n > limit:
                     raise FormatError(state_path, w, "region", f"region at {s:#x} runs past the Memory block")
-        self._set_runs(RunMap(src, runs, "vmss memory regions", where))
+        if vmem_path is not None:  # offsets in errors would be the state file's: name it instead
+            self._set_runs(RunMap(src, runs, f"memory regions of {Path(state_path).name}", None))
+        else:
+            self._set_runs(RunMap(src, runs, "vmss memory regions", where))
         self.format_info.update({"state_file": str(state_path), "vmem": str(vmem_path) if vmem_path else None,
                                  "regions": len(runs), "groups": sorted(groups)})
         cpu = groups.get("cpu", {})

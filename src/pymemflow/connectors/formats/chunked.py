@@ -78,6 +78,9 @@ class ChunkedMemory(SnapshotMemory):
                                              strict=True)):
             pos, stop = a, a + n
             while pos < stop:
+                if j + 1 < nchunks and pos >= int(starts[j + 1]):
+                    j += 1
+                    continue
                 if j >= 0 and pos < int(ends[j]):
                     take = min(stop, int(ends[j])) - pos
                     try:
@@ -88,7 +91,6 @@ class ChunkedMemory(SnapshotMemory):
                     else:
                         s = pos - int(starts[j])
                         out[o + pos - a : o + pos - a + take] = c[s : s + take]
-                    j += 1
                 else:
                     nxt = int(starts[j + 1]) if j + 1 < nchunks else stop
                     take = min(stop, nxt) - pos
@@ -99,7 +101,5 @@ class ChunkedMemory(SnapshotMemory):
                         failures.append(ReadFailure(i, f.address, f.length + take, f.reason))
                     else:
                         failures.append(ReadFailure(i, pos, take, "not in the dump"))
-                    if j + 1 < nchunks and pos + take == nxt:
-                        j += 1
                 pos += take
         return failures
