@@ -102,6 +102,7 @@ class KdumpCompressed(ChunkedMemory):
 
     def _sub_header(self, store: Any, block_size: int, version: int) -> dict[str, int]:
         at = block_size
+        names: tuple[str, ...]
         if self.is32:
             names = ("phys_base", "dump_level", "split", "start_pfn", "end_pfn", "offset_vmcoreinfo",
                      "size_vmcoreinfo", "offset_note", "size_note", "offset_eraseinfo", "size_eraseinfo",

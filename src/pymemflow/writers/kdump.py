@@ -65,14 +65,14 @@ def write_kdump(mem: MemoryView, out: str | os.PathLike[str], codec: str = "zlib
             if page == zero and zero_at >= 0:
                 descs += struct.pack("<qIIQ", zero_at, zero_len, zero_flag, 0)
                 continue
-            blob, f = page, 0
+            blob, pflags = page, 0
             if comp is not None:
                 z = comp(page)
                 if len(z) < PAGE:
-                    blob, f = z, flag
-            descs += struct.pack("<qIIQ", pos, len(blob), f, 0)
+                    blob, pflags = z, flag
+            descs += struct.pack("<qIIQ", pos, len(blob), pflags, 0)
             if page == zero:
-                zero_at, zero_len, zero_flag = pos, len(blob), f
+                zero_at, zero_len, zero_flag = pos, len(blob), pflags
             chunks.append(blob)
             pos += len(blob)
     uts = b"".join(s.ljust(65, b"\0") for s in (b"Linux", b"pymemflow", str(hints.get("kernel_release", "")).encode(),
