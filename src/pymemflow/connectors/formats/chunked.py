@@ -7,6 +7,7 @@ decodes to more than its declared size is a :class:`FormatError`, never an unbou
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 
 import numpy as np
@@ -33,6 +34,8 @@ class ChunkedMemory(SnapshotMemory):
         self.chunk_starts = starts.astype(np.uint64)
         self.chunk_ends = self.chunk_starts + lengths.astype(np.uint64)
         self._cache: OrderedDict[int, U8Array] = OrderedDict()
+        self._starts_l: list[int] = self.chunk_starts.tolist()
+        self._ends_l: list[int] = self.chunk_ends.tolist()
         self.cache_hits = 0
         self.cache_misses = 0
         ranges: list[tuple[int, int]] = []
@@ -42,6 +45,19 @@ class ChunkedMemory(SnapshotMemory):
             else:
                 ranges.append((s, e))
         self._finish(ranges)
+
+    def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        """One read inside one chunk: a bisect and the cached chunk."""
+        starts = self._starts_l
+        j = bisect_right(starts, addr) - 1
+        if j >= 0 and addr >= 0 and addr + n <= self._ends_l[j]:
+            try:
+                c = self._chunk(j)
+            except FormatError:
+                return super()._read_single(addr, n)
+            s = addr - starts[j]
+            return c[s : s + n].tobytes(), []
+        return super()._read_single(addr, n)
 
     def _decode_chunk(self, i: int) -> U8Array:
         """The decoded bytes of chunk ``i`` (exactly its length). Raise FormatError when corrupt."""

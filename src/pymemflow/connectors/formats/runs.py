@@ -7,6 +7,8 @@ boundary or a hole takes a slow path that splits it and reports the holes.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 
 from ...errors import ReadFailure
@@ -88,6 +90,17 @@ class RunMappedMemory(SnapshotMemory):
     def _set_runs(self, runs: RunMap) -> None:
         self.runs = runs
         self._finish(runs.ranges())
+        self._starts_l: list[int] = runs.starts.tolist()
+        self._ends_l: list[int] = runs.ends.tolist()
+        self._fos_l: list[int] = runs.file_offsets.tolist()
+
+    def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        """One read inside one run: a bisect and a slice of the mapping, no NumPy set-up."""
+        j = bisect_right(self._starts_l, addr) - 1
+        if j >= 0 and addr + n <= self._ends_l[j] and self._fos_l[j] >= 0 and addr >= 0:
+            s = self._fos_l[j] + addr - self._starts_l[j]
+            return self.source.data[s : s + n].tobytes(), []
+        return super()._read_single(addr, n)
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         rm = self.runs
