@@ -13,7 +13,6 @@ QEMU process is found in that OS's process list and read through its process mem
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import shlex
@@ -29,8 +28,10 @@ from ..errors import ArgumentError, NotFoundError, PluginError, ReadFailure
 from ..live import procfs
 from ..live.procmem import (
     IOV_MAX,
+    AlignedReadsMixin,
     ProcessMemoryIO,
     PtracePermissionError,
+    SingleReadMixin,
     aligned_empty,
     ptrace_advice,
     read_maybe_bounced,
@@ -40,7 +41,7 @@ from ..live.qemu_ram import RamLayout, RamNotFoundError, layout_from_heuristic, 
 from ..live.qmp import QmpBusyError, QmpClient, QmpError
 from ..live.rangemap import HostRangeMap
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
-from ..mem.view import BatchResult, MemoryView, as_pieces
+from ..mem.view import MemoryView
 from ..plugins.api import ArgSpec, PluginSpec, TargetInfo, choice, parse_bool, parse_duration, parse_int
 
 U8Array = npt.NDArray[np.uint8]
@@ -186,7 +187,7 @@ def _parse_pause(text: str) -> str:
     raise ValueError(f"{text!r}: use pause=open (paused while open), pause=read (around each read) or off")
 
 
-class QemuConnector(PhysicalMemory):
+class QemuConnector(AlignedReadsMixin, SingleReadMixin, PhysicalMemory):
     """Guest-physical memory of a QEMU VM. Build with :func:`open_qemu` (or the plugin chain)."""
 
     name = "qemu"
@@ -218,9 +219,7 @@ class QemuConnector(PhysicalMemory):
         })
         if "x86_64" in (cmd.argv[0] if cmd.argv else "") or cmd.machine_family in ("pc", "q35"):
             self.hints.setdefault("arch_family", "x86")
-        # single-read fast path state: one reusable iovec pair
-        self._liov = (ctypes.c_uint64 * 2)()
-        self._riov = (ctypes.c_uint64 * 2)()
+        self._init_single(pid)
         if pause == "open":
             self.pause()
 
@@ -319,49 +318,15 @@ class QemuConnector(PhysicalMemory):
         return out
 
     def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
-        host = self.map.lookup(addr, n)
-        if host is None or self._local is None or self.pause_mode == "read" or n >= 65536 or n <= 0:
-            out = aligned_empty(n)
-            fails = self._read_batch(np.array([addr], np.uint64), np.array([n], np.int64), out)
-            return out.tobytes(), fails
-        buf = bytearray(n)
-        cbuf = (ctypes.c_char * n).from_buffer(buf)
-        li, ri = self._liov, self._riov
-        li[0] = ctypes.addressof(cbuf)
-        li[1] = n
-        ri[0] = host
-        ri[1] = n
-        io = self._local
-        if io.method == "readv":
-            from ..live.procmem import _readv
-
-            assert _readv is not None
-            got = _readv(io.pid, ctypes.addressof(li), 1, ctypes.addressof(ri), 1, 0)
-            if got == n:
-                del cbuf
-                return bytes(buf), []
-            if got < 0 and ctypes.get_errno() != errno.EFAULT:
-                io._raise_for(ctypes.get_errno())
-        del cbuf
+        if self._local is not None and self.pause_mode != "read" and self._local.method == "readv":
+            host = self.map.lookup(addr, n)
+            if host is not None:
+                data = self._try_single(host, n)
+                if data is not None:
+                    return data, []
         out = aligned_empty(n)
-        fails = self._read_batch_now(np.array([addr], np.uint64), np.array([n], np.int64), out)
+        fails = self._read_batch(np.array([addr], np.uint64), np.array([n], np.int64), out)
         return out.tobytes(), fails
-
-    def read_batch(self, addrs: Any, lengths: Any) -> BatchResult:
-        """As :meth:`MemoryView.read_batch`, into a page-aligned buffer (the kernel copies ~2x faster)."""
-        a, n = as_pieces(addrs, lengths)
-        out = aligned_empty(int(n.sum()))
-        failures = self._read_batch(a, n, out) if a.size else []
-        offs = np.zeros(n.shape[0], dtype=np.int64)
-        if n.shape[0] > 1:
-            np.cumsum(n[:-1], out=offs[1:])
-        return BatchResult(out, offs, n, failures)
-
-    def read_gather(self, addrs: Any, size: int) -> tuple[npt.NDArray[np.uint8], list[ReadFailure]]:
-        a, n = as_pieces(addrs, size)
-        out = aligned_empty(a.shape[0] * size)
-        failures = self._read_batch(a, n, out) if a.size else []
-        return out.reshape(a.shape[0], size), failures
 
     # -- writes ---------------------------------------------------------------------------------
     def _write_batch(self, addrs: U64Array, lengths: I64Array, data: U8Array) -> list[ReadFailure]:

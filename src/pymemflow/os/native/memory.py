@@ -6,14 +6,18 @@ so the batch goes straight to ``process_vm_readv``; unmapped pages come back as 
 
 from __future__ import annotations
 
-import ctypes
-import errno
-
 import numpy as np
 import numpy.typing as npt
 
 from ...errors import ReadFailure
-from ...live.procmem import ProcessMemoryIO, _readv, aligned_empty, plan_into, read_maybe_bounced
+from ...live.procmem import (
+    AlignedReadsMixin,
+    ProcessMemoryIO,
+    SingleReadMixin,
+    aligned_empty,
+    plan_into,
+    read_maybe_bounced,
+)
 from ...mem.view import MemoryView
 
 U8Array = npt.NDArray[np.uint8]
@@ -21,7 +25,7 @@ U64Array = npt.NDArray[np.uint64]
 I64Array = npt.NDArray[np.int64]
 
 
-class ProcessMemoryView(MemoryView):
+class ProcessMemoryView(AlignedReadsMixin, SingleReadMixin, MemoryView):
     """Virtual memory of local process ``pid``. ``writable=True`` enables process_vm_writev."""
 
     def __init__(self, pid: int, pointer_size: int = 8, writable: bool = False, io: str = "auto") -> None:
@@ -29,8 +33,7 @@ class ProcessMemoryView(MemoryView):
         self.pointer_size = pointer_size
         self.writable = writable
         self.io = ProcessMemoryIO(pid, io, writable)
-        self._liov = (ctypes.c_uint64 * 2)()
-        self._riov = (ctypes.c_uint64 * 2)()
+        self._init_single(pid)
 
     def _plan(self, addrs: U64Array, lengths: I64Array) -> tuple[U64Array, U64Array, U64Array, I64Array]:
         offsets = np.zeros(lengths.shape[0], dtype=np.uint64)
@@ -51,17 +54,10 @@ class ProcessMemoryView(MemoryView):
         return self.io.transfer(plan_into(data, a, n, o, idx), write=True)
 
     def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
-        if self.io.method == "readv" and _readv is not None and 0 < n < 65536:
-            buf = bytearray(n)
-            cbuf = (ctypes.c_char * n).from_buffer(buf)
-            li, ri = self._liov, self._riov
-            li[0], li[1], ri[0], ri[1] = ctypes.addressof(cbuf), n, addr, n
-            got = _readv(self.pid, ctypes.addressof(li), 1, ctypes.addressof(ri), 1, 0)
-            del cbuf
-            if got == n:
-                return bytes(buf), []
-            if got < 0 and ctypes.get_errno() not in (errno.EFAULT, errno.EIO):
-                self.io._raise_for(ctypes.get_errno())
+        if self.io.method == "readv" and n > 0:
+            data = self._try_single(addr, n)
+            if data is not None:
+                return data, []
         out = aligned_empty(n)
         fails = self._read_batch(np.array([addr], np.uint64), np.array([n], np.int64), out)
         return out.tobytes(), fails
