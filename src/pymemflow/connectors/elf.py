@@ -15,7 +15,7 @@ from typing import Any
 
 from ..plugins.api import PluginSpec
 from .formats.base import file_plugin_args
-from .formats.notes import parse_elf_notes
+from .formats.notes import parse_elf_notes, refine_arch
 from .formats.runs import ZERO_FILL, RunMap, RunMappedMemory
 from .formats.source import FileSource
 
@@ -84,7 +84,7 @@ class ElfCore(RunMappedMemory):
         runs: list[tuple[int, int, int]] = []
         where: list[int] = []
         for paddr, _vaddr, filesz, memsz, offset, at in loads:
-            if self.kcore_style and paddr in (all_ones, 0) and _vaddr >= KERNEL_SPACE_64 and paddr == all_ones:
+            if self.kcore_style and paddr == all_ones:
                 continue  # vmalloc/module areas of /proc/kcore have no physical address
             if filesz > memsz:
                 raise src.error(at, "p_filesz", f"p_filesz {filesz:#x} > p_memsz {memsz:#x}")
@@ -112,6 +112,7 @@ class ElfCore(RunMappedMemory):
             blobs.append(src.read(offset, size, "PT_NOTE"))
         for offset, blob in zip((o for o, _ in notes), blobs, strict=True):
             self.hints.update(parse_elf_notes(blob, e, self.elf64, src, offset))
+        refine_arch(self.hints)
 
 
 def _drop_aliases(runs: list[tuple[int, int, int]], where: list[int]) -> tuple[list[tuple[int, int, int]], list[int]]:

@@ -22,7 +22,7 @@ from .formats import codecs
 from .formats.base import file_plugin_args
 from .formats.chunked import ChunkedMemory
 from .formats.flattened import FLAT_SIGNATURE, FlattenedStore
-from .formats.notes import parse_elf_notes
+from .formats.notes import parse_elf_notes, refine_arch
 from .formats.source import FileSource
 
 KDUMP_SIGNATURE = b"KDUMP   "
@@ -58,15 +58,24 @@ class KdumpCompressed(ChunkedMemory):
         uts = [store.read(12 + 65 * i, 65, "disk_dump_header.utsname").split(b"\0")[0].decode("ascii", "replace")
                for i in range(6)]
         machine = uts[4]
-        self.is32 = machine in ARCH_32
-        base = 412 if self.is32 else 424
+        # The header's layout (64- or 32-bit timeval/longs) follows the dump writer's ELF class, not
+        # the guest: QEMU writes i386 guests with the 64-bit layout. Take the layout whose block
+        # size is valid, preferring the one the machine name suggests.
+        order = (True, False) if machine in ARCH_32 else (False, True)
+        fields = None
+        for is32 in order:
+            base = 412 if is32 else 424
+            vals = store.unpack("<IiiIIIIIIi", base, "disk_dump_header")
+            bs = vals[1]
+            if 0 < bs <= MAX_BLOCK_SIZE and not bs & (bs - 1):
+                fields, self.is32 = vals, is32
+                break
+        if fields is None:
+            base = 412 if order[0] else 424
+            raise store.error(base + 4, "disk_dump_header.block_size",
+                              f"bad block size {store.unpack('<i', base + 4, 'disk_dump_header.block_size')[0]}")
         (status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr, _total, _dev, _written, current_cpu,
-         nr_cpus) = store.unpack("<IiiIIIIIIi", base, "disk_dump_header")
-        if block_size <= 0 or block_size > MAX_BLOCK_SIZE or block_size & (block_size - 1):
-            raise store.error(base + 4, "disk_dump_header.block_size", f"bad block size {block_size}")
-        if sub_hdr_size < 0 or bitmap_blocks <= 0 or bitmap_blocks & 1:
-            raise store.error(base + 8, "disk_dump_header.sub_hdr_size/bitmap_blocks",
-                              f"bad sizes {sub_hdr_size}/{bitmap_blocks} (bitmap blocks must be even and > 0)")
+         nr_cpus) = fields
         bitmap_off = (1 + sub_hdr_size) * block_size
         bitmap_len = bitmap_blocks * block_size
         store.check(bitmap_off, bitmap_len, "bitmaps (disk_dump_header.bitmap_blocks)")
@@ -92,6 +101,7 @@ class KdumpCompressed(ChunkedMemory):
         self.hints["machine"] = machine
         self.pointer_size = 4 if self.is32 else 8
         self._hints_from_sub(store, sub)
+        refine_arch(self.hints)
         codecs_used = sorted({FLAG_CODECS.get(int(f) & 0x27, "none") for f in np.unique(desc["flags"])})
         self.format_info.update({
             "flattened": self.flattened, "header_version": version, "block_size": block_size,

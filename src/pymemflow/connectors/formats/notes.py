@@ -128,3 +128,15 @@ def _qemu_cpu_state(desc: bytes, e: str) -> dict[str, int]:
     return regs
 
 
+
+
+def refine_arch(hints: dict[str, Any]) -> None:
+    """Use the dumped CR4 to tell PAE from 2-level i386 paging and LA57 from 4-level x86-64."""
+    cpus = hints.get("cpu_registers") or []
+    cr4 = next((c["cr4"] for c in cpus if c.get("cr4")), None)
+    if cr4 is None:
+        return
+    if hints.get("arch") == "x86" and cr4 & 0x20:
+        hints["arch"] = "x86pae"
+    elif hints.get("arch") == "x64" and cr4 & 0x1000:
+        hints["arch"] = "x64la57"
