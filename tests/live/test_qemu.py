@@ -14,8 +14,8 @@ import pytest
 
 from pymemflow.connectors.qemu import PLUGIN, QemuConnector, list_vms, open_qemu, targets
 from pymemflow.errors import ArgumentError, NotFoundError, ReadOnlyError
-from pymemflow.live.qmp import QmpClient
 from pymemflow.live.qemu_ram import parse_mtree_flat
+from pymemflow.live.qmp import QmpClient
 from pymemflow.os.native.layer import NativeOs
 
 pytestmark = pytest.mark.testbed
