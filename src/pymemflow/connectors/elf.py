@@ -1,5 +1,8 @@
 """ELF core dumps: QEMU ``dump-guest-memory`` (paging off), VirtualBox/Proxmox cores, kcore-style files.
 
+VirtualBox's ``dumpvmcore`` writes a ``VBCORE`` descriptor and one ``VBCPU`` note per CPU (CR3 -> dtb)
+and PT_LOADs with no file bytes for MMIO ranges (left out of the map). Proxmox uses QEMU's dump.
+
 Memory is taken from ``PT_LOAD`` segments by physical address (``p_paddr``). Notes give per-CPU
 registers (``CORE``/``NT_PRSTATUS``; QEMU's own ``QEMU`` note carries CR0..CR4, so CR3 becomes the
 ``dtb`` hint) and the Linux ``VMCOREINFO`` text. A kcore-style file (segments at kernel virtual
@@ -88,6 +91,8 @@ class ElfCore(RunMappedMemory):
                 continue  # vmalloc/module areas of /proc/kcore have no physical address
             if filesz > memsz:
                 raise src.error(at, "p_filesz", f"p_filesz {filesz:#x} > p_memsz {memsz:#x}")
+            if filesz == 0:
+                continue  # VirtualBox writes MMIO ranges with no file bytes: not memory we have
             runs.append((paddr, filesz, offset))
             where.append(at)
             if memsz > filesz:

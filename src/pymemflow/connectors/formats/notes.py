@@ -84,6 +84,10 @@ def parse_elf_notes(blob: bytes, e: str, elf64: bool, src: FileSource | None = N
             regs = _qemu_cpu_state(desc, e)
             if regs:
                 cpus_qemu.append(regs)
+        elif name == b"VBCPU":
+            regs = _vbox_cpu(desc, e)
+            if regs:
+                cpus_qemu.append(regs)
         elif name == b"VMCOREINFO":
             text = desc.rstrip(b"\0").decode("utf-8", "replace")
             hints["vmcoreinfo"] = text
@@ -140,3 +144,19 @@ def refine_arch(hints: dict[str, Any]) -> None:
         hints["arch"] = "x86pae"
     elif hints.get("arch") == "x64" and cr4 & 0x1000:
         hints["arch"] = "x64la57"
+
+
+# VirtualBox's DBGFCORECPU (VBox/vmm/dbgfcorefmt.h, note "VBCPU"): 18 u64 registers, six 24-byte
+# segment selectors, then cr0, cr2, cr3, cr4.
+_VBOX_GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+              "rip", "rsp", "rbp", "rflags")
+_VBOX_CR_OFFSET = 18 * 8 + 6 * 24
+
+
+def _vbox_cpu(desc: bytes, e: str) -> dict[str, int]:
+    if len(desc) < _VBOX_CR_OFFSET + 32:
+        return {}
+    regs = dict(zip(_VBOX_GPRS, struct.unpack_from(e + "18Q", desc, 0), strict=True))
+    cr0, cr2, cr3, cr4 = struct.unpack_from(e + "4Q", desc, _VBOX_CR_OFFSET)
+    regs.update({"cr0": cr0, "cr2": cr2, "cr3": cr3, "cr4": cr4})
+    return regs
