@@ -27,7 +27,7 @@ FLAGS = {"zlib": 0x1, "lzo": 0x2, "snappy": 0x4, "zstd": 0x20, "none": 0}
 
 def write_kdump(mem: MemoryView, out: str | os.PathLike[str], codec: str = "zlib", *, flattened: bool = False,
                 hints: dict[str, Any] | None = None, ranges: list[tuple[int, int]] | None = None,
-                force: bool = False, machine: str = "x86_64") -> Path:
+                force: bool = False, machine: str = "x86_64", is32: bool = False) -> Path:
     out = Path(out)
     check_output(out, force)
     hints = dict(hints if hints is not None else getattr(mem, "hints", {}))
@@ -44,7 +44,7 @@ def write_kdump(mem: MemoryView, out: str | os.PathLike[str], codec: str = "zlib
     bitmap_blocks = 2 * len(packed) // PAGE
     notes = b""
     for c in hints.get("cpu_registers") or ([{"cr3": hints["dtb"]}] if hints.get("dtb") else []):
-        notes += qemu_cpu_note(int(c.get("cr3", 0)), c)
+        notes += qemu_cpu_note(int(c.get("cr3", 0)), c) if not is32 else b""
     vmcoreinfo = str(hints.get("vmcoreinfo", "")).encode()
     sub_blocks = 1
     desc_off = (1 + sub_blocks + bitmap_blocks) * PAGE
@@ -78,10 +78,13 @@ def write_kdump(mem: MemoryView, out: str | os.PathLike[str], codec: str = "zlib
     uts = b"".join(s.ljust(65, b"\0") for s in (b"Linux", b"pymemflow", str(hints.get("kernel_release", "")).encode(),
                                                 b"", machine.encode(), b""))
     head = b"KDUMP   " + struct.pack("<i", 6) + uts
-    head = head.ljust(424, b"\0")
+    # 64-bit makedumpfile/QEMU layout: timeval of two longs at 408; a 32-bit makedumpfile (i386 host)
+    # aligns it to 4 (404) with 4-byte longs, moving every later field and the sub-header's longs.
+    head = head.ljust(412 if is32 else 424, b"\0")
     head += struct.pack("<IiiIIIIIIi", 0, PAGE, sub_blocks, bitmap_blocks, min(max_pfn, 0xFFFFFFFF), 0, 0, 0, 0, 1)
-    sub = struct.pack("<QiiQQQQQQQQQQQ", int(hints.get("phys_base", 0)), 1, 0, 0, max_pfn, vmci_off if vmcoreinfo else 0,
-                      len(vmcoreinfo), note_off if notes else 0, len(notes), 0, 0, 0, max_pfn, max_pfn)
+    sub = struct.pack("<IiiIIQIQIQIQQQ" if is32 else "<QiiQQQQQQQQQQQ", int(hints.get("phys_base", 0)), 1, 0, 0,
+                      max_pfn, vmci_off if vmcoreinfo else 0, len(vmcoreinfo), note_off if notes else 0, len(notes),
+                      0, 0, 0, max_pfn, max_pfn)
     image = [(0, head.ljust(PAGE, b"\0")), (PAGE, sub.ljust(PAGE, b"\0")), (2 * PAGE, packed), (2 * PAGE + len(packed), packed),
              (desc_off, bytes(descs)), (note_off, notes), (vmci_off, vmcoreinfo)]
     pieces = [(o, b) for o, b in image if b]
