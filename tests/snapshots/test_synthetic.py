@@ -217,3 +217,25 @@ def test_missing_codec_is_a_clear_error(tmp_path, monkeypatch):
         i = int(np.flatnonzero(mem.desc["flags"] == 2)[0])
         with pytest.raises(FormatError, match="python-lzo"):
             mem._chunk(i)
+
+
+def test_all_ones_bitmaps_are_refused_before_allocating(tmp_path):
+    kd = make("kdump-zlib-plain", tmp_path)
+    b = bytearray(kd.read_bytes())
+    bitmap_blocks = struct.unpack_from("<I", b, 436)[0]
+    half = bitmap_blocks * 4096 // 2
+    b2 = 2 * 4096 + half
+    b[b2 : b2 + half] = b"\xff" * half
+    struct.pack_into("<I", b, 440, half * 8)  # max_mapnr covering the whole bitmap
+    struct.pack_into("<Q", b, 4096 + 96, half * 8)  # and max_mapnr_64 (header version 6)
+    kd.write_bytes(bytes(b))
+    e = _fmt_error(kd, "bitmap 2")
+    assert e.offset == b2 and "page descriptors" in str(e)
+    dmp = make("crash64b", tmp_path)
+    b = bytearray(dmp.read_bytes())
+    bits = struct.unpack_from("<Q", b, 0x2000 + 0x30)[0]
+    b[0x2038 : 0x2038 + bits // 8] = b"\xff" * (bits // 8)
+    struct.pack_into("<Q", b, 0x2028, 0)  # Pages unknown: only the file size bounds the count
+    dmp.write_bytes(bytes(b))
+    e = _fmt_error(dmp, "bitmap")
+    assert e.offset == 0x2038 or "HeaderSize" in e.field or "past the end" in str(e)

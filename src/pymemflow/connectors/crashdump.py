@@ -28,6 +28,7 @@ from ..errors import ReadFailure
 from ..mem.view import I64Array, MemoryView, U8Array, U64Array
 from ..plugins.api import PluginSpec
 from .formats.base import file_plugin_args
+from .formats.bitmaps import bitmap_pfns
 from .formats.runs import RunMap, RunMappedMemory
 from .formats.source import FileSource
 
@@ -148,7 +149,9 @@ class CrashDump(RunMappedMemory):
             raise src.error(at + 0x30, "SUMMARY_DUMP.BitmapSize", f"absurd bitmap of {bits} bits")
         nbytes = (bits + 7) // 8
         bitmap = np.frombuffer(src.read(at + 0x38, nbytes, "SUMMARY_DUMP bitmap"), dtype=np.uint8)
-        pfns = np.flatnonzero(np.unpackbits(bitmap, bitorder="little")[:bits]).astype(np.uint64)
+        room = max(0, src.size - at) // PAGE
+        pfns = bitmap_pfns(bitmap, bits, room, lambda n: src.error(
+            at + 0x38, "SUMMARY_DUMP bitmap", f"{n} pages set but the file holds at most {room}"))
         if pages and pages != pfns.size:
             raise src.error(at + 0x28, "SUMMARY_DUMP.Pages", f"says {pages} pages but the bitmap has {pfns.size}")
         if header_size < at + 0x38 + nbytes:

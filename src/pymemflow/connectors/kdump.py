@@ -20,6 +20,7 @@ import numpy as np
 from ..plugins.api import PluginSpec
 from .formats import codecs
 from .formats.base import file_plugin_args
+from .formats.bitmaps import bitmap_pfns
 from .formats.chunked import ChunkedMemory
 from .formats.flattened import FLAT_SIGNATURE, FlattenedStore
 from .formats.notes import parse_elf_notes, refine_arch
@@ -85,9 +86,10 @@ class KdumpCompressed(ChunkedMemory):
         half = bitmap_len // 2
         nbits = min(max_mapnr, half * 8)
         b2 = np.frombuffer(store.read(bitmap_off + half, half, "bitmap 2"), dtype=np.uint8)
-        dumped = np.unpackbits(b2, bitorder="little")[:nbits]
-        pfns = np.flatnonzero(dumped).astype(np.uint64)
         desc_off = bitmap_off + bitmap_len
+        room = max(0, store.size - desc_off) // PAGE_DESC.itemsize
+        pfns = bitmap_pfns(b2, nbits, room, lambda n: store.error(
+            bitmap_off + half, "bitmap 2", f"{n} dumped pages need more page descriptors than the file holds"))
         count = int(pfns.size)
         store.check(desc_off, count * PAGE_DESC.itemsize, "page descriptors (count from bitmap 2)")
         desc = np.frombuffer(store.read(desc_off, count * PAGE_DESC.itemsize, "page descriptors"), dtype=PAGE_DESC)
