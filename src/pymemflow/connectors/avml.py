@@ -27,6 +27,8 @@ AVML_MAGIC = 0x4C4D5641
 AVML_HEADER = struct.Struct("<IIQQQ")
 MAX_FRAME_DATA = 65536
 STREAM_ID = b"sNaPpY"
+MAX_EMPTY_FRAMES = 1 << 16
+"""Frames that carry no data (stream identifiers, padding) allowed per block: enough for any encoder."""
 
 
 class AvmlDump(ChunkedMemory):
@@ -93,6 +95,7 @@ class AvmlDump(ChunkedMemory):
         """Index one framed snappy stream; returns the file offset just after it."""
         done = 0
         seen_id = False
+        empty = 0
         while done < size:
             (word,) = src.unpack("<I", pos, "snappy frame header")
             ctype, clen = word & 0xFF, word >> 8
@@ -123,6 +126,10 @@ class AvmlDump(ChunkedMemory):
                 done += n
             elif 0x02 <= ctype <= 0x7F:
                 raise src.error(pos, "snappy frame type", f"unskippable reserved chunk type {ctype:#x}")
+            if ctype not in (0x00, 0x01):
+                empty += 1
+                if empty > MAX_EMPTY_FRAMES:
+                    raise src.error(pos, "snappy frame", f"more than {MAX_EMPTY_FRAMES} frames without data")
             pos = body + clen
         return pos
 

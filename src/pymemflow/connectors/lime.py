@@ -18,6 +18,8 @@ from .formats.source import FileSource
 
 LIME_MAGIC = 0x4C694D45
 LIME_HEADER = struct.Struct("<IIQQ8s")
+MAX_RANGES = 1 << 20
+"""LiME writes one range per System RAM entry of /proc/iomem (tens); a million is not a real dump."""
 
 
 class LimeDump(RunMappedMemory):
@@ -31,6 +33,8 @@ class LimeDump(RunMappedMemory):
         where: list[int] = []
         pos = 0
         while pos < src.size:
+            if len(runs) >= MAX_RANGES:
+                raise src.error(pos, "lime_mem_range_header", f"more than {MAX_RANGES} ranges")
             magic, version, start, end, _ = src.unpack(LIME_HEADER, pos, f"LiME header {len(runs)}")
             if magic != LIME_MAGIC:
                 raise src.error(pos, "lime_mem_range_header.magic", f"bad magic {magic:#x} (expected {LIME_MAGIC:#x})")

@@ -30,7 +30,7 @@ MAX_TAGS = 1 << 20
 GROUP = struct.Struct("<64sQQ")
 
 
-def parse_state(src: FileSource) -> dict[str, dict[tuple[str, tuple[int, ...]], tuple[int, int, int]]]:
+def parse_state(src: FileSource, wanted: tuple[str, ...] = ("memory", "cpu")) -> dict[str, dict[tuple[str, tuple[int, ...]], tuple[int, int, int]]]:
     """Tags of every group: ``{group: {(name, indices): (value_or_size, data_offset, flags)}}``.
 
     For small tags the first item is the integer value; for big blocks it is the block's size and
@@ -47,6 +47,9 @@ def parse_state(src: FileSource) -> dict[str, dict[tuple[str, tuple[int, ...]], 
         at = 12 + g * GROUP.size
         raw, tags_at, _size = src.unpack(GROUP, at, f"vmss group {g}")
         name = raw.split(b"\0")[0].decode("ascii", "replace")
+        if name not in wanted or groups.get(name):  # other groups (devices, ...) and repeats are not read
+            groups.setdefault(name, {})
+            continue
         tags: dict[tuple[str, tuple[int, ...]], tuple[int, int, int]] = {}
         pos = tags_at
         for _ in range(MAX_TAGS):

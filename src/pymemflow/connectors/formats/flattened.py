@@ -16,6 +16,8 @@ from .source import FileSource
 FLAT_SIGNATURE = b"makedumpfile"
 FLAT_HEADER_SIZE = 4096
 _REC = struct.Struct(">qq")
+MAX_RECORDS = 1 << 24
+"""makedumpfile writes records of buffered chunks (thousands for a GiB); more is not a real file."""
 
 
 class FlattenedStore:
@@ -34,7 +36,7 @@ class FlattenedStore:
         physical: list[int] = []
         sizes: list[int] = []
         pos = FLAT_HEADER_SIZE
-        max_records = source.size // _REC.size + 1
+        max_records = min(source.size // _REC.size + 1, MAX_RECORDS)
         ended = False
         while pos + _REC.size <= source.size and len(sizes) < max_records:
             off, size = source.unpack(_REC, pos, "makedumpfile_data_header")
@@ -49,6 +51,8 @@ class FlattenedStore:
                 physical.append(pos + _REC.size)
                 sizes.append(size)
             pos += _REC.size + size
+        if len(sizes) >= MAX_RECORDS:
+            raise source.error(pos, "makedumpfile_data_header", f"more than {MAX_RECORDS} records")
         if not ended and pos != source.size:
             raise source.error(pos, "makedumpfile_data_header", "truncated record header")
         order = np.argsort(np.array(logical, dtype=np.int64), kind="stable")
