@@ -57,6 +57,7 @@ class BufferMemory(PhysicalMemory):
 
 def make_all(src: BufferMemory, folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
+    files["raw (raw connector)"] = dump_physical(src, folder / "m.raw", "raw").path
     files["elf"] = dump_physical(src, folder / "m.elf", "elf").path
     files["lime"] = dump_physical(src, folder / "m.lime", "lime").path
     files["crashdump full"] = write_crashdump(src, folder / "m.dmp")
@@ -72,7 +73,8 @@ def make_all(src: BufferMemory, folder: Path) -> dict[str, Path]:
 
 
 def bench(path: Path, addrs: np.ndarray, batch: int, expect: np.ndarray) -> tuple[float, float]:
-    mem = auto.open_dump(path)
+    raw = path.suffix == ".raw"  # no magic: opened with the raw connector
+    mem = auto.open_dump(path, raw=raw)
     t = time.perf_counter()
     for i in range(0, addrs.size, batch):
         got, fails = mem.read_gather(addrs[i : i + batch], PAGE)
@@ -80,7 +82,7 @@ def bench(path: Path, addrs: np.ndarray, batch: int, expect: np.ndarray) -> tupl
     batched = addrs.size / (time.perf_counter() - t)
     assert got.tobytes() == expect.tobytes(), f"{path.name}: wrong bytes"
     mem.close()
-    mem = auto.open_dump(path)
+    mem = auto.open_dump(path, raw=raw)
     n = min(addrs.size, 5000)
     t = time.perf_counter()
     for a in addrs[:n].tolist():

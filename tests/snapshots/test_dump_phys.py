@@ -80,3 +80,28 @@ def test_cli_dump_phys(tmp_path):
         assert_same_pages(mem, 0, expected()[0])
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r2.returncode != 0 and "--force" in (r2.stderr + r2.stdout)
+
+
+def test_raw_with_memory_map_through_auto(tmp_path):
+    """A raw dump has no magic: auto refuses it unless told (raw=true / memmap=), then the raw
+    connector (with a memory map for the hole) reads it, and dump-phys of that round-trips."""
+    from pymemflow.connectors.auto import PLUGIN as AUTO
+    from pymemflow.errors import FormatError
+
+    src = source()
+    raw = dump_physical(src, tmp_path / "m.raw", "raw").path
+    with pytest.raises(FormatError, match="raw:PATH"):
+        auto.open_dump(raw)
+    mm = tmp_path / "m.toml"
+    mm.write_text("".join(f"[[range]]\nbase = {s:#x}\nlength = {e - s:#x}\nreal_base = {s:#x}\n\n"
+                          for s, e in src.memory_map()))
+    mem = AUTO.factory({"target": str(raw), "memmap": str(mm)}, None)
+    try:
+        for at, part in expected().items():
+            assert_same_pages(mem, at, part)
+        assert mem._read_single(LOW, 8)[1]  # the hole is not in the map
+        out = dump_physical(mem, tmp_path / "again.lime", "lime").path
+    finally:
+        mem.close()
+    with auto.open_dump(out) as lime:
+        assert lime.memory_map() == src.memory_map()

@@ -55,7 +55,8 @@ def _openers() -> dict[str, Callable[..., PhysicalMemory]]:
             "avml": AvmlDump, "vmware": VmwareSnapshot}
 
 
-def open_dump(path: str | Path, *, cache: int | None = None, raw: bool = False) -> PhysicalMemory:
+def open_dump(path: str | Path, *, cache: int | None = None, raw: bool = False,
+              memmap: str | None = None) -> PhysicalMemory:
     """Open ``path`` with the connector its format needs."""
     p = Path(path)
     if not p.exists():
@@ -65,7 +66,7 @@ def open_dump(path: str | Path, *, cache: int | None = None, raw: bool = False) 
         if raw:
             from .raw import PLUGIN as RAW  # the raw connector (another module's) maps any file
 
-            mem: PhysicalMemory = RAW.factory({"target": str(p)}, None)
+            mem: PhysicalMemory = RAW.factory({"target": str(p), "memmap": memmap}, None)
             return mem
         raise FormatError(p, 0, "magic", "unknown dump format; tried " + ", ".join(TRIED)
                           + " (a raw image has no magic: open it with raw:PATH)")
@@ -76,7 +77,8 @@ def open_dump(path: str | Path, *, cache: int | None = None, raw: bool = False) 
 
 
 def _factory(args: dict[str, Any], _input: Any = None) -> PhysicalMemory:
-    return open_dump(args["target"], cache=args.get("cache"), raw=bool(args.get("raw")))
+    return open_dump(args["target"], cache=args.get("cache"), raw=bool(args.get("raw")) or bool(args.get("memmap")),
+                     memmap=args.get("memmap"))
 
 
 PLUGIN = PluginSpec(
@@ -84,5 +86,6 @@ PLUGIN = PluginSpec(
     _factory,
     args=[ArgSpec("target", "path of the dump file", required=True),
           ArgSpec("cache", "decoded chunks kept by compressed formats", default=None, parse=parse_int),
-          ArgSpec("raw", "open a file without a known magic as a raw image", default=False, parse=parse_bool)],
+          ArgSpec("raw", "open a file without a known magic as a raw image", default=False, parse=parse_bool),
+          ArgSpec("memmap", "memory-map TOML for a raw image (implies raw=true)")],
 )

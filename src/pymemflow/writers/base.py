@@ -59,10 +59,23 @@ class WriteResult:
 def memory_ranges(mem: MemoryView) -> list[tuple[int, int]]:
     """The physical ranges to dump: the connector's memory map when it has one, else 0..max_address."""
     mm = getattr(mem, "memory_map", None)
-    if callable(mm):
-        ranges = [(int(s), int(e)) for s, e in mm()]
-        if ranges:
-            return ranges
+    if mm is not None:  # a method (snapshot connectors) or a MemoryMap property (raw connector)
+        ranges: list[tuple[int, int]] = []
+        for r in (mm() if callable(mm) else mm):
+            if hasattr(r, "base") and hasattr(r, "length"):  # a MemoryMap's MemRange (raw connector)
+                ranges.append((int(r.base), int(r.base) + int(r.length)))
+            else:
+                s, e = r
+                ranges.append((int(s), int(e)))
+        ranges.sort()
+        merged: list[tuple[int, int]] = []
+        for s, e in ranges:
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+            elif e > s:
+                merged.append((s, e))
+        if merged:
+            return merged
     md = getattr(mem, "metadata", None)
     if md is None:
         raise ArgumentError("cannot tell which addresses to dump: the source has no memory map or metadata")
