@@ -8,9 +8,15 @@ metadata and "hints" (facts a dump header or a live target knows that an OS laye
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .view import MemoryView
+import numpy as np
+
+from ..errors import ReadFailure
+from .view import I64Array, MemoryView, U8Array, U64Array, _offsets
+
+if TYPE_CHECKING:
+    from .memmap import MemoryMap
 
 
 @dataclass
@@ -50,6 +56,75 @@ class PhysicalMemory(MemoryView):
     def writable(self) -> bool:  # type: ignore[override]
         return not self.metadata.readonly
 
+    mem_map: MemoryMap | None = None
+    """The map set with :meth:`set_mem_map` (None: the connector's own address space)."""
+
+    def set_mem_map(self, mem_map: MemoryMap | None) -> None:
+        """Make physical address ``a`` in range ``base, length -> real_base`` read the connector's
+        own address ``real_base + (a - base)``; addresses outside the map fail as holes.
+
+        An OS layer that knows the machine's real RAM layout pushes it here. Setting replaces the
+        previous map (None removes it). This base version works for every connector by routing
+        ``_read_batch``/``_read_single``/``_write_batch`` through the map; connectors whose native
+        addresses are file offsets (``raw``) override it to swap their own map instead.
+        """
+        for attr in ("_read_batch", "_read_single", "_write_batch"):
+            self.__dict__.pop(attr, None)
+        self.mem_map = mem_map
+        if mem_map is None:
+            return
+        self._read_batch = self._mapped_read_batch  # type: ignore[method-assign]
+        self._read_single = self._mapped_read_single  # type: ignore[method-assign]
+        self._write_batch = self._mapped_write_batch  # type: ignore[method-assign]
+        meta = getattr(self, "metadata", None)
+        if meta is not None:
+            meta.max_address = mem_map.max_address
+            meta.real_size = mem_map.real_size
+
+    def _mapped_read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        out = np.empty(n, dtype=np.uint8)
+        failures = self._mapped_read_batch(
+            np.array([addr], dtype=np.uint64), np.array([n], dtype=np.int64), out
+        )
+        return out.tobytes(), failures
+
+    def _mapped_read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
+        from .gather import copy_pieces
+
+        assert self.mem_map is not None
+        inner = type(self)._read_batch
+        mp = self.mem_map.split(addrs, lengths)
+        if mp.simple:
+            fails = inner(self, mp.real, lengths, out)
+            return [_back(f, f.index, int(mp.real[f.index]), int(addrs[f.index])) for f in fails]
+        tmp = np.empty(int(mp.length.sum()), dtype=np.uint8)
+        inner_fails = inner(self, mp.real, mp.length, tmp) if len(mp) else []
+        copy_pieces(out, mp.out_off, tmp, _offsets(mp.length), mp.length)
+        failures = list(mp.failures)
+        starts = _offsets(lengths)
+        for f in mp.failures:
+            o = int(starts[f.index]) + (f.address - int(addrs[f.index]))
+            out[o : o + f.length] = 0
+        for f in inner_fails:
+            j = f.index
+            failures.append(_back(f, int(mp.index[j]), int(mp.real[j]), int(mp.addr[j])))
+        failures.sort(key=lambda f: (f.index, f.address))
+        return failures
+
+    def _mapped_write_batch(self, addrs: U64Array, lengths: I64Array, data: U8Array) -> list[ReadFailure]:
+        assert self.mem_map is not None
+        mp = self.mem_map.split(addrs, lengths)
+        if len(mp) == 0:
+            return list(mp.failures)
+        chunks = np.concatenate([data[o : o + n] for o, n in zip(mp.out_off.tolist(), mp.length.tolist(), strict=True)])
+        inner_fails = type(self)._write_batch(self, mp.real, mp.length, chunks)
+        failures = list(mp.failures)
+        for f in inner_fails:
+            j = f.index
+            failures.append(_back(f, int(mp.index[j]), int(mp.real[j]), int(mp.addr[j])))
+        failures.sort(key=lambda f: (f.index, f.address))
+        return failures
+
     def close(self) -> None:
         """Release resources. Idempotent."""
 
@@ -62,6 +137,11 @@ class PhysicalMemory(MemoryView):
     def info(self) -> dict[str, Any]:
         """Metadata and hints, for ``pymemflow info``."""
         return {"connector": self.name, **self.metadata.as_dict(), "hints": dict(self.hints)}
+
+
+def _back(f: ReadFailure, index: int, real: int, phys: int) -> ReadFailure:
+    """A failure reported in the connector's own addresses, moved back to the caller's piece."""
+    return ReadFailure(index, f.address - real + phys, f.length, f.reason)
 
 
 @dataclass

@@ -1,0 +1,137 @@
+"""Middleware a user stacks on a connector: latency simulation, a page cache, metrics.
+
+The chain code calls :func:`wrap` with the connector's parsed ``:``-keys (:data:`MIDDLEWARE_ARGS`)::
+
+    pymemflow -c raw:/x.img:cache=true,cache_size=4m,metrics=5s info
+
+Order, from the connector up: delay (innermost), cache, metrics (outermost) -- so metrics see what
+the caller sees, and the cache hides the simulated latency on hits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...plugins.api import ArgSpec, parse_bool, parse_duration, parse_size
+from ..pagetype import DEFAULT_CACHED, PageType
+from ..phys import PhysicalMemory
+from .base import Middleware
+from .cache import CountValidity, PageCache, TimeValidity, parse_validity
+from .delay import DelayMemory
+from .metrics import MetricsMemory
+
+
+def parse_cache(text: str | bool | PageType) -> PageType:
+    """``cache``: true/false, or the page types to keep (``page_table+read_only``, ``all``)."""
+    if isinstance(text, PageType):
+        return text
+    if isinstance(text, bool):
+        return DEFAULT_CACHED if text else PageType(0)
+    try:
+        return DEFAULT_CACHED if parse_bool(text) else PageType(0)
+    except ValueError:
+        pass
+    try:
+        return PageType.parse(text)
+    except ValueError as e:
+        raise ValueError(f"{e}; or true/false") from None
+
+
+def parse_delay(text: str | float) -> float:
+    """``delay``: seconds of latency per batched call; a bare number is microseconds (memflow)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    t = text.strip()
+    try:
+        return float(int(t)) * 1e-6
+    except ValueError:
+        pass
+    try:
+        return parse_duration(t)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a delay (e.g. 200us, 1ms, or a bare number of microseconds)") from None
+
+
+def parse_metrics(text: str | bool | float | None) -> float | None:
+    """``metrics``: true (log every second), false, or the logging interval (``5s``)."""
+    if text is None:
+        return None
+    if isinstance(text, bool):
+        return 1.0 if text else None
+    if isinstance(text, (int, float)):
+        return float(text)
+    try:
+        return 1.0 if parse_bool(text) else None
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a metrics setting (true/false or a log interval like 5s)") from None
+
+
+def _page_size(text: str) -> int:
+    n = parse_size(text)
+    if n <= 0 or n & (n - 1):
+        raise ValueError(f"{text!r} is not a power-of-two page size (e.g. 4k, 0x1000)")
+    return n
+
+
+MIDDLEWARE_ARGS: list[ArgSpec] = [
+    ArgSpec("cache", "page cache: true/false, or the page types to keep "
+            "(page_table, read_only, writeable, unknown, all; join with +)", parse=parse_cache),
+    ArgSpec("cache_size", "page cache size in bytes (default 2m)", parse=parse_size),
+    ArgSpec("cache_time", "page cache validity: a duration (1s, 250ms; bare number = ms) "
+            "or a count of batched reads (100reads); default 1s", parse=parse_validity),
+    ArgSpec("cache_page_size", "page cache page size, a power of two (default 4k)", parse=_page_size),
+    ArgSpec("delay", "simulated latency per batched call (200us, 1ms; bare number = microseconds)",
+            parse=parse_delay),
+    ArgSpec("metrics", "collect metrics and log them: true/false or a log interval (5s)",
+            parse=parse_metrics),
+]
+"""The ``:``-keys every connector accepts after its own arguments."""
+
+
+def wrap(conn: PhysicalMemory, options: dict[str, Any]) -> PhysicalMemory:
+    """Stack the middleware ``options`` (parsed values of :data:`MIDDLEWARE_ARGS`; missing or None
+    keys are off) on ``conn``: delay innermost, then cache, then metrics outermost."""
+    unknown = set(options) - {a.name for a in MIDDLEWARE_ARGS}
+    if unknown:
+        raise ValueError(f"unknown middleware option(s): {', '.join(sorted(unknown))}")
+    out: PhysicalMemory = conn
+    delay = options.get("delay")
+    if delay:
+        out = DelayMemory(out, parse_delay(delay))
+    cache = options.get("cache")
+    tuned = any(options.get(k) is not None for k in ("cache_size", "cache_time", "cache_page_size"))
+    types = parse_cache(cache) if cache is not None else (DEFAULT_CACHED if tuned else PageType(0))
+    if types:
+        out = PageCache(
+            out,
+            size=options.get("cache_size") or 2 << 20,
+            page_size=options.get("cache_page_size") or 4096,
+            validity=parse_validity(options["cache_time"]) if options.get("cache_time") is not None
+            else TimeValidity(1.0),
+            page_types=types,
+        )
+    metrics = options.get("metrics")
+    interval = parse_metrics(metrics) if metrics is not None else None
+    if interval is not None:
+        out = MetricsMemory(out, interval)
+    return out
+
+
+__all__ = [
+    "MIDDLEWARE_ARGS",
+    "CountValidity",
+    "DelayMemory",
+    "MetricsMemory",
+    "Middleware",
+    "PageCache",
+    "TimeValidity",
+    "parse_cache",
+    "parse_delay",
+    "parse_metrics",
+    "parse_validity",
+    "wrap",
+]
