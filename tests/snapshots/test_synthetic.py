@@ -4,6 +4,7 @@ decompression bombs) -> FormatError naming file, offset and field."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -51,6 +52,7 @@ def test_roundtrip(tmp_path, fmt):
             mem.read(HIGH_AT + HIGH - 4, 8)
         info = mem.info()
         assert info["connector"] == name and info["format"] == name
+        assert json.loads(json.dumps(info))["max_address"] == HIGH_AT + HIGH  # `info --json` can print it
         if name in ("elf", "kdump"):
             assert mem.hints["dtb"] == HINTS["dtb"]
             assert mem.hints["vmcoreinfo"].startswith("OSRELEASE=6.1.0-test")
