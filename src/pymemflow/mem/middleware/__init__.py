@@ -111,7 +111,7 @@ def wrap(conn: PhysicalMemory, options: dict[str, Any]) -> PhysicalMemory:
             size=options.get("cache_size") or 2 << 20,
             page_size=options.get("cache_page_size") or 4096,
             validity=parse_validity(options["cache_time"]) if options.get("cache_time") is not None
-            else TimeValidity(1.0),
+            else TimeValidity(float(conn.hints.get("cache_time", 1.0))),  # live targets hint a short one
             page_types=types,
         )
     metrics = options.get("metrics")
