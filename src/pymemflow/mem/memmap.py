@@ -188,7 +188,7 @@ class MemoryMap:
             self._arrays = (
                 bl,
                 np.array(bl, dtype=np.uint64),
-                np.array([r.end for r in self._ranges], dtype=np.uint64),
+                np.array([r.end - 1 for r in self._ranges], dtype=np.uint64),  # last byte: 2**64 does not fit
                 np.array([r.real_base for r in self._ranges], dtype=np.uint64),
                 [r.length for r in self._ranges],
                 [r.real_base for r in self._ranges],
@@ -221,7 +221,7 @@ class MemoryMap:
             return np.zeros(a.shape, np.uint64), np.zeros(a.shape, bool)
         idx = np.searchsorted(ba, a, side="right").astype(np.int64) - 1
         safe = np.maximum(idx, 0)
-        ok = (idx >= 0) & (a < ea[safe])
+        ok = (idx >= 0) & (a <= ea[safe])
         real = np.where(ok, a - ba[safe] + ra[safe], np.uint64(0))
         return real.astype(np.uint64, copy=False), ok
 
@@ -243,11 +243,11 @@ class MemoryMap:
         if len(ba) and a.size:
             idx = np.searchsorted(ba, a, side="right").astype(np.int64) - 1
             safe = np.maximum(idx, 0)
-            end = ea[safe]
-            # inside: a in [base, end) and n <= end - a (no uint64 overflow: computed only where a < end)
-            inside = (idx >= 0) & (a < end)
-            room = np.where(inside, end - np.where(inside, a, end), np.uint64(0))
-            inside &= n.astype(np.uint64) <= room
+            last = ea[safe]
+            # inside: a in [base, last] and a + n - 1 <= last, written so nothing overflows uint64
+            inside = (idx >= 0) & (a <= last)
+            room = np.where(inside, last - np.where(inside, a, last), np.uint64(0))
+            inside &= (n > 0) & ((n - 1).astype(np.uint64) <= room)
             inside |= n == 0
         else:
             inside = n == 0

@@ -331,7 +331,8 @@ class Batcher:
 class MemoryCursor(io.RawIOBase):
     """File-like access: ``read``/``readinto``/``seek``/``tell`` and ``write`` when writable.
 
-    Unreadable bytes raise :class:`PartialReadError` (as ``OSError`` would lose the data read)."""
+    A read that reaches unreadable memory returns the bytes before it; reading at an unreadable
+    position raises :class:`PartialReadError` (an ``OSError`` would not say what failed)."""
 
     def __init__(self, view: MemoryView, start: int = 0) -> None:
         super().__init__()
@@ -362,10 +363,24 @@ class MemoryCursor(io.RawIOBase):
         return self._pos
 
     def readinto(self, b: Any) -> int:
+        """Fill ``b``; stops short at the first unreadable byte (a short read, as files do at EOF,
+        so buffered readers that read ahead still work). Raises :class:`PartialReadError` only
+        when the very first byte is unreadable."""
         mv = memoryview(b).cast("B")
-        self._view.read_into(self._pos, mv)
-        self._pos += len(mv)
-        return len(mv)
+        out = np.frombuffer(mv, dtype=np.uint8)
+        n = len(mv)
+        if n == 0:
+            return 0
+        failures = self._view._read_batch(
+            np.array([self._pos], dtype=np.uint64), np.array([n], dtype=np.int64), out
+        )
+        if failures:
+            good = min(f.address for f in failures) - self._pos
+            if good <= 0:
+                raise PartialReadError(b"", failures, "cursor read")
+            n = good
+        self._pos += n
+        return n
 
     def write(self, b: Any) -> int:
         data = bytes(b)

@@ -99,8 +99,16 @@ class PageCache(Middleware):
         page_size: int = 4096,
         validity: Validity = TimeValidity(1.0),
         page_types: PageType = DEFAULT_CACHED,
+        *,
+        time_validity: float | None = None,
+        count_validity: int | None = None,
     ) -> None:
+        """``time_validity`` (seconds) / ``count_validity`` (reads) are shorthands for ``validity``."""
         super().__init__(inner)
+        if time_validity is not None:
+            validity = TimeValidity(time_validity)
+        if count_validity is not None:
+            validity = CountValidity(count_validity)
         if page_size <= 0 or size < page_size:
             raise ValueError(f"cache size {size:#x} must hold at least one page of {page_size:#x} bytes")
         self.page_size = page_size
