@@ -46,6 +46,10 @@ def make(fmt: str, folder: Path) -> Path:
         return write_crashdump(m, folder / "s64b.dmp", kind="bitmap")
     if fmt == "crash32":
         return write_crashdump(m, folder / "s32.dmp", is64=False)
+    if fmt == "crash32b":
+        return write_crashdump(m, folder / "s32b.dmp", is64=False, kind="bitmap")
+    if fmt == "crash64k":
+        return write_crashdump(m, folder / "s64k.dmp", kind="kernel")
     if fmt == "triage":
         return write_triage(folder / "t.dmp", [(0xFFFFF80000001000, b"A" * 0x100), (0xFFFFF80000002000, b"B" * 0x2000)],
                             hints={"dtb": 0x1AA000}, stack=(0xFFFFA00000010000, b"S" * 0x800))
@@ -59,7 +63,7 @@ def make(fmt: str, folder: Path) -> Path:
 
 
 FORMATS = ["elf", "elf32", "lime", "kdump-zlib-plain", "kdump-zlib-flat", "kdump-snappy-plain", "kdump-lzo-plain",
-           "crash64", "crash64b", "crash32", "avml", "vmware", "vmware-embedded"]
+           "crash64", "crash64b", "crash64k", "crash32", "crash32b", "avml", "vmware", "vmware-embedded"]
 
 
 def expected() -> dict[int, np.ndarray]:

@@ -18,9 +18,9 @@ from pymemflow.errors import FormatError
 from .synth import make
 
 FUZZED = ["elf", "elf32", "lime", "kdump-zlib-plain", "kdump-zlib-flat", "kdump-snappy-plain", "crash64",
-          "crash64b", "crash32", "triage", "avml", "vmware-embedded"]
+          "crash64b", "crash64k", "crash32", "crash32b", "triage", "avml", "vmware-embedded"]
 HEADER_SPAN = {"kdump-zlib-plain": 0x6000, "kdump-zlib-flat": 0x7000, "kdump-snappy-plain": 0x6000,
-               "crash64": 0x2000, "crash64b": 0x3000, "crash32": 0x1000, "triage": 0x3000, "elf": 0x400,
+               "crash64": 0x2000, "crash64b": 0x3000, "crash32": 0x1000, "crash32b": 0x2000, "crash64k": 0x3000, "triage": 0x3000, "elf": 0x400,
                "elf32": 0x400, "lime": 0x20, "avml": 0x200, "vmware-embedded": 0x200}
 
 
@@ -56,7 +56,7 @@ def _exercise(path) -> None:
 
 
 @pytest.mark.parametrize("fmt", FUZZED)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_headers(originals, fmt, data):
     files, folder = originals

@@ -21,6 +21,7 @@ from .helpers import assert_same_pages
 from .synth import FORMATS, HIGH, HIGH_AT, HINTS, LOW, expected, make
 
 NAMES = {"elf32": "elf", "crash64": "crashdump", "crash64b": "crashdump", "crash32": "crashdump",
+         "crash32b": "crashdump", "crash64k": "crashdump",
          "vmware-embedded": "vmware"}
 
 

@@ -99,7 +99,8 @@ class KdumpCompressed(ChunkedMemory):
         self.pfns = pfns
         self._set_chunks(pfns * np.uint64(block_size), np.full(count, block_size, dtype=np.uint64))
         self.hints["arch"] = ARCH_NAMES.get(machine, machine)
-        self.hints["kernel_release"] = uts[2]
+        if uts[2]:  # QEMU leaves utsname empty; VMCOREINFO's OSRELEASE may still say it
+            self.hints["kernel_release"] = uts[2]
         self.hints["machine"] = machine
         self.pointer_size = 4 if self.is32 else 8
         self._hints_from_sub(store, sub)

@@ -48,7 +48,8 @@ def _header(is64: bool, hints: dict[str, Any], dump_type: int) -> bytearray:
 def write_crashdump(mem: MemoryView, out: str | os.PathLike[str], *, kind: str = "full", is64: bool = True,
                     hints: dict[str, Any] | None = None, ranges: list[tuple[int, int]] | None = None,
                     force: bool = False) -> Path:
-    """``kind``: "full" (DumpType 1, runs) or "bitmap" (DumpType 5, FDMP)."""
+    """``kind``: "full" (DumpType 1, runs), "bitmap" (DumpType 5, FDMP) or "kernel" (DumpType 6, SDMP:
+    the same bitmap layout, as a kernel-memory dump is written)."""
     out = Path(out)
     check_output(out, force)
     hints = dict(hints if hints is not None else getattr(mem, "hints", {}))
@@ -70,9 +71,8 @@ def write_crashdump(mem: MemoryView, out: str | os.PathLike[str], *, kind: str =
                 for i, (s, e) in enumerate(ranges):
                     struct.pack_into("<II", h, 0x6C + 8 * i, s // PAGE, (e - s) // PAGE)
             f.write(h)
-        elif kind == "bitmap":
-            h = _header(is64, hints, 5)
-            struct.pack_into("<IIQ", h, 0x88 if is64 else 0x64, 0, 0, 0) if is64 else None
+        elif kind in ("bitmap", "kernel"):
+            h = _header(is64, hints, 5 if kind == "bitmap" else 6)
             bits = max(e for _, e in ranges) // PAGE
             bitmap = np.zeros(((bits + 31) // 32) * 32, dtype=np.uint8)
             for s, e in ranges:
@@ -80,7 +80,8 @@ def write_crashdump(mem: MemoryView, out: str | os.PathLike[str], *, kind: str =
             packed = np.packbits(bitmap, bitorder="little").tobytes()
             header_size = len(h) + 0x38 + len(packed)
             header_size = (header_size + PAGE - 1) // PAGE * PAGE
-            summary = struct.pack("<4s4sI20xQQQ", b"FDMP", b"DUMP", 0, header_size, total_pages, bits) + packed
+            sig = b"FDMP" if kind == "bitmap" else b"SDMP"
+            summary = struct.pack("<4s4sI20xQQQ", sig, b"DUMP", 0, header_size, total_pages, bits) + packed
             f.write(h + summary)
             f.write(b"\0" * (header_size - len(h) - len(summary)))
         else:
