@@ -217,8 +217,6 @@ class QemuConnector(AlignedReadsMixin, SingleReadMixin, PhysicalMemory):
             "vm_name": cmd.name or "",
             "qemu_pid": pid,
         })
-        if "x86_64" in (cmd.argv[0] if cmd.argv else "") or cmd.machine_family in ("pc", "q35"):
-            self.hints.setdefault("arch_family", "x86")
         self._init_single(pid)
         if pause == "open":
             self.pause()

@@ -148,6 +148,14 @@ class ProcessMemoryIO:
                 if e.errno != errno.ENOSYS or not self._allow_fallback:
                     raise
                 self.method = "procmem"
+            except PtracePermissionError:
+                # seccomp profiles (e.g. containers) may refuse the syscall but allow /proc/PID/mem
+                if not self._allow_fallback:
+                    raise
+                self._allow_fallback = False
+                fails = self._transfer_procmem(plan, write)
+                self.method = "procmem"
+                return fails
         return self._transfer_procmem(plan, write)
 
     def _raise_for(self, err: int) -> None:
