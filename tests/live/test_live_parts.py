@@ -152,3 +152,22 @@ def test_find_vm_and_pause_arg():
     assert _parse_pause("true") == "open" and _parse_pause("read") == "read" and _parse_pause("no") == "off"
     with pytest.raises(ValueError, match="pause=open"):
         _parse_pause("sometimes")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(list("-=,:/ab0123456789mMGgqnameobjct")), max_size=24),
+                max_size=16))
+def test_command_line_parser_never_crashes(args):
+    q = parse_command_line(["qemu-system-x86_64", *args])
+    assert q.mem_size >= 0 and isinstance(q.qmp, list)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(max_size=2000))
+def test_mtree_and_maps_parsers_take_any_text(text):
+    entries = parse_mtree_flat('FlatView #0\n AS "memory", root: system\n' + text)
+    assert len(entries) <= text.count("\n") + 1
+    assert all(e.start >= 0 and e.end >= 1 for e in entries)
+    maps = parse_maps(text)
+    assert len(maps) <= text.count("\n") + 1
+    assert all(m.start >= 0 and m.end >= 0 and isinstance(m.perms, str) for m in maps)
