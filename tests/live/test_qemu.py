@@ -277,3 +277,19 @@ def test_q35_split_ram(guest_q35):
         res = qmp_conn.read_batch([(2 << 30) - 8, 3 << 30], [16, 8])
         fails = sorted((f.index, f.address, f.length) for f in res.failures)
         assert fails == [(0, 2 << 30, 8), (1, 3 << 30, 8)]
+
+
+# ---- virtual memory over the live connector ------------------------------------------------------
+
+def test_kernel_virtual_read_through_live_connector(guest_x64):
+    arch = pytest.importorskip("pymemflow.arch", reason="translation layer not in the tree yet")
+    if not hasattr(arch, "VirtualMemory"):
+        pytest.skip("pymemflow.arch.VirtualMemory not in the tree yet")
+    syms = {ln.split()[3]: int(ln.split()[1], 16) for ln in guest_x64.serial_lines("TESTBED_SYM")}
+    with open_qemu(guest_x64.name) as conn, conn.paused(), QmpClient(guest_x64.qmp2) as q:
+        m = re.search(r"CR3=([0-9a-f]+)", q.hmp("info registers"))
+        assert m
+        # PTI: a user-mode CR3 is the kernel PGD + 4 KiB (bit 12); low bits are the PCID
+        dtb = int(m.group(1), 16) & ~0x1FFF
+        vm = arch.VirtualMemory(conn, "x64", dtb)
+        assert vm.read(syms["linux_banner"], 14) == b"Linux version "
