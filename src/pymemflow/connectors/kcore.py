@@ -73,6 +73,8 @@ class KcoreConnector(PhysicalMemory):
                                          readonly=True, ideal_batch_size=256)
         self.hints["arch"] = {"x64": "x64", "x86": "x86", "aarch64": "aarch64"}.get(self.elf.arch, self.elf.arch)
         self.hints["live"] = path.startswith("/proc/")
+        if self.hints["live"]:
+            self.hints["cache_time"] = 0.1  # the running host changes under us: short cache validity
         vmci = self._vmcoreinfo()
         if vmci:
             self.hints["vmcoreinfo"] = vmci

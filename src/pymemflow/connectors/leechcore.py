@@ -57,6 +57,8 @@ class LeechCoreConnector(PhysicalMemory):
         self.metadata = PhysicalMetadata(max_address=int(self.lc.maxaddr), real_size=real, readonly=not writable,
                                          ideal_batch_size=SCATTER_CHUNK)
         self.hints["live"] = bool(self.lc.is_volatile)
+        if self.hints["live"]:
+            self.hints["cache_time"] = 0.1  # a live device (FPGA, agent): short cache validity
         self._closed = False
 
     def _pages(self, pages: list[int]) -> dict[int, bytes]:
