@@ -242,3 +242,26 @@ def test_all_ones_bitmaps_are_refused_before_allocating(tmp_path):
     dmp.write_bytes(bytes(b))
     e = _fmt_error(dmp, "bitmap")
     assert e.offset == 0x2038 or "HeaderSize" in e.field or "past the end" in str(e)
+
+
+def test_kdump_excluded_zero_pages(tmp_path):
+    """makedumpfile's dump level 1 leaves zero pages out (valid in bitmap 1, absent from bitmap 2):
+    they fail to read with a reason that says so, every other page reads exactly."""
+    from pymemflow.writers.kdump import write_kdump
+
+    from .synth import source
+
+    src = source()
+    path = write_kdump(src, tmp_path / "lvl1.kdump", "zlib", exclude_zero=True)
+    with KdumpCompressed(path) as mem:
+        assert mem.format_info["dump_level"] == 1
+        for at, part in expected().items():
+            pages = part.reshape(-1, 4096)
+            zero = ~pages.any(axis=1)
+            assert zero.any() and (~zero).any()
+            addrs = at + 4096 * np.arange(pages.shape[0], dtype=np.uint64)
+            got, fails = mem.read_gather(addrs, 4096)
+            failed = {f.index for f in fails}
+            assert failed == set(np.flatnonzero(zero).tolist())
+            assert all("excluded" in f.reason for f in fails)
+            assert (got[~zero] == pages[~zero]).all()

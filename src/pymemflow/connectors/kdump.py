@@ -86,6 +86,8 @@ class KdumpCompressed(ChunkedMemory):
         half = bitmap_len // 2
         nbits = min(max_mapnr, half * 8)
         b2 = np.frombuffer(store.read(bitmap_off + half, half, "bitmap 2"), dtype=np.uint8)
+        self._valid = np.frombuffer(store.read(bitmap_off, half, "bitmap 1"), dtype=np.uint8)
+        self._nbits = nbits
         desc_off = bitmap_off + bitmap_len
         room = max(0, store.size - desc_off) // PAGE_DESC.itemsize
         pfns = bitmap_pfns(b2, nbits, room, lambda n: store.error(
@@ -166,6 +168,12 @@ class KdumpCompressed(ChunkedMemory):
             text = store.read(o, n, "kdump_sub_header.offset_vmcoreinfo").rstrip(b"\0").decode("utf-8", "replace")
             self.hints["vmcoreinfo"] = text
             self.hints.update(parse_vmcoreinfo(text))
+
+    def _hole_reason(self, addr: int) -> str:
+        pfn = addr // self.page_size
+        if pfn < self._nbits and self._valid[pfn >> 3] >> (pfn & 7) & 1:
+            return f"page excluded from the dump (makedumpfile dump level {self.format_info.get('dump_level')})"
+        return "not in the dump"
 
     def _decode_chunk(self, i: int) -> Any:
         d = self.desc[i]

@@ -27,7 +27,8 @@ FLAGS = {"zlib": 0x1, "lzo": 0x2, "snappy": 0x4, "zstd": 0x20, "none": 0}
 
 def write_kdump(mem: MemoryView, out: str | os.PathLike[str], codec: str = "zlib", *, flattened: bool = False,
                 hints: dict[str, Any] | None = None, ranges: list[tuple[int, int]] | None = None,
-                force: bool = False, machine: str = "x86_64", is32: bool = False) -> Path:
+                force: bool = False, machine: str = "x86_64", is32: bool = False,
+                exclude_zero: bool = False) -> Path:
     out = Path(out)
     check_output(out, force)
     hints = dict(hints if hints is not None else getattr(mem, "hints", {}))
@@ -47,34 +48,44 @@ def write_kdump(mem: MemoryView, out: str | os.PathLike[str], codec: str = "zlib
         notes += qemu_cpu_note(int(c.get("cr3", 0)), c) if not is32 else b""
     vmcoreinfo = str(hints.get("vmcoreinfo", "")).encode()
     sub_blocks = 1
-    desc_off = (1 + sub_blocks + bitmap_blocks) * PAGE
-    data_off = desc_off + 24 * pfns.size
-    note_off = data_off
-    vmci_off = note_off + len(notes)
-    pages_off = vmci_off + len(vmcoreinfo)
-    descs = bytearray()
+    # page data first, at offsets relative to the data area: its start depends on how many pages
+    # are dumped, which an excluding writer only knows at the end
+    rel: list[tuple[int, int, int]] = []
+    dumped = np.ones(pfns.size, dtype=bool)
     chunks: list[bytes] = []
-    pos = pages_off
-    zero_at = zero_len = zero_flag = -1
+    pos = 0
+    zero_desc: tuple[int, int, int] | None = None
     zero = bytes(PAGE)
     for run_start in range(0, pfns.size, 256):
         batch = pfns[run_start : run_start + 256]
         data, _ = mem.read_gather(batch.astype(np.uint64) * PAGE, PAGE)
-        for row in data:
+        for k, row in enumerate(data):
             page = row.tobytes()
-            if page == zero and zero_at >= 0:
-                descs += struct.pack("<qIIQ", zero_at, zero_len, zero_flag, 0)
-                continue
+            if page == zero:
+                if exclude_zero:  # makedumpfile dump level bit 1: zero pages left out
+                    dumped[run_start + k] = False
+                    continue
+                if zero_desc is not None:
+                    rel.append(zero_desc)
+                    continue
             blob, pflags = page, 0
             if comp is not None:
                 z = comp(page)
                 if len(z) < PAGE:
                     blob, pflags = z, flag
-            descs += struct.pack("<qIIQ", pos, len(blob), pflags, 0)
+            rel.append((pos, len(blob), pflags))
             if page == zero:
-                zero_at, zero_len, zero_flag = pos, len(blob), pflags
+                zero_desc = rel[-1]
             chunks.append(blob)
             pos += len(blob)
+    bitmap2 = np.zeros_like(bitmap)
+    bitmap2[pfns[dumped]] = 1
+    packed2 = np.packbits(bitmap2, bitorder="little").tobytes()
+    desc_off = (1 + sub_blocks + bitmap_blocks) * PAGE
+    note_off = desc_off + 24 * len(rel)
+    vmci_off = note_off + len(notes)
+    pages_off = vmci_off + len(vmcoreinfo)
+    descs = b"".join(struct.pack("<qIIQ", pages_off + o, n, f, 0) for o, n, f in rel)
     uts = b"".join(s.ljust(65, b"\0") for s in (b"Linux", b"pymemflow", str(hints.get("kernel_release", "")).encode(),
                                                 b"", machine.encode(), b""))
     head = b"KDUMP   " + struct.pack("<i", 6) + uts
@@ -82,11 +93,12 @@ def write_kdump(mem: MemoryView, out: str | os.PathLike[str], codec: str = "zlib
     # aligns it to 4 (404) with 4-byte longs, moving every later field and the sub-header's longs.
     head = head.ljust(412 if is32 else 424, b"\0")
     head += struct.pack("<IiiIIIIIIi", 0, PAGE, sub_blocks, bitmap_blocks, min(max_pfn, 0xFFFFFFFF), 0, 0, 0, 0, 1)
-    sub = struct.pack("<IiiIIQIQIQIQQQ" if is32 else "<QiiQQQQQQQQQQQ", int(hints.get("phys_base", 0)), 1, 0, 0,
+    sub = struct.pack("<IiiIIQIQIQIQQQ" if is32 else "<QiiQQQQQQQQQQQ", int(hints.get("phys_base", 0)),
+                      1 if exclude_zero else 0, 0, 0,
                       max_pfn, vmci_off if vmcoreinfo else 0, len(vmcoreinfo), note_off if notes else 0, len(notes),
                       0, 0, 0, max_pfn, max_pfn)
-    image = [(0, head.ljust(PAGE, b"\0")), (PAGE, sub.ljust(PAGE, b"\0")), (2 * PAGE, packed), (2 * PAGE + len(packed), packed),
-             (desc_off, bytes(descs)), (note_off, notes), (vmci_off, vmcoreinfo)]
+    image = [(0, head.ljust(PAGE, b"\0")), (PAGE, sub.ljust(PAGE, b"\0")), (2 * PAGE, packed), (2 * PAGE + len(packed), packed2),
+             (desc_off, descs), (note_off, notes), (vmci_off, vmcoreinfo)]
     pieces = [(o, b) for o, b in image if b]
     o = pages_off
     for blob in chunks:

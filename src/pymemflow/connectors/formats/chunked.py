@@ -59,6 +59,10 @@ class ChunkedMemory(SnapshotMemory):
             return c[s : s + n].tobytes(), []
         return super()._read_single(addr, n)
 
+    def _hole_reason(self, addr: int) -> str:
+        """Why ``addr`` is not readable (formats that know more say so)."""
+        return "not in the dump"
+
     def _decode_chunk(self, i: int) -> U8Array:
         """The decoded bytes of chunk ``i`` (exactly its length). Raise FormatError when corrupt."""
         raise NotImplementedError
@@ -116,6 +120,6 @@ class ChunkedMemory(SnapshotMemory):
                         f = failures.pop()
                         failures.append(ReadFailure(i, f.address, f.length + take, f.reason))
                     else:
-                        failures.append(ReadFailure(i, pos, take, "not in the dump"))
+                        failures.append(ReadFailure(i, pos, take, self._hole_reason(pos)))
                 pos += take
         return failures
