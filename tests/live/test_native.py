@@ -14,18 +14,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pymemflow.errors import FormatError, NotFoundError, ReadOnlyError
+from pymemflow.errors import FormatError, NotFoundError, PartialReadError, ReadOnlyError
 from pymemflow.live import procfs
 from pymemflow.live.elf import ElfFile, elf_arch
 from pymemflow.os.native.layer import NativeOs
 from pymemflow.os.native.plugin import PLUGIN
 
 CHILD = r"""
-import ctypes, sys
+import ctypes, mmap, sys
 marker = sys.argv[1].encode()
 buf = ctypes.create_string_buffer(marker + b"\0" * 64, 4096)
 libc = ctypes.CDLL(None)
-print(ctypes.addressof(buf), ctypes.cast(libc.getpid, ctypes.c_void_p).value, flush=True)
+m = mmap.mmap(-1, 3 * 4096)
+m[:] = b"A" * 4096 + b"B" * 4096 + b"C" * 4096
+three = ctypes.addressof(ctypes.c_char.from_buffer(m))
+assert libc.munmap(ctypes.c_void_p(three + 4096), 4096) == 0  # a hole in the middle
+print(ctypes.addressof(buf), ctypes.cast(libc.getpid, ctypes.c_void_p).value, three, flush=True)
 for line in sys.stdin:
     print(buf.value.decode(), flush=True)
 """
@@ -37,6 +41,9 @@ class Child:
     marker: str
     buf: int
     getpid: int
+    guarded: int
+    """3 pages 'A', 'B', 'C' with the middle one unmapped (PROT_NONE would not do: /proc/PID/mem
+    reads those, with the debugger's FOLL_FORCE, while process_vm_readv refuses them)."""
 
     @property
     def pid(self) -> int:
@@ -56,8 +63,8 @@ def child() -> Iterator[Child]:
                          text=True)
     try:
         assert p.stdout
-        buf, getpid = (int(x) for x in p.stdout.readline().split())
-        yield Child(p, marker, buf, getpid)
+        buf, getpid, guarded = (int(x) for x in p.stdout.readline().split())
+        yield Child(p, marker, buf, getpid, guarded)
     finally:
         p.kill()
         p.wait()
@@ -102,6 +109,20 @@ def test_read_known_string_and_unmapped(child):
     assert res.piece(0) == child.marker.encode()[:10] and res.piece(2) == child.marker.encode()[4:10]
     assert res.piece(1) == b"\0" * 8
     assert res.data.ctypes.data % 4096 == 0
+
+
+@pytest.mark.parametrize("io", ["readv", "procmem"])
+def test_partial_read_reports_exactly_the_hole(child, io):
+    mem = NativeOs(io=io).process_by_pid(child.pid).memory
+    g = child.guarded
+    res = mem.read_batch([g + 4000, g, g + 8192], [8192 + 96, 10, 16])
+    assert [(f.index, f.address, f.length) for f in res.failures] == [(0, g + 4096, 4096)]
+    p0 = res.piece(0)
+    assert p0[:96] == b"A" * 96 and p0[96 : 96 + 4096] == b"\0" * 4096 and p0[96 + 4096 :] == b"C" * 4096
+    assert res.piece(1) == b"A" * 10 and res.piece(2) == b"C" * 16
+    with pytest.raises(PartialReadError) as e:
+        mem.read(g + 4090, 12)
+    assert e.value.data[:6] == b"A" * 6 and e.value.failures[0].address == g + 4096
 
 
 def test_io_paths_agree(child):
