@@ -1,5 +1,7 @@
 """pymemflow: physical-memory introspection -- connectors, batched address translation, OS layers."""
 
+import logging
+
 from .errors import (
     ArgumentError,
     FormatError,
@@ -12,11 +14,27 @@ from .errors import (
     TranslationError,
 )
 from .mem import MemoryView, PhysicalMemory
+from .plugins.api import ArgSpec, PluginSpec, TargetInfo
+from .plugins.chain import Chain, OpenedChain, chain
+from .plugins.chain import open_target as open
+from .plugins.registry import Inventory, default_inventory
 
 __version__ = "0.1.0"
 
+# A library logs, the application decides what to show (the CLI shows warnings at -v).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __all__ = [
+    "ArgSpec",
     "ArgumentError",
+    "Chain",
+    "Inventory",
+    "OpenedChain",
+    "PluginSpec",
+    "TargetInfo",
+    "chain",
+    "default_inventory",
+    "open",
     "FormatError",
     "MemoryView",
     "NotFoundError",

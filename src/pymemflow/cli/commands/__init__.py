@@ -1,0 +1,33 @@
+"""Pluggable CLI command modules.
+
+Each module listed in :data:`COMMAND_MODULES` (``pymemflow.cli.commands.<name>``) defines
+``register(sub)`` -- ``sub`` is the argparse subparsers action -- and adds its parsers with
+``p.set_defaults(handler=run_x)``; a handler takes a
+:class:`~pymemflow.cli.context.CommandContext` and returns the exit code::
+
+    from pymemflow.cli.context import CommandContext
+    from pymemflow.plugins.api import parse_int
+
+    def register(sub) -> None:
+        p = sub.add_parser("translate", help="virtual -> physical")
+        p.add_argument("va", type=parse_int)
+        p.set_defaults(handler=run_translate)
+
+    def run_translate(ctx: CommandContext) -> int:
+        ctx.emit_obj({"va": ctx.args.va, ...})
+        return 0
+
+A listed module that fails to import (or to register) is skipped with a warning shown at ``-v``,
+so one broken command never takes the CLI down. Every sub-command automatically accepts ``--json``
+and ``-v`` (also accepted before the command).
+"""
+
+COMMAND_MODULES: list[str] = [
+    "core",  # plugins, targets, info, phys-read
+    "osinfo",  # ps, modules, kmods, exports, imports, sections, maps, read, dump-module
+    "translate",  # virtual -> physical (translation helper)
+    "dump",  # dump-phys (snapshot helper)
+    "win32",  # Windows-specific commands
+    "linux",  # Linux-specific commands (dmesg)
+    "bench",  # benchmarks from the CLI
+]

@@ -1,0 +1,235 @@
+"""memflow's plugin argument syntax, parsed and validated in one place.
+
+A chain link on the command line is ``NAME[:ARGS[:MIDDLEWARE]]``::
+
+    raw:/x.img,memmap=m.toml:cache=true,cache_size=2m
+    qemu:win10,pause=open
+    win32
+
+``ARGS`` is ``target,key=value,...``: an item without ``=`` in first position is the target (the
+plugin's ``target`` argument), any other item without ``=`` is a flag (``writable`` means
+``writable=``, which booleans read as true). ``MIDDLEWARE`` holds the middleware keys every
+connector accepts (``cache``, ``cache_size``, ``cache_time``, ``cache_page_size``, ``delay``,
+``metrics``); OS layers take no middleware section. A value holding ``,`` ``=`` or ``:`` is quoted
+with ``"``, ``'`` or a backtick; the quotes are removed (``raw:"/a:b.img"``).
+
+Unlike memflow-py, nothing is silently ignored: unknown keys, duplicate keys, missing required
+arguments and values the plugin's parser rejects raise :class:`ArgumentError` naming the plugin,
+the key and what is allowed. ``format_args_help`` turns the same :class:`ArgSpec` list into help
+text, so the documentation cannot drift from the validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ArgumentError
+from .api import TARGET_ARG, ArgSpec, PluginSpec
+
+QUOTES = "\"'`"
+
+
+@dataclass
+class LinkArgs:
+    """One parsed ``NAME:ARGS:MIDDLEWARE`` string, values still text."""
+
+    name: str
+    args: dict[str, str] = field(default_factory=dict)
+    middleware: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+
+
+def _split(text: str, sep: str, *, keep_quotes: bool = True) -> list[str]:
+    """Split ``text`` at every ``sep`` outside quotes. Quotes are kept (unless told otherwise) so a
+    later split still sees them; an unterminated quote is an error."""
+    parts: list[str] = []
+    cur: list[str] = []
+    quote = ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+                if not keep_quotes:
+                    continue
+            cur.append(ch)
+        elif ch in QUOTES:
+            quote = ch
+            if keep_quotes:
+                cur.append(ch)
+        elif ch == sep:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if quote:
+        raise ArgumentError(f"unterminated {quote} quote in {text!r}")
+    parts.append("".join(cur))
+    return parts
+
+
+def unquote(text: str) -> str:
+    """Remove the quoting characters (the text between a pair is taken literally)."""
+    return _split(text, "\0", keep_quotes=False)[0]
+
+
+def split_items(text: str, *, who: str = "plugin", positional: bool = True) -> tuple[dict[str, str], list[str]]:
+    """``target,key=value,flag`` -> ({"target": ..., "key": ..., "flag": ""}, keys in order).
+
+    Empty items (``a,,b`` or a trailing comma) are skipped. A key given twice is an error.
+    """
+    out: dict[str, str] = {}
+    order: list[str] = []
+    for pos, item in enumerate(_split(text, ",")):
+        if not item.strip():
+            continue
+        kv = _split(item, "=")
+        if len(kv) == 1:
+            if pos == 0 and positional:
+                key, value = TARGET_ARG, unquote(item)
+            else:
+                key, value = unquote(item).strip(), ""
+        else:
+            key = unquote(kv[0]).strip()
+            value = unquote("=".join(kv[1:]))
+            if not key:
+                raise ArgumentError(f"{who}: empty key in {item!r} (write key=value)")
+        if key in out:
+            raise ArgumentError(f"{who}: argument {key!r} given twice")
+        out[key] = value
+        order.append(key)
+    return out, order
+
+
+def parse_link(text: str, *, kind: str = "connector") -> LinkArgs:
+    """Parse ``NAME[:ARGS[:MIDDLEWARE]]`` (connectors) or ``NAME[:ARGS]`` (OS layers)."""
+    if not text or not text.strip():
+        raise ArgumentError(f"empty {kind} specification (expected NAME[:ARGS])")
+    sections = _split(text, ":")
+    name = unquote(sections[0]).strip()
+    if not name:
+        raise ArgumentError(f"{kind} specification {text!r} has no plugin name (expected NAME[:ARGS])")
+    limit = 3 if kind == "connector" else 2
+    if len(sections) > limit:
+        shape = "NAME:ARGS:MIDDLEWARE" if kind == "connector" else "NAME:ARGS (OS layers take no middleware)"
+        raise ArgumentError(f"{name}: too many ':' sections in {text!r} (expected {shape}; "
+                            "quote values that hold ':' with \", ' or `)")
+    args, _ = split_items(sections[1], who=name) if len(sections) > 1 else ({}, [])
+    mw, _ = split_items(sections[2], who=name, positional=False) if len(sections) > 2 else ({}, [])
+    return LinkArgs(name=name, args=args, middleware=mw, text=text)
+
+
+def _names(specs: Iterable[ArgSpec]) -> str:
+    return ", ".join(a.name for a in specs) or "(none)"
+
+
+def _middleware_specs() -> list[ArgSpec]:
+    try:
+        from ..mem.middleware import MIDDLEWARE_ARGS
+    except ImportError:  # the middleware package is optional for argument parsing
+        return []
+    return list(MIDDLEWARE_ARGS)
+
+
+def _convert(who: str, spec: ArgSpec, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # Python callers may pass values already parsed (ints, bools, Paths)
+    try:
+        return spec.parse(value)
+    except (ValueError, TypeError) as e:
+        raise ArgumentError(f"{who}: bad value {value!r} for {spec.name!r}: {e}") from None
+
+
+def validate_against(who: str, specs: list[ArgSpec], given: Mapping[str, Any], *,
+                     what: str = "argument", defaults: bool = True) -> dict[str, Any]:
+    """Check ``given`` (text or already-typed values) against ``specs``: unknown keys, missing
+    required ones and values their parser rejects are :class:`ArgumentError`. Returns the parsed
+    values, with every spec's default filled in when ``defaults``."""
+    by_name = {a.name: a for a in specs}
+    for key in given:
+        if key not in by_name:
+            if key == TARGET_ARG and what == "argument":
+                raise ArgumentError(f"{who}: takes no target ({given[key]!r} given); "
+                                    f"valid {what}s: {_names(specs)}")
+            raise ArgumentError(f"{who}: unknown {what} {key!r}; valid {what}s: {_names(specs)}")
+    out: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name in given and given[spec.name] is not None:
+            out[spec.name] = _convert(who, spec, given[spec.name])
+        elif spec.required:
+            raise ArgumentError(f"{who}: missing required {what} {spec.name!r} ({spec.description})")
+        elif defaults:
+            out[spec.name] = spec.default
+    return out
+
+
+def validate(spec: PluginSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The plugin's own arguments, parsed, defaults applied -- what its factory receives."""
+    return validate_against(spec.name, spec.args, given)
+
+
+def validate_middleware(plugin: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``:``-section of a connector, parsed; only the keys given (the rest stay off)."""
+    if not given:
+        return {}
+    specs = _middleware_specs()
+    if not specs:
+        raise ArgumentError(f"{plugin}: middleware ({', '.join(given)}) is not available in this build")
+    return validate_against(plugin, specs, given, what="middleware option", defaults=False)
+
+
+def format_args_help(specs: list[ArgSpec], indent: str = "  ") -> str:
+    """One line per argument: name, required/default, description."""
+    if not specs:
+        return f"{indent}(no arguments)"
+    width = max(len(a.name) for a in specs)
+    lines = []
+    for a in specs:
+        if a.required:
+            flag = "required"
+        elif a.default is not None:
+            flag = f"default {a.default!r}"
+        else:
+            flag = "optional"
+        lines.append(f"{indent}{a.name.ljust(width)}  {a.description} [{flag}]")
+    return "\n".join(lines)
+
+
+def format_plugin_help(spec: PluginSpec) -> str:
+    """Usage line and arguments of a plugin (plus middleware keys for connectors)."""
+    flag = "-c" if spec.kind == "connector" else "-o"
+    target = spec.arg(TARGET_ARG)
+    usage = f"{flag} {spec.name}"
+    if target is not None:
+        usage += ":TARGET" if target.required else "[:TARGET]"
+        usage += ",key=value..." if len(spec.args) > 1 else ""
+    elif spec.args:
+        usage += ":key=value,..."
+    if spec.kind == "connector":
+        usage += "[:MIDDLEWARE]"
+    text = [f"{spec.name} ({spec.kind}, {spec.version}, {spec.origin}): {spec.description}",
+            f"  usage: {usage}", format_args_help(spec.args, "    ")]
+    if spec.kind == "connector" and _middleware_specs():
+        text += ["  middleware (after the second ':'):", format_args_help(_middleware_specs(), "    ")]
+    return "\n".join(text)
+
+
+def format_link(name: str, args: Mapping[str, Any], middleware: Mapping[str, Any] | None = None) -> str:
+    """The inverse of :func:`parse_link` for text values: quotes values that need it."""
+
+    def q(v: Any) -> str:
+        s = str(v)
+        if any(c in s for c in ",=:") or any(c in s for c in QUOTES):
+            for quote in QUOTES:
+                if quote not in s:
+                    return f"{quote}{s}{quote}"
+            raise ArgumentError(f"{s!r} holds every quote character and one of ',=:'; it cannot be quoted")
+        return s
+
+    items = [q(args[TARGET_ARG])] if args.get(TARGET_ARG) is not None else []
+    items += [f"{k}={q(v)}" for k, v in args.items() if k != TARGET_ARG]
+    out = name + (":" + ",".join(items) if items or middleware else "")
+    if middleware:
+        out += ":" + ",".join(f"{k}={q(v)}" for k, v in middleware.items())
+    return out

@@ -1,0 +1,285 @@
+"""Chains of connectors and OS layers, opened in command-line order.
+
+``-c raw:/x.img -o win32``: win32 reads the raw connector. ``-o native -c qemu:vm -o win32``: the
+qemu connector runs on top of the native OS layer (it finds the VM process there), win32 reads the
+qemu connector. Each OS layer gets the most recent connector before it as input; each connector
+gets the most recent OS layer before it -- when the plugin says it accepts input
+(``PluginSpec.accepts_input``); a plugin that ``requires_input`` and has none is a usage error.
+A connector's ``:``-section stacks middleware (:func:`pymemflow.mem.middleware.wrap`).
+
+The same chains from Python::
+
+    with pymemflow.chain(["-c", "raw:/x.img", "-o", "win32"]) as ch: ...
+    with pymemflow.Chain().connector("raw", "/x.img", cache=True).os("win32") as ch: ...
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArgumentError
+from .api import TARGET_ARG, PluginSpec
+from .args import format_link, parse_link, validate, validate_middleware
+from .registry import Inventory, default_inventory
+
+log = logging.getLogger(__name__)
+
+FLAGS = {"-c": "connector", "--connector": "connector", "-o": "os", "--os": "os"}
+
+
+@dataclass
+class LinkSpec:
+    """One link before opening: plugin kind and name, its arguments, its middleware options."""
+
+    kind: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    middleware: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        flag = "-c" if self.kind == "connector" else "-o"
+        return f"{flag} {format_link(self.name, self.args, self.middleware)}"
+
+
+@dataclass
+class Link:
+    """One opened link."""
+
+    spec: LinkSpec
+    plugin: PluginSpec
+    obj: Any
+    """The connector (with its middleware) or the OS layer."""
+    input: Any = None
+
+
+def parse_chain_args(argv: Sequence[str]) -> list[LinkSpec]:
+    """``["-c", "raw:/x.img", "-o", "win32"]`` (also ``-craw:..``/``--connector=..``) -> link specs."""
+    links: list[LinkSpec] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        kind = FLAGS.get(arg)
+        if kind is not None:
+            if i + 1 >= len(argv):
+                raise ArgumentError(f"{arg} needs a value ({'CONNECTOR[:ARGS]' if kind == 'connector' else 'OS[:ARGS]'})")
+            value = argv[i + 1]
+            i += 2
+        elif arg.startswith(("--connector=", "--os=")):
+            flag, value = arg.split("=", 1)
+            kind = FLAGS[flag]
+            i += 1
+        elif arg[:2] in ("-c", "-o") and len(arg) > 2:
+            kind, value = FLAGS[arg[:2]], arg[2:]
+            i += 1
+        else:
+            raise ArgumentError(f"unexpected {arg!r} in a chain (expected -c CONNECTOR[:ARGS] or -o OS[:ARGS])")
+        la = parse_link(value, kind=kind)
+        links.append(LinkSpec(kind, la.name, dict(la.args), dict(la.middleware)))
+    return links
+
+
+class OpenedChain:
+    """An opened chain: ``connector`` and ``os`` are its last connector and OS layer (None when it has
+    none); ``links`` all of them in order. ``close()`` closes every link, last first."""
+
+    def __init__(self, links: list[Link]) -> None:
+        self.links = links
+        self._closed = False
+
+    @property
+    def connectors(self) -> list[Any]:
+        return [lk.obj for lk in self.links if lk.spec.kind == "connector"]
+
+    @property
+    def oses(self) -> list[Any]:
+        return [lk.obj for lk in self.links if lk.spec.kind == "os"]
+
+    @property
+    def connector(self) -> Any:
+        c = self.connectors
+        return c[-1] if c else None
+
+    @property
+    def os(self) -> Any:
+        o = self.oses
+        return o[-1] if o else None
+
+    @property
+    def top(self) -> Any:
+        """The last link opened (what ``pymemflow.open`` returns)."""
+        return self.links[-1].obj if self.links else None
+
+    def describe(self) -> str:
+        return " ".join(str(lk.spec) for lk in self.links)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for lk in reversed(self.links):
+            try:
+                lk.obj.close()
+            except Exception as e:  # closing must reach every link
+                log.warning("closing %s failed: %s", lk.spec, e)
+
+    def __enter__(self) -> OpenedChain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<OpenedChain {self.describe() or '(empty)'}>"
+
+
+def open_links(specs: Sequence[LinkSpec], inventory: Inventory | None = None) -> OpenedChain:
+    """Validate every link first (so a typo in the last one opens nothing), then open in order."""
+    inv = inventory or default_inventory()
+    planned: list[tuple[LinkSpec, PluginSpec, dict[str, Any], dict[str, Any]]] = []
+    for ls in specs:
+        plugin = inv.get(ls.kind, ls.name)
+        if ls.kind == "os" and ls.middleware:
+            raise ArgumentError(f"{ls.name}: OS layers take no middleware ({', '.join(ls.middleware)})")
+        planned.append((ls, plugin, validate(plugin, ls.args), validate_middleware(ls.name, ls.middleware)))
+    links: list[Link] = []
+    last: dict[str, Any] = {"connector": None, "os": None}
+    try:
+        for ls, plugin, args, mw in planned:
+            other = "os" if ls.kind == "connector" else "connector"
+            inp = last[other] if plugin.accepts_input or plugin.requires_input else None
+            if plugin.requires_input and inp is None:
+                flag = "-c CONNECTOR" if other == "connector" else "-o OS"
+                raise ArgumentError(f"{ls.name}: needs {'a connector' if other == 'connector' else 'an OS layer'}"
+                                    f" as input: put {flag} before {'-o' if ls.kind == 'os' else '-c'} {ls.name}")
+            log.debug("opening %s (input %s)", ls, type(inp).__name__ if inp is not None else None)
+            obj = plugin.factory(args, inp)
+            if obj is None:
+                raise ArgumentError(f"{ls.name}: the plugin's factory returned nothing")
+            if mw:
+                from ..mem.middleware import wrap
+
+                try:
+                    obj = wrap(obj, mw)
+                except BaseException:
+                    obj.close()
+                    raise
+            links.append(Link(ls, plugin, obj, inp))
+            last[ls.kind] = obj
+    except BaseException:
+        OpenedChain(links).close()
+        raise
+    return OpenedChain(links)
+
+
+def chain(argv: Sequence[str] | str, inventory: Inventory | None = None) -> OpenedChain:
+    """Open a chain given as command-line words (``["-c", "raw:/x.img", "-o", "win32"]``) or one
+    string (``"-c raw:/x.img -o win32"``, split with shell rules)."""
+    if isinstance(argv, str):
+        import shlex
+
+        argv = shlex.split(argv)
+    return open_links(parse_chain_args(argv), inventory)
+
+
+class Chain:
+    """Builder for the same chains from Python; ``open()`` (or ``with``) opens it.
+
+    ``Chain().connector("raw", "/x.img", memmap="m.toml", cache=True).os("win32")``: keyword
+    arguments that are middleware keys (``cache``, ``cache_size`` ...) go to the middleware, the
+    rest to the plugin; values may be text (parsed like the command line) or already typed.
+    """
+
+    def __init__(self, inventory: Inventory | None = None) -> None:
+        self.links: list[LinkSpec] = []
+        self.inventory = inventory
+        self._opened: OpenedChain | None = None
+
+    def connector(self, name: str, target: str | Path | None = None, /, **args: Any) -> Chain:
+        from .args import _middleware_specs
+
+        mw_keys = {a.name for a in _middleware_specs()} or {"cache", "cache_size", "cache_time",
+                                                              "cache_page_size", "delay", "metrics"}
+        mw = {k: v for k, v in args.items() if k in mw_keys and v is not None}
+        plain = {k: v for k, v in args.items() if k not in mw_keys}
+        return self._add("connector", name, target, plain, mw)
+
+    def os(self, name: str, target: str | Path | None = None, /, **args: Any) -> Chain:
+        return self._add("os", name, target, args, {})
+
+    def spec(self, flag: str, text: str) -> Chain:
+        """Add a link from its command-line text: ``spec("-c", "raw:/x.img:cache=true")``."""
+        self.links += parse_chain_args([flag, text])
+        return self
+
+    def _add(self, kind: str, name: str, target: Any, args: dict[str, Any], mw: dict[str, Any]) -> Chain:
+        a = {TARGET_ARG: str(target) if isinstance(target, Path) else target} if target is not None else {}
+        a.update({k: v for k, v in args.items() if v is not None})
+        self.links.append(LinkSpec(kind, name, a, mw))
+        return self
+
+    def open(self) -> OpenedChain:
+        return open_links(self.links, self.inventory)
+
+    def __enter__(self) -> OpenedChain:
+        self._opened = self.open()
+        return self._opened
+
+    def __exit__(self, *exc: object) -> None:
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
+
+    def __str__(self) -> str:
+        return " ".join(str(lk) for lk in self.links)
+
+
+def open_target(path_or_spec: str | Path, os: str | None = None, *, inventory: Inventory | None = None,
+                **args: Any) -> Any:
+    """``pymemflow.open``: a path opens the ``auto`` connector (format by magic; ``raw``
+    when ``auto`` is not installed), ``"NAME:ARGS"`` (or a bare connector name) opens that plugin.
+    ``os`` adds an OS layer (``"win32"`` or ``"win32:ARGS"``). Extra keyword arguments go to the
+    connector (``raw=True`` lets ``auto`` map a file with no known magic). Returns the top of the
+    chain -- the OS layer if ``os`` is given, else the connector; closing it closes the chain."""
+    inv = inventory or default_inventory()
+    b = Chain(inv)
+    text = str(path_or_spec)
+    name = parse_link(text).name if isinstance(path_or_spec, str) and text.strip() else ""
+    if isinstance(path_or_spec, str) and inv.has("connector", name) and not Path(text).exists():
+        b.spec("-c", text)
+        for k, v in args.items():
+            (b.links[-1].middleware if k in _mw_names() else b.links[-1].args)[k] = v
+    else:
+        conn = "auto" if inv.has("connector", "auto") else "raw"
+        b.connector(conn, text, **args)
+    if os:
+        b.spec("-o", os)
+    opened = b.open()
+    top = opened.top
+    _attach_closer(top, opened)
+    return top
+
+
+def _mw_names() -> set[str]:
+    from .args import _middleware_specs
+
+    return {a.name for a in _middleware_specs()}
+
+
+def _attach_closer(top: Any, opened: OpenedChain) -> None:
+    """Make ``top.close()`` close the whole chain (links below it too) exactly once."""
+    if len(opened.links) < 2:
+        return
+    own_close = top.close
+
+    def close() -> None:
+        own_close()
+        opened.close()
+
+    try:
+        top.close = close
+    except AttributeError:  # objects with __slots__: the chain's links stay open until collected
+        log.debug("cannot attach the chain's close() to %r", top)
