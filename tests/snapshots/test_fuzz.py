@@ -4,6 +4,7 @@ raised, never hanging)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -16,6 +17,9 @@ from pymemflow.connectors.formats import codecs
 from pymemflow.errors import FormatError
 
 from .synth import make
+
+EXAMPLES = int(os.environ.get("PMF_FUZZ_EXAMPLES", "60"))
+"""Bounded budget in the suite; PMF_FUZZ_EXAMPLES=1500 for a longer local run."""
 
 FUZZED = ["elf", "elf32", "lime", "kdump-zlib-plain", "kdump-zlib-flat", "kdump-snappy-plain", "crash64",
           "crash64b", "crash64k", "crash32", "crash32b", "triage", "avml", "vmware-embedded"]
@@ -56,7 +60,7 @@ def _exercise(path) -> None:
 
 
 @pytest.mark.parametrize("fmt", FUZZED)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_headers(originals, fmt, data):
     files, folder = originals
