@@ -47,3 +47,13 @@ def test_kdump_32bit_header_layout(tmp_path):
         for at, part in expected().items():
             assert_same_pages(mem, at, part)
         assert mem.hints["vmcoreinfo"].startswith("OSRELEASE=")
+
+
+def test_builtin_inventory_lists_snapshot_connectors():
+    reg = pytest.importorskip("pymemflow.plugins.registry")
+    if not hasattr(reg, "default_inventory"):
+        pytest.skip("plugin inventory API not in this tree yet")
+    inv = reg.default_inventory()
+    for name in ("elf", "kdump", "crashdump", "lime", "avml", "vmware", "auto"):
+        assert inv.has("connector", name), name
+        assert inv.get("connector", name).name == name
