@@ -1,0 +1,195 @@
+"""OS-generic commands, written once against :class:`pymemflow.os.base.OsLayer`: ``ps``,
+``modules``, ``kmods``, ``exports``, ``imports``, ``sections``, ``maps``, ``read``, ``dump-module``.
+
+Every OS layer (win32, linux, native) gets them for free; an operation the layer does not support
+(``NotImplementedError``) is reported as "not supported" with exit code 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...errors import ArgumentError, PartialReadError
+from ...os.base import ModuleInfo, Process
+from ...plugins.api import parse_int
+from ..context import CommandContext
+
+PS_FIELDS = ["pid", "ppid", "name", "path", "command_line", "state", "arch", "dtb", "user_dtb", "address", "wow64"]
+MODULE_FIELDS = ["name", "path", "base", "size", "arch"]
+EXPORT_FIELDS = ["name", "address", "ordinal"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("ps", help="list processes")
+    p.set_defaults(handler=run_ps)
+
+    p = sub.add_parser("modules", help="modules (DLLs, shared objects) of a process")
+    _proc_arg(p)
+    p.set_defaults(handler=run_modules)
+
+    p = sub.add_parser("kmods", help="kernel modules / drivers")
+    p.set_defaults(handler=run_kmods)
+
+    for name, helptext, handler in (("exports", "exports of a module", run_exports),
+                                    ("imports", "imports of a module", run_imports),
+                                    ("sections", "sections of a module", run_sections)):
+        p = sub.add_parser(name, help=helptext)
+        _proc_arg(p)
+        p.add_argument("-m", "--module", required=True, help="module name (case-insensitive)")
+        p.set_defaults(handler=handler)
+
+    p = sub.add_parser("maps", help="memory map of a process (-p), or of a page-table root (--dtb)")
+    p.add_argument("-p", "--process", help="pid or name")
+    p.add_argument("--vad", action="store_true", help="from the OS's own records (VADs) instead of page tables")
+    p.add_argument("--dtb", type=parse_int, help="walk this page-table root on the connector instead of a process")
+    p.add_argument("--arch", default="x64", help="architecture for --dtb (x64, x64la57, x86, x86pae, aarch64)")
+    p.set_defaults(handler=run_maps)
+
+    p = sub.add_parser("read", help="read process memory (hexdump, or raw bytes with --out)")
+    _proc_arg(p)
+    p.add_argument("addr", type=parse_int, help="virtual address")
+    p.add_argument("length", type=parse_int, help="bytes to read (0x100, 4k)")
+    p.add_argument("--out", metavar="FILE", help="write the raw bytes to FILE")
+    p.set_defaults(handler=run_read)
+
+    p = sub.add_parser("dump-module", help="write a module's memory image to a file (unreadable pages zeroed)")
+    _proc_arg(p)
+    p.add_argument("-m", "--module", required=True, help="module name")
+    p.add_argument("out", help="output file")
+    p.set_defaults(handler=run_dump_module)
+
+
+def _proc_arg(p: Any) -> None:
+    p.add_argument("-p", "--process", required=True, help="pid or name")
+
+
+def _process(ctx: CommandContext) -> Process:
+    proc: Process = ctx.os().process(ctx.args.process)
+    return proc
+
+
+def _module(ctx: CommandContext, proc: Process) -> ModuleInfo:
+    return proc.module_by_name(ctx.args.module)
+
+
+def _pick(d: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    return {k: d.get(k) for k in fields}
+
+
+def run_ps(ctx: CommandContext) -> int:
+    rows = [_pick(i.as_dict(), PS_FIELDS) for i in ctx.os().process_info_list()]
+    ctx.emit(rows, ["pid", "ppid", "name", "state", "arch", "dtb", "wow64", "command_line"])
+    return 0
+
+
+def run_modules(ctx: CommandContext) -> int:
+    proc = _process(ctx)
+    ctx.emit([_pick(m.as_dict(), MODULE_FIELDS) for m in proc.module_list()], MODULE_FIELDS)
+    return 0
+
+
+def run_kmods(ctx: CommandContext) -> int:
+    ctx.emit([_pick(m.as_dict(), MODULE_FIELDS) for m in ctx.os().kernel_modules()], MODULE_FIELDS)
+    return 0
+
+
+def run_exports(ctx: CommandContext) -> int:
+    proc = _process(ctx)
+    rows = [e.as_dict() for e in proc.exports(_module(ctx, proc))]
+    ctx.emit(rows, EXPORT_FIELDS + ["forwarder"])
+    return 0
+
+
+def run_imports(ctx: CommandContext) -> int:
+    proc = _process(ctx)
+    ctx.emit([i.as_dict() for i in proc.imports(_module(ctx, proc))], ["module", "name", "address", "ordinal"])
+    return 0
+
+
+def run_sections(ctx: CommandContext) -> int:
+    proc = _process(ctx)
+    ctx.emit([s.as_dict() for s in proc.sections(_module(ctx, proc))], ["name", "address", "size", "characteristics"])
+    return 0
+
+
+def run_maps(ctx: CommandContext) -> int:
+    cols = ["start", "end", "size", "protection", "kind", "path"]
+    if ctx.args.dtb is not None:
+        if ctx.args.process:
+            raise ArgumentError("maps: give either -p PROCESS or --dtb ADDRESS, not both")
+        ctx.emit(_page_map_rows(ctx, ctx.args.dtb, ctx.args.arch), cols)
+        return 0
+    if not ctx.args.process:
+        raise ArgumentError("maps: give -p PROCESS (or --dtb ADDRESS for a raw page-table walk)")
+    proc = _process(ctx)
+    regions = proc.maps(vad=True) if ctx.args.vad else proc.maps()
+    ctx.emit([r.as_dict() for r in regions], cols)
+    return 0
+
+
+def _page_map_rows(ctx: CommandContext, dtb: int, arch: str) -> list[dict[str, Any]]:
+    """Mappings of a page-table root, from the translation layer's ``VirtualMemory.page_map()``."""
+    try:
+        from ...arch import VirtualMemory  # type: ignore[attr-defined]
+    except ImportError:
+        raise ArgumentError("maps --dtb: address translation (pymemflow.arch) is not available in this build") from None
+    vm = VirtualMemory(ctx.connector(), arch, dtb)
+    rows: list[dict[str, Any]] = []
+    for r in vm.page_map():
+        if hasattr(r, "as_dict"):
+            rows.append(r.as_dict())
+        elif isinstance(r, dict):
+            rows.append(r)
+        else:  # (start, end, protection-or-flags, ...) tuples
+            start, end = int(r[0]), int(r[1])
+            prot = r[2] if len(r) > 2 else ""
+            rows.append({"start": start, "end": end, "size": end - start,
+                         "protection": prot if isinstance(prot, str) else str(prot), "kind": "", "path": ""})
+    return rows
+
+
+def _read_report(ctx: CommandContext, mem: Any, addr: int, n: int) -> tuple[bytes, int]:
+    if n < 0 or n > 1 << 32:
+        raise ArgumentError(f"length {n:#x} out of range (0 .. 4g)")
+    try:
+        return mem.read(addr, n), 0
+    except PartialReadError as e:
+        bad = sum(f.length for f in e.failures)
+        ctx.err.write(f"pymemflow: error: {bad} of {n} bytes unreadable (zero-filled): "
+                      + "; ".join(f"{f.length:#x} at {f.address:#x}: {f.reason}" for f in e.failures[:3]) + "\n")
+        return e.data, bad
+
+
+def run_read(ctx: CommandContext) -> int:
+    proc = _process(ctx)
+    data, bad = _read_report(ctx, proc.memory, ctx.args.addr, ctx.args.length)
+    if ctx.args.out:
+        Path(ctx.args.out).write_bytes(data)
+    else:
+        ctx.hexdump(data, ctx.args.addr)
+    return 1 if bad else 0
+
+
+def run_dump_module(ctx: CommandContext) -> int:
+    proc = _process(ctx)
+    mod = _module(ctx, proc)
+    if mod.size <= 0 or mod.size > 1 << 32:
+        raise ArgumentError(f"dump-module: module {mod.name} has an implausible size {mod.size:#x}")
+    data = bytearray(mod.size)
+    step = 1 << 20
+    unreadable = 0
+    with ctx.progress(mod.size, f"dump {mod.name}") as bar:
+        for off in range(0, mod.size, step):
+            n = min(step, mod.size - off)
+            try:
+                chunk = proc.memory.read(mod.base + off, n)
+            except PartialReadError as e:
+                chunk = e.data
+                unreadable += sum(f.length for f in e.failures)
+            data[off : off + n] = chunk
+            bar.advance(n)
+    Path(ctx.args.out).write_bytes(bytes(data))
+    ctx.emit_obj({"module": mod.name, "base": mod.base, "size": mod.size, "file": ctx.args.out,
+                  "unreadable_bytes": unreadable})
+    return 0
