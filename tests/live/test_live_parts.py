@@ -18,6 +18,7 @@ from pymemflow.live.qemu_ram import (
     parse_mtree_flat,
     ram_candidates,
 )
+from pymemflow.live.qemu_regs import paging_arch, parse_registers
 from pymemflow.live.rangemap import HostRange, HostRangeMap
 
 G = 1 << 30
@@ -171,3 +172,25 @@ def test_mtree_and_maps_parsers_take_any_text(text):
     maps = parse_maps(text)
     assert len(maps) <= len(text.splitlines())
     assert all(m.start >= 0 and m.end >= 0 and isinstance(m.perms, str) for m in maps)
+
+
+REGS = """CPU#0
+RIP=ffffffff9ba592eb RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1
+IDT=     fffffe0000000000 00000fff
+CR0=80050033 CR2=00000000005794a9 CR3=00000000028fa000 CR4=000006f0
+EFER=0000000000000d01
+CPU#1
+EIP=c10a1b2c EFL=00000246 [---Z-P-] CPL=3 II=0 A20=1 SMM=0 HLT=0
+CR0=80050033 CR2=00000000 CR3=01a2b000 CR4=00000010
+"""
+
+
+def test_register_hints():
+    r = parse_registers(REGS)
+    assert [x["cpu"] for x in r] == [0, 1]
+    assert r[0]["cr3"] == 0x28FA000 and r[0]["idt_base"] == 0xFFFFFE0000000000 and r[0]["cpl"] == 0
+    assert r[1]["rip"] == 0xC10A1B2C and r[1]["cpl"] == 3
+    assert paging_arch(r[0]) == "x64" and paging_arch(r[1]) == "x86"
+    assert paging_arch({"cr0": 1 << 31, "cr4": 1 << 5}) == "x86pae"
+    assert paging_arch({"cr0": 1 << 31, "cr4": 1 << 12, "efer": 1 << 10}) == "x64la57"
+    assert paging_arch({"cr0": 0x11}) is None

@@ -123,6 +123,11 @@ def test_anon_guest_layout_and_bytes_match_xp(guest_anon):
     with open_qemu(guest_anon.name, pause="open") as conn, QmpClient(guest_anon.qmp2) as q:
         assert conn.layout.method == "qmp"
         assert conn.read(marker_pa(guest_anon), len(marker)) == marker
+        # register hints from QEMU: 4-level paging, and CR3 is a page-table root in guest RAM whose
+        # kernel half (PML4 entries 256..511; with PTI the kernel root is CR3 without bit 12) is present
+        assert conn.hints["arch"] == "x64" and conn.hints["cpu_registers"][0]["cpl"] in (0, 3)
+        pml4 = np.frombuffer(conn.read(conn.hints["dtb"] & ~0x1FFF, 4096), "<u8")
+        assert (pml4[256:] & 1).sum() >= 2
         # the RAM mapping is the rw mapping of memdev size, not the (bigger) TCG code cache
         size = q.cmd("query-memdev")[0]["size"]
         host = conn.map.ranges[0].host

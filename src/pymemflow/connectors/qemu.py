@@ -38,6 +38,7 @@ from ..live.procmem import (
 )
 from ..live.qemu_cmdline import QemuCommandLine, is_qemu, parse_command_line
 from ..live.qemu_ram import RamLayout, RamNotFoundError, layout_from_heuristic, layout_from_qmp
+from ..live.qemu_regs import paging_arch
 from ..live.qmp import QmpBusyError, QmpClient, QmpError
 from ..live.rangemap import HostRangeMap
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
@@ -217,6 +218,13 @@ class QemuConnector(AlignedReadsMixin, SingleReadMixin, PhysicalMemory):
             "vm_name": cmd.name or "",
             "qemu_pid": pid,
         })
+        if layout.registers:
+            # facts from QEMU at open time: a valid page-table root and the paging mode of CPU 0
+            self.hints["cpu_registers"] = layout.registers
+            self.hints["dtb"] = layout.registers[0]["cr3"] & ~0xFFF
+            arch = paging_arch(layout.registers[0])
+            if arch:
+                self.hints["arch"] = arch
         self._init_single(pid)
         if pause == "open":
             self.pause()

@@ -18,10 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import PymemflowError
 from .procfs import MapEntry
 from .qemu_cmdline import QemuCommandLine
+from .qemu_regs import parse_registers
 from .qmp import QmpClient, QmpError
 from .rangemap import HostRange
 
@@ -38,6 +40,8 @@ class RamLayout:
     method: str
     """'qmp', 'qmp-size-match', 'heuristic' or 'override'."""
     notes: list[str] = field(default_factory=list)
+    registers: list[dict[str, Any]] = field(default_factory=list)
+    """Per-CPU registers read over QMP at open (see :mod:`pymemflow.live.qemu_regs`)."""
 
 
 _MTREE_RE = re.compile(
@@ -114,7 +118,11 @@ def layout_from_qmp(q: QmpClient, maps: list[MapEntry],
             notes.append(f"{name}: host mapping chosen by size {sizes[name]:#x} and checked with xp")
         bases[name] = hva
     ranges = [HostRange(e.start, e.end - e.start, bases[e.name] + e.offset) for e in entries]
-    return RamLayout(ranges, method, notes)
+    try:
+        regs = parse_registers(q.hmp("info registers -a"))
+    except QmpError:
+        regs = []
+    return RamLayout(ranges, method, notes, regs)
 
 
 def _xp_u64(q: QmpClient, gpa: int) -> int | None:
