@@ -1,0 +1,175 @@
+"""Translation cache: per (page-table root, 4 KiB virtual page), with negative entries.
+
+Two stores share one policy: a NumPy open-addressing hash table for batched lookups (a handful of
+vectorised gathers per batch, tens of millions of lookups per second) and a plain dict for the
+single-address hot path (a dict lookup is what a Python caller can afford per read). Live targets
+change their page tables, so a policy can expire everything after some seconds or some number of
+translations; ``flush()`` drops everything at once (as ``mov cr3`` would).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..mem.view import U64Array
+
+_U64 = np.uint64
+_HASH = _U64(0x9E3779B97F4A7C15)
+_PROBES = 8
+FRAME_MASK = 0x000F_FFFF_FFFF_F000
+
+
+@dataclass(frozen=True)
+class TlbPolicy:
+    """How a :class:`VirtualMemory` caches translations.
+
+    ``capacity``: slots of the batched table (rounded up to a power of two; 16 bytes each).
+    ``max_age``: seconds after which all entries are dropped (live targets), None = never.
+    ``max_uses``: translations served after which all entries are dropped, None = never.
+    ``negative``: also cache failed translations (unmapped pages)."""
+
+    capacity: int = 1 << 20
+    max_age: float | None = None
+    max_uses: int | None = None
+    negative: bool = True
+    enabled: bool = True
+
+
+NO_TLB = TlbPolicy(enabled=False)
+
+
+def pack(pa: U64Array, size: U64Array, flags: npt.NDArray[np.uint8], reason: npt.NDArray[np.uint8]) -> U64Array:
+    """Pack a translation of a 4 KiB piece into one u64: frame | flags | reason << 8 | log2(size) << 56."""
+    log2 = np.zeros(size.shape[0], dtype=_U64)
+    nz = size != 0
+    if nz.any():
+        log2[nz] = np.log2(size[nz].astype(np.float64)).astype(_U64)
+    return (  # type: ignore[no-any-return]
+        (pa & _U64(FRAME_MASK))
+        | flags.astype(_U64)
+        | (reason.astype(_U64) << _U64(8))
+        | (log2 << _U64(56))
+    )
+
+
+class Tlb:
+    """The cache; see the module docstring. Keys are (root, vpn) with vpn = va >> 12."""
+
+    def __init__(self, policy: TlbPolicy | None = None) -> None:
+        self.policy = policy or TlbPolicy()
+        cap = 1
+        while cap < max(self.policy.capacity, 64):
+            cap <<= 1
+        self._bits = cap.bit_length() - 1
+        self._mask = cap - 1
+        self._tables: dict[object, tuple[U64Array, U64Array, list[int]]] = {}
+        self.single: dict[object, dict[int, tuple[int, int, int, int]]] = {}
+        """Per root: vpn -> (pa of the 4 KiB frame, page size, flags, reason); read by VirtualMemory's
+        single-read fast path directly."""
+        self._born = time.monotonic()
+        self._uses = 0
+        self.hits = 0
+        self.misses = 0
+
+    # ---- validity ---------------------------------------------------------------------------------
+    def flush(self) -> None:
+        self._tables.clear()
+        self.single.clear()
+        self._born = time.monotonic()
+        self._uses = 0
+
+    def check(self, uses: int = 1) -> None:
+        """Expire everything when the policy says the cache is stale."""
+        p = self.policy
+        if p.max_uses is not None:
+            self._uses += uses
+            if self._uses > p.max_uses:
+                self.flush()
+        if p.max_age is not None and time.monotonic() - self._born > p.max_age:
+            self.flush()
+
+    @property
+    def volatile(self) -> bool:
+        return self.policy.max_uses is not None or self.policy.max_age is not None
+
+    # ---- batched store ------------------------------------------------------------------------------
+    def _table(self, root: object) -> tuple[U64Array, U64Array, list[int]]:
+        t = self._tables.get(root)
+        if t is None:
+            n = self._mask + 1
+            t = (np.zeros(n, dtype=_U64), np.zeros(n, dtype=_U64), [0])
+            self._tables[root] = t
+        return t
+
+    def _slot(self, key: U64Array) -> U64Array:
+        return (key * _HASH) >> _U64(64 - self._bits)  # type: ignore[no-any-return]
+
+    def lookup(self, root: object, vpn: U64Array) -> tuple[npt.NDArray[np.bool_], U64Array]:
+        """Hit mask and packed values (valid where hit) for each vpn."""
+        n = vpn.shape[0]
+        hit = np.zeros(n, dtype=bool)
+        val = np.zeros(n, dtype=_U64)
+        t = self._tables.get(root)
+        if t is None or n == 0:
+            self.misses += n
+            return hit, val
+        keys, vals, _ = t
+        key = vpn + _U64(1)
+        slot = self._slot(key)
+        mask = _U64(self._mask)
+        k = keys[slot]
+        m = k == key
+        hit[m] = True
+        val[m] = vals[slot[m]]
+        pending = np.flatnonzero(~m & (k != 0))
+        for p in range(1, _PROBES):
+            if pending.size == 0:
+                break
+            s = (slot[pending] + _U64(p)) & mask
+            k = keys[s]
+            m = k == key[pending]
+            hit[pending[m]] = True
+            val[pending[m]] = vals[s[m]]
+            pending = pending[~m & (k != 0)]
+        nh = int(hit.sum())
+        self.hits += nh
+        self.misses += n - nh
+        return hit, val
+
+    def insert(self, root: object, vpn: U64Array, packed: U64Array) -> None:
+        if vpn.shape[0] == 0:
+            return
+        keys, vals, count = self._table(root)
+        key, first = np.unique(vpn + _U64(1), return_index=True)
+        val = packed[first]
+        if count[0] + key.shape[0] > (self._mask + 1) * 0.6:
+            keys[:] = 0  # full: start over (cheaper than an eviction order, and rare)
+            count[0] = 0
+            if key.shape[0] > (self._mask + 1) * 0.6:
+                keep = int((self._mask + 1) * 0.6)
+                key, val = key[:keep], val[:keep]
+        slot = self._slot(key)
+        mask = _U64(self._mask)
+        pending = np.arange(key.shape[0])
+        for p in range(_PROBES):
+            if pending.size == 0:
+                break
+            s = (slot[pending] + _U64(p)) & mask
+            k = keys[s]
+            fresh = k == 0
+            same = k == key[pending]
+            vals[s[same]] = val[pending[same]]
+            cand = pending[fresh]
+            cs = s[fresh]
+            if cand.size:
+                us, fi = np.unique(cs, return_index=True)
+                win = cand[fi]
+                keys[us] = key[win]
+                vals[us] = val[win]
+                count[0] += int(us.shape[0])
+            placed = keys[s] == key[pending]
+            pending = pending[~placed]

@@ -1,0 +1,409 @@
+"""A virtual address space (physical memory + architecture + page-table root) as a MemoryView.
+
+Reads are split at page boundaries, every piece is translated in one batch (TLB first, then the
+batched walker for the misses), physically contiguous neighbours are coalesced and the whole lot
+is fetched with one batched physical read. Unmapped pieces are reported per piece with their
+virtual address, never silently zero-filled unless the space was opened with ``zero_fill=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import ReadFailure, TranslationError
+from ..mem.view import I64Array, MemoryView, U8Array, U64Array
+from ..os.base import MemoryRegion
+from .pagemap import Leaves, merge_ranges, protection, size_str, walk_leaves
+from .spec import F_USER, R_OK, REASONS, Architecture, get_arch
+from .tlb import FRAME_MASK, Tlb, TlbPolicy, pack
+from .walk_batch import TranslationResult, walk_many
+from .walk_scalar import PteHook, Walk, walk_one
+
+_U64 = np.uint64
+_PAGE = 4096
+_PMASK = _PAGE - 1
+
+
+def _excl_cumsum(a: I64Array) -> I64Array:
+    out = np.zeros(a.shape[0], dtype=np.int64)
+    if a.shape[0] > 1:
+        np.cumsum(a[:-1], out=out[1:])
+    return out
+
+
+class VirtualMemory(MemoryView):
+    """``VirtualMemory(phys, "x64", cr3)``: read and translate virtual addresses.
+
+    ``tlb``: a :class:`TlbPolicy` (``TlbPolicy(max_age=0.05)`` for live targets), a shared
+    :class:`Tlb`, or False to translate every time. ``pte_hook(pte, level, va) -> pa | None`` lets an OS
+    layer resolve non-present entries. ``ttbr1`` (AArch64) is the root of the upper half.
+    """
+
+    def __init__(
+        self,
+        phys: MemoryView,
+        arch: str | Architecture,
+        dtb: int,
+        *,
+        ttbr1: int | None = None,
+        zero_fill: bool = False,
+        tlb: TlbPolicy | Tlb | bool | None = None,
+        pte_hook: PteHook | None = None,
+    ) -> None:
+        self.phys = phys
+        self.arch = get_arch(arch)
+        self.pointer_size = self.arch.pointer_size
+        self.little_endian = True
+        self.zero_fill = zero_fill
+        self.pte_hook = pte_hook
+        if isinstance(tlb, Tlb):
+            self.tlb: Tlb | None = tlb
+        elif tlb is False or (isinstance(tlb, TlbPolicy) and not tlb.enabled):
+            self.tlb = None
+        else:
+            self.tlb = Tlb(tlb if isinstance(tlb, TlbPolicy) else None)
+        self._leaves: Leaves | None = None
+        self.dtb = 0
+        self.ttbr1 = ttbr1
+        self.set_dtb(dtb, ttbr1)
+
+    # ---- configuration ----------------------------------------------------------------------------
+    @property
+    def writable(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.phys, "writable", False))
+
+    def set_dtb(self, dtb: int, ttbr1: int | None = None) -> None:
+        """Switch to another page-table root (another process). Cached translations of other roots
+        stay valid and are kept."""
+        self.dtb = int(dtb)
+        if ttbr1 is not None:
+            self.ttbr1 = int(ttbr1)
+        self._root = (self.dtb, self.ttbr1)
+        self._single: dict[int, tuple[int, int, int, int]] | None = None
+        if self.tlb is not None:
+            self._single = self.tlb.single.setdefault(self._root, {})
+        self._leaves = None
+
+    def flush_tlb(self) -> None:
+        """Forget every cached translation (and the cached page map used by :meth:`reverse`)."""
+        if self.tlb is not None:
+            self.tlb.flush()
+            self._single = self.tlb.single.setdefault(self._root, {})
+        self._leaves = None
+
+    def __repr__(self) -> str:
+        return f"<VirtualMemory {self.arch.name} dtb={self.dtb:#x}>"
+
+    # ---- translation ------------------------------------------------------------------------------
+    def _walk1(self, va: int) -> tuple[int, int, int, int]:
+        """(frame of va's 4 KiB piece, page size, flags, reason), through the single-address TLB."""
+        tlb = self.tlb
+        if tlb is not None:
+            if tlb.volatile:
+                tlb.check()
+                self._single = tlb.single.setdefault(self._root, {})
+            single = self._single
+            assert single is not None
+            e = single.get(va >> 12)
+            if e is not None:
+                return e
+        w: Walk = walk_one(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)
+        e = (w.pa & ~_PMASK, w.page_size, w.flags, w.reason)
+        if tlb is not None and (w.reason == R_OK or tlb.policy.negative):
+            single = self._single
+            assert single is not None
+            if len(single) >= tlb.policy.capacity:
+                single.clear()
+            single[va >> 12] = e
+        return e
+
+    def translate(self, va: int) -> int:
+        """Physical address of ``va``; raises :class:`TranslationError` with the reason."""
+        frame, _size, _fl, reason = self._walk1(int(va))
+        if reason:
+            raise TranslationError(int(va), REASONS.get(reason, str(reason)))
+        return frame | (int(va) & _PMASK)
+
+    def translate_info(self, va: int) -> Walk:
+        """Physical address, page size, flags and reason for one address (no exception)."""
+        frame, size, fl, reason = self._walk1(int(va))
+        return Walk(frame | (int(va) & _PMASK) if not reason else 0, size, fl, reason)
+
+    def translate_batch(self, vas: Iterable[int] | npt.ArrayLike) -> TranslationResult:
+        """Translate many addresses at once: per-address pa, page size, flags and failure reason."""
+        va = np.asarray(vas if isinstance(vas, np.ndarray) else list(vas))  # type: ignore[arg-type]
+        va = va.astype(_U64, copy=False).reshape(-1)
+        tlb = self.tlb
+        if tlb is None:
+            return walk_many(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)
+        if tlb.volatile:
+            tlb.check(va.shape[0])
+            self._single = tlb.single.setdefault(self._root, {})
+        vpn = va >> _U64(12)
+        hit, val = tlb.lookup(self._root, vpn)
+        n = va.shape[0]
+        if bool(hit.all()):
+            return self._decode(va, val)
+        miss = np.flatnonzero(~hit)
+        r = walk_many(self.phys, self.arch, self.dtb, va[miss], self.ttbr1, self.pte_hook)
+        packed = pack(r.pa, r.page_size, r.flags, r.reason)
+        keep = r.reason == R_OK if not tlb.policy.negative else slice(None)
+        tlb.insert(self._root, vpn[miss][keep], packed[keep])
+        if miss.shape[0] == n:
+            return r
+        res = self._decode(va, val)
+        res.pa[miss] = r.pa
+        res.page_size[miss] = r.page_size
+        res.flags[miss] = r.flags
+        res.reason[miss] = r.reason
+        return res
+
+    @staticmethod
+    def _decode(va: U64Array, val: U64Array) -> TranslationResult:
+        reason = ((val >> _U64(8)) & _U64(0xF)).astype(np.uint8)
+        log2 = val >> _U64(56)
+        size = np.where(log2 != 0, _U64(1) << log2, _U64(0))
+        ok = reason == 0
+        pa = np.where(ok, (val & _U64(FRAME_MASK)) | (va & _U64(_PMASK)), _U64(0))
+        return TranslationResult(pa, size.astype(_U64), (val & _U64(0xFF)).astype(np.uint8), reason)
+
+    # ---- reads ------------------------------------------------------------------------------------
+    def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        off = addr & _PMASK
+        if off + n <= _PAGE and n > 0:
+            frame, _s, _f, reason = self._walk1(addr)
+            if reason:
+                if self.zero_fill:
+                    return bytes(n), []
+                return bytes(n), [ReadFailure(0, addr, n, REASONS.get(reason, str(reason)))]
+            data, failures = self.phys._read_single(frame | off, n)
+            if failures:
+                if self.zero_fill:
+                    return data, []
+                failures = [ReadFailure(0, addr + (f.address - (frame | off)), f.length, f.reason)
+                            for f in failures]
+            return data, failures
+        return super()._read_single(addr, n)
+
+    def read_u64(self, addr: int) -> int:
+        single = self._single
+        if single is not None and (addr & _PMASK) <= _PAGE - 8 and not self.tlb.volatile:  # type: ignore[union-attr]
+            e = single.get(addr >> 12)
+            if e is not None and not e[3]:
+                data, failures = self.phys._read_single(e[0] | (addr & _PMASK), 8)
+                if not failures:
+                    return int.from_bytes(data, "little")
+        return super().read_u64(addr)
+
+    def read_u32(self, addr: int) -> int:
+        single = self._single
+        if single is not None and (addr & _PMASK) <= _PAGE - 4 and not self.tlb.volatile:  # type: ignore[union-attr]
+            e = single.get(addr >> 12)
+            if e is not None and not e[3]:
+                data, failures = self.phys._read_single(e[0] | (addr & _PMASK), 4)
+                if not failures:
+                    return int.from_bytes(data, "little")
+        return super().read_u32(addr)
+
+    def read_ptr(self, addr: int) -> int:
+        return self.read_u64(addr) if self.pointer_size == 8 else self.read_u32(addr)
+
+    def _split(self, addrs: U64Array, lengths: I64Array) -> tuple[U64Array, I64Array, npt.NDArray[np.intp]]:
+        """Cut pieces (none running past 2**64) at 4 KiB boundaries: (sub addresses, sub lengths,
+        owning piece index)."""
+        nz = lengths > 0
+        first = addrs >> _U64(12)
+        lastb = addrs + (np.maximum(lengths, 1) - 1).astype(_U64)
+        count = np.where(nz, ((lastb >> _U64(12)) - first).astype(np.int64) + 1, 0)
+        total = int(count.sum())
+        if total == addrs.shape[0] and bool(nz.all()):
+            return addrs, lengths, np.arange(addrs.shape[0])
+        owner = np.repeat(np.arange(addrs.shape[0]), count)
+        within = np.arange(total, dtype=np.int64) - np.repeat(_excl_cumsum(count), count)
+        page = first[owner] + within.astype(_U64)
+        sub_va = np.where(within == 0, addrs[owner], page << _U64(12))
+        page_end = (page + _U64(1)) << _U64(12)  # 0 for the very last page of the space
+        piece_end = addrs[owner] + lengths[owner].astype(_U64)
+        last = within == count[owner] - 1
+        sub_end = np.where(last, piece_end, page_end)
+        sub_len = (sub_end - sub_va).astype(np.int64)
+        return sub_va, sub_len, owner
+
+    @staticmethod
+    def _wraps(addrs: U64Array, lengths: I64Array) -> npt.NDArray[np.bool_]:
+        return (lengths > 0) & ((addrs + (np.maximum(lengths, 1) - 1).astype(_U64)) < addrs)  # type: ignore[no-any-return]
+
+    def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
+        wraps = self._wraps(addrs, lengths)
+        if wraps.any():
+            return self._read_wrapping(addrs, lengths, out, wraps)
+        sub_va, sub_len, owner = self._split(addrs, lengths)
+        if sub_va.shape[0] == 0:
+            return []
+        tr = self.translate_batch(sub_va)
+        ok = tr.reason == R_OK
+        failures: list[ReadFailure] = []
+        if bool(ok.all()):
+            self._read_ok(tr.pa, sub_va, sub_len, owner, ok, out, failures, scatter=False)
+        else:
+            self._read_ok(tr.pa, sub_va, sub_len, owner, ok, out, failures, scatter=True)
+            failures += self._translation_failures(tr, sub_va, sub_len, owner, ok)
+        if self.zero_fill:
+            return []
+        failures.sort(key=lambda f: (f.index, f.address))
+        return failures
+
+    def _read_wrapping(self, addrs: U64Array, lengths: I64Array, out: U8Array,
+                       wraps: npt.NDArray[np.bool_]) -> list[ReadFailure]:
+        """Pieces running past 2**64 (only hostile or buggy callers): read what exists, piece by piece."""
+        failures: list[ReadFailure] = []
+        off = _excl_cumsum(lengths)
+        for i in range(addrs.shape[0]):
+            a, n, o = int(addrs[i]), int(lengths[i]), int(off[i])
+            have = min(n, (1 << 64) - a)
+            fs = self._read_batch(np.array([a], _U64), np.array([have], np.int64), out[o:o + have])
+            failures += [ReadFailure(i, f.address, f.length, f.reason) for f in fs]
+            if have < n:
+                out[o + have:o + n] = 0
+                if not self.zero_fill:
+                    failures.append(ReadFailure(i, 0, n - have, "address wraps past 2**64"))
+        return failures
+
+    def _coalesce(self, pa: U64Array, ln: I64Array) -> tuple[U64Array, I64Array, npt.NDArray[np.intp]]:
+        """Merge neighbours that are physically contiguous: (addresses, lengths, first sub index)."""
+        if pa.shape[0] <= 1:
+            return pa, ln, np.arange(pa.shape[0])
+        brk = np.ones(pa.shape[0], dtype=bool)
+        brk[1:] = (pa[:-1] + ln[:-1].astype(_U64)) != pa[1:]
+        starts = np.flatnonzero(brk)
+        if starts.shape[0] == pa.shape[0]:
+            return pa, ln, starts
+        mlen = np.add.reduceat(ln, starts)
+        return pa[starts], mlen.astype(np.int64), starts
+
+    def _read_ok(self, pa: U64Array, sub_va: U64Array, sub_len: I64Array,
+                 owner: npt.NDArray[np.intp], ok: npt.NDArray[np.bool_], out: U8Array,
+                 failures: list[ReadFailure], scatter: bool) -> None:
+        if scatter:
+            idx = np.flatnonzero(ok)
+            if idx.size == 0:
+                out[:] = 0
+                return
+            opa, oln = pa[idx], sub_len[idx]
+            mpa, mln, mstart = self._coalesce(opa, oln)
+            tmp = np.empty(int(oln.sum()), dtype=np.uint8)
+            pf = self.phys._read_batch(mpa, mln, tmp)
+            bytemask = np.repeat(ok, sub_len)
+            out[~bytemask] = 0
+            out[bytemask] = tmp
+            if pf:
+                failures += self._phys_failures(pf, mstart, idx, opa, oln, sub_va, owner)
+        else:
+            mpa, mln, mstart = self._coalesce(pa, sub_len)
+            pf = self.phys._read_batch(mpa, mln, out)
+            if pf:
+                idx = np.arange(pa.shape[0])
+                failures += self._phys_failures(pf, mstart, idx, pa, sub_len, sub_va, owner)
+
+    @staticmethod
+    def _phys_failures(pf: list[ReadFailure], mstart: npt.NDArray[np.intp], idx: npt.NDArray[np.intp],
+                       opa: U64Array, oln: I64Array, sub_va: U64Array,
+                       owner: npt.NDArray[np.intp]) -> list[ReadFailure]:
+        """Map failures of the coalesced physical read back to pieces and virtual addresses."""
+        out: list[ReadFailure] = []
+        nsub = idx.shape[0]
+        mend = np.concatenate((mstart[1:], [nsub]))
+        for f in pf:
+            a0, a1 = f.address, f.address + f.length
+            for j in range(int(mstart[f.index]), int(mend[f.index])):
+                p0 = int(opa[j])
+                p1 = p0 + int(oln[j])
+                lo, hi = max(a0, p0), min(a1, p1)
+                if lo < hi:
+                    k = int(idx[j])
+                    out.append(ReadFailure(int(owner[k]), int(sub_va[k]) + lo - p0, hi - lo, f.reason))
+        return _merge_failures(out)
+
+    @staticmethod
+    def _translation_failures(tr: TranslationResult, sub_va: U64Array, sub_len: I64Array,
+                              owner: npt.NDArray[np.intp], ok: npt.NDArray[np.bool_]) -> list[ReadFailure]:
+        bad = np.flatnonzero(~ok)
+        # runs of consecutive failed sub-pieces of one piece with one reason become one failure
+        o, r = owner[bad], tr.reason[bad]
+        brk = np.ones(bad.shape[0], dtype=bool)
+        brk[1:] = (bad[1:] != bad[:-1] + 1) | (o[1:] != o[:-1]) | (r[1:] != r[:-1])
+        starts = np.flatnonzero(brk)
+        lens = np.add.reduceat(sub_len[bad], starts) if starts.size else np.zeros(0, np.int64)
+        return [
+            ReadFailure(int(o[s]), int(sub_va[bad[s]]), int(n), "virtual address: " + REASONS.get(int(r[s]), "?"))
+            for s, n in zip(starts.tolist(), lens.tolist(), strict=True)
+        ]
+
+    # ---- writes -------------------------------------------------------------------------------------
+    def _write_batch(self, addrs: U64Array, lengths: I64Array, data: U8Array) -> list[ReadFailure]:
+        if not self.writable:
+            return super()._write_batch(addrs, lengths, data)
+        wraps = self._wraps(addrs, lengths)
+        if wraps.any():
+            raise ValueError("a write runs past the end of the 64-bit address space")
+        sub_va, sub_len, owner = self._split(addrs, lengths)
+        tr = self.translate_batch(sub_va)
+        ok = tr.reason == R_OK
+        failures: list[ReadFailure] = []
+        idx = np.flatnonzero(ok)
+        if idx.size:
+            bytemask = np.repeat(ok, sub_len)
+            payload = data[: bytemask.shape[0]][bytemask]
+            mpa, mln, mstart = self._coalesce(tr.pa[idx], sub_len[idx])
+            pf = self.phys._write_batch(mpa, mln, payload)
+            if pf:
+                failures += self._phys_failures(pf, mstart, idx, tr.pa[idx], sub_len[idx], sub_va, owner)
+        if not ok.all():
+            failures += self._translation_failures(tr, sub_va, sub_len, owner, ok)
+        return failures
+
+    # ---- page maps ----------------------------------------------------------------------------------
+    def leaves(self, start: int = 0, end: int | None = None) -> Leaves:
+        """Every leaf mapping (va, pa, size, flags) in ``[start, end)``, sorted by va."""
+        if start == 0 and end is None:
+            if self._leaves is None or (self.tlb is not None and self.tlb.volatile):
+                self._leaves = walk_leaves(self.phys, self.arch, self.dtb, self.ttbr1, hook=self.pte_hook)
+            return self._leaves
+        return walk_leaves(self.phys, self.arch, self.dtb, self.ttbr1, start, end, hook=self.pte_hook)
+
+    def page_map(self, start: int = 0, end: int | None = None, gap: int = 0) -> list[MemoryRegion]:
+        """Mapped ranges, merged when neighbours (at most ``gap`` bytes apart) share flags and page size.
+
+        ``protection`` is 'r', 'w' or '-', 'x' or '-'; ``kind`` is 'user' or 'kernel' plus the page
+        size (e.g. 'kernel 2M'), with ' hook' when an OS layer's pte_hook resolved the pages."""
+        lv = self.leaves(start, end)
+        regions = []
+        for s, e, fl, size in merge_ranges(lv, gap):
+            kind = ("user " if fl & F_USER else "kernel ") + size_str(size)
+            if fl & 0x10:
+                kind += " hook"
+            regions.append(MemoryRegion(max(s, start), e if end is None else min(e, end), protection(fl), kind))
+        return regions
+
+    def reverse(self, pa: int) -> list[int]:
+        """Every virtual address that maps to physical address ``pa`` (sorted)."""
+        lv = self.leaves()
+        p = _U64(pa)
+        hit = (lv.pa <= p) & (p - lv.pa < lv.size)
+        return sorted(int(v) + (pa - int(b)) for v, b in zip(lv.va[hit].tolist(), lv.pa[hit].tolist(), strict=True))
+
+
+def _merge_failures(fs: list[ReadFailure]) -> list[ReadFailure]:
+    fs.sort(key=lambda f: (f.index, f.address))
+    out: list[ReadFailure] = []
+    for f in fs:
+        if out and out[-1].index == f.index and out[-1].address + out[-1].length == f.address \
+                and out[-1].reason == f.reason:
+            p = out[-1]
+            out[-1] = ReadFailure(p.index, p.address, p.length + f.length, p.reason)
+        else:
+            out.append(f)
+    return out
