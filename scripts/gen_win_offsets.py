@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Generate pymemflow's built-in Windows offset table from ../shared/data/windows/.
+
+Sources (all facts; attribution and licence texts are copied next to the table):
+- ``ntkrnlmp_offsets_x64.csv``: 213 x64 ntkrnlmp.pdb builds (JPCERT/CC Windows-Symbol-Tables, BSD-3).
+- ``memflow-offsets/*.toml``: memflow-win32's built-in offsets (MIT), incl. x86 builds.
+- ``isf/*.json.xz``: five complete volatility3 ISF files (JPCERT/CC, BSD-3). Each gives the full
+  member list (ppid, CreateTime, VAD, PEB32, KUSER_SHARED_DATA, PTE bits ...) for its *build family*;
+  a CSV/TOML row of the same arch and build gets those extra facts only if every offset it has
+  agrees with the ISF (checked here), and the row records which ISF they came from.
+- ``volatility2/win7_sp1_x86_vtypes.py``: Windows 7 SP1 x86 layouts (facts only, read with
+  ``ast.literal_eval``, never imported or copied) for the x86 7601 family; PTE layouts are left out
+  because that file is the non-PAE kernel and our x86 7601 row is the PAE kernel (ntkrpamp.pdb).
+
+Run: ``python scripts/gen_win_offsets.py [--shared ../shared/data/windows]``. Output:
+``src/pymemflow/os/win32/offsets/data/win_offsets.json.xz`` (+ LICENSE files, + the 19041 ISF).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import lzma
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from pymemflow.os.win32.offsets.isf import IsfSymbols  # noqa: E402
+from pymemflow.os.win32.offsets.wanted import WANTED_STRUCTS, flatten_isf  # noqa: E402
+
+OUT = ROOT / "src/pymemflow/os/win32/offsets/data"
+CARRIED_ISF = "5278AFF86C341677D7D7835C85B7B844-1.json.xz"  # 10.0.19041.804, for the demo machine
+
+MEMFLOW_KEYS = {
+    "list_blink": "_LIST_ENTRY.Blink",
+    "eproc_link": "_EPROCESS.ActiveProcessLinks",
+    "phys_mem_block": "MmPhysicalMemoryBlock",
+    "kproc_dtb": "_KPROCESS.DirectoryTableBase",
+    "eproc_pid": "_EPROCESS.UniqueProcessId",
+    "eproc_name": "_EPROCESS.ImageFileName",
+    "eproc_peb": "_EPROCESS.Peb",
+    "eproc_section_base": "_EPROCESS.SectionBaseAddress",
+    "eproc_exit_status": "_EPROCESS.ExitStatus",
+    "eproc_thread_list": "_EPROCESS.ThreadListHead",
+    "eproc_wow64": "_EPROCESS.WoW64Process",
+    "eproc_vad_root": "_EPROCESS.VadRoot",
+    "kthread_teb": "_KTHREAD.Teb",
+    "ethread_list_entry": "_ETHREAD.ThreadListEntry",
+    "teb_peb": "_TEB.ProcessEnvironmentBlock",
+    "teb_peb_x86": "_TEB32.ProcessEnvironmentBlock",
+}
+MEMFLOW_VAD_KEYS = {
+    "starting_vpn": "_MMVAD_SHORT.StartingVpn",
+    "ending_vpn": "_MMVAD_SHORT.EndingVpn",
+    "starting_vpn_high": "_MMVAD_SHORT.StartingVpnHigh",
+    "ending_vpn_high": "_MMVAD_SHORT.EndingVpnHigh",
+    "u": "_MMVAD_SHORT.u",
+}
+
+# PAE software-PTE bits (Intel SDM PAE format; Windows uses the same low-bit layout as on x64:
+# bit 0 Valid, 1-4 PageFileLow, 5-9 Protection, 10 Prototype, 11 Transition, 32-63 PageFileHigh;
+# transition PTEs keep the frame number in bits 12-35). Documented in docs/windows.md.
+PAE_PTE_BITS = {
+    "_MMPTE_SOFTWARE.Valid": (0, 0, 1), "_MMPTE_SOFTWARE.PageFileLow": (0, 1, 4),
+    "_MMPTE_SOFTWARE.Protection": (0, 5, 5), "_MMPTE_SOFTWARE.Prototype": (0, 10, 1),
+    "_MMPTE_SOFTWARE.Transition": (0, 11, 1), "_MMPTE_SOFTWARE.PageFileHigh": (0, 32, 32),
+    "_MMPTE_TRANSITION.Valid": (0, 0, 1), "_MMPTE_TRANSITION.Protection": (0, 5, 5),
+    "_MMPTE_TRANSITION.Prototype": (0, 10, 1), "_MMPTE_TRANSITION.Transition": (0, 11, 1),
+    "_MMPTE_TRANSITION.PageFrameNumber": (0, 12, 24),
+}
+
+# KUSER_SHARED_DATA is at a fixed address on every Windows build (part of the user ABI).
+FIXED = {"KUSER_SHARED_DATA_KERNEL_VA_X64": 0xFFFFF78000000000, "KUSER_SHARED_DATA_KERNEL_VA_X86": 0xFFDF0000,
+         "KUSER_SHARED_DATA_USER_VA": 0x7FFE0000}
+
+
+def build_of(version: str) -> int:
+    return int(version.split(".")[2])
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            fields: dict[str, int] = {}
+            sizes: dict[str, int] = {}
+            for k, v in r.items():
+                if k in ("guid_age", "version", "os", "pdb_name") or v in (None, ""):
+                    continue
+                if k == "EPROCESS_size":
+                    sizes["_EPROCESS"] = int(v, 0)
+                else:
+                    fields[k] = int(v, 0)
+            fields["_LIST_ENTRY.Flink"] = 0
+            fields["_LIST_ENTRY.Blink"] = 8
+            rows.append({"guid_age": r["guid_age"].upper(), "version": r["version"], "build": build_of(r["version"]),
+                         "arch": "x64", "pdb_name": r["pdb_name"], "os": r["os"], "origin": "jpcert-csv",
+                         "fields": fields, "sizes": sizes, "bitfields": {}})
+    return rows
+
+
+def read_memflow(folder: Path) -> list[dict[str, Any]]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - py3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    rows = []
+    for p in sorted(folder.glob("*.toml")):
+        d = tomllib.loads(p.read_text())
+        h, o = d["header"], d["offsets"]
+        build = int(h["nt_build_number"])
+        pdb = h.get("pdb_file_name") or ""
+        if not h.get("pdb_guid"):
+            continue  # NT 3.1 / 4.0: no PDB identity to look up by, not useful for discovery
+        arch = "x64" if h["arch"].upper() == "X64" else ("x86pae" if pdb == "ntkrpamp.pdb" else "x86")
+        fields: dict[str, int] = {}
+        for k, name in MEMFLOW_KEYS.items():
+            if k in o and not (k == "eproc_wow64" and o[k] == 0):
+                fields[name] = int(o[k])
+        fields["_LIST_ENTRY.Flink"] = 0
+        vad = o.get("mmvad") or {}
+        bits: dict[str, tuple[int, int, int]] = {}
+        for k, name in MEMFLOW_VAD_KEYS.items():
+            if k in vad and not (k.endswith("_high") and vad[k] == 0):
+                fields[name] = int(vad[k])
+        if "vad_node" in vad:
+            fields["_MMVAD_SHORT.VadNode" if build >= 9200 else "_MMADDRESS_NODE.LeftChild"] = int(vad["vad_node"])
+        if "protection_bit" in vad:
+            bits["_MMVAD_FLAGS.Protection"] = (0, int(vad["protection_bit"]), 5)
+        ver = f"{h['nt_major_version']}.{h['nt_minor_version']}.{build}"
+        rows.append({"guid_age": str(h["pdb_guid"]).upper(), "version": ver, "build": build, "arch": arch,
+                     "pdb_name": pdb, "os": f"memflow {p.stem}", "origin": "memflow",
+                     "fields": fields, "sizes": {}, "bitfields": bits})
+    return rows
+
+
+def vol2_family(path: Path) -> dict[str, Any]:
+    """Windows 7 SP1 x86 facts from the Volatility 2 vtypes (literal dict, parsed not executed)."""
+    src = path.read_text()
+    tree = ast.parse(src)
+    types: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+            types = ast.literal_eval(_calls_to_dicts(node.value))
+            break
+    skip = {"_MMPTE", "_MMPTE_HARDWARE", "_MMPTE_SOFTWARE", "_MMPTE_TRANSITION", "_MMPTE_PROTOTYPE",
+            "_HARDWARE_PTE"}  # non-PAE layouts; the PAE ones are PAE_PTE_BITS
+    fields: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    bits: dict[str, tuple[int, int, int]] = dict(PAE_PTE_BITS)
+    for s in WANTED_STRUCTS:
+        if s in skip or s not in types:
+            continue
+        size, members = types[s]
+        sizes[s] = int(size)
+        for name, (off, t) in sorted(members.items()):
+            fields[f"{s}.{name}"] = int(off)
+            if isinstance(t, list) and t and t[0] == "BitField":
+                a = t[1]
+                bits[f"{s}.{name}"] = (int(off), int(a["start_bit"]), int(a["end_bit"]) - int(a["start_bit"]))
+    sizes["_MMPTE"] = 8
+    return {"from": "volatility2 win7_sp1_x86_vtypes (facts; PTE bits: PAE format)", "fields": fields,
+            "sizes": sizes, "bitfields": bits}
+
+
+def _calls_to_dicts(node: ast.AST) -> ast.AST:
+    """vtypes use ``dict(start_bit=..)``: rewrite those calls into dict literals for literal_eval."""
+
+    class T(ast.NodeTransformer):
+        def visit_Call(self, n: ast.Call) -> ast.AST:
+            self.generic_visit(n)
+            if isinstance(n.func, ast.Name) and n.func.id == "dict" and not n.args:
+                return ast.Dict(keys=[ast.Constant(k.arg) for k in n.keywords],
+                                values=[k.value for k in n.keywords])
+            return n
+
+    return ast.fix_missing_locations(T().visit(node))
+
+
+def agrees(row: dict[str, Any], fam: dict[str, Any]) -> list[str]:
+    """Struct offsets of a row that contradict the family (symbol RVAs differ per revision: ignored)."""
+    bad = []
+    for k, v in row["fields"].items():
+        fv = fam["fields"].get(k)
+        if k.startswith("_") and fv is not None and fv != v:
+            bad.append(f"{k}: row {v} vs family {fv}")
+    return bad
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared/data/windows"))
+    ap.add_argument("--out", default=str(OUT))
+    a = ap.parse_args()
+    shared, out = Path(a.shared), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows = read_csv(shared / "ntkrnlmp_offsets_x64.csv")
+    csv_guids = {r["guid_age"] for r in rows}
+    for r in read_memflow(shared / "memflow-offsets"):
+        if r["guid_age"] in csv_guids:
+            continue  # the CSV row has more; memflow's agrees (checked by tests)
+        rows.append(r)
+
+    families: dict[str, Any] = {}
+    versions = {}
+    vt = (shared / "isf/JPCERT-version-table.md").read_text()
+    for line in vt.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and re.match(r"^\d+\.\d+\.\d+\.\d+$", cells[0]) and len(cells[1]) >= 33:
+            versions[cells[1].upper()] = cells[0]
+    for p in sorted((shared / "isf").glob("*.json.xz")):
+        isf = IsfSymbols.load(p)
+        ga = isf.guid_age or ""
+        ver = versions.get(ga, "")
+        f, s, b = flatten_isf(isf)
+        key = f"{isf.arch}-{build_of(ver)}"
+        families[key] = {"from": f"isf:{p.name} ({ver})", "guid_age": ga, "version": ver,
+                         "fields": f, "sizes": s, "bitfields": {k: list(v) for k, v in b.items()}}
+    fam7 = vol2_family(shared / "volatility2/win7_sp1_x86_vtypes.py")
+    fam7["bitfields"] = {k: list(v) for k, v in fam7["bitfields"].items()}
+    families["x86pae-7601"] = fam7
+
+    notes = []
+    for r in rows:
+        key = f"{r['arch']}-{r['build']}"
+        fam = families.get(key)
+        if fam is None:
+            continue
+        bad = agrees(r, fam)
+        if bad:
+            notes.append(f"{r['guid_age']} {r['version']}: not given {key} family facts: {bad[:3]}")
+            continue
+        r["family"] = key
+    rows.sort(key=lambda r: (r["arch"], r["build"], tuple(int(x) for x in r["version"].split(".")), r["guid_age"]))
+    doc = {"format": 1, "generator": "scripts/gen_win_offsets.py",
+           "attribution": {
+               "jpcert-csv": "JPCERT/CC Windows-Symbol-Tables, BSD-3-Clause (LICENSE-JPCERT-Windows-Symbol-Tables)",
+               "memflow": "memflow-win32 built-in offsets, MIT (LICENSE-memflow-win32)",
+               "isf": "JPCERT/CC Windows-Symbol-Tables ISF files, BSD-3-Clause",
+               "volatility2": "facts (offsets) read from Volatility 2 vtypes; no code or text carried"},
+           "fixed": FIXED, "entries": rows, "families": families, "notes": notes}
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    with lzma.open(out / "win_offsets.json.xz", "wb", preset=9) as f:
+        f.write(raw)
+    shutil.copyfile(shared / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "LICENSE-JPCERT-Windows-Symbol-Tables")
+    shutil.copyfile(shared / "memflow-offsets/LICENSE-memflow-win32", out / "LICENSE-memflow-win32")
+    (out / "isf").mkdir(exist_ok=True)
+    shutil.copyfile(shared / "isf" / CARRIED_ISF, out / "isf" / CARRIED_ISF)
+    shutil.copyfile(shared / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "isf/LICENSE-JPCERT-Windows-Symbol-Tables")
+    print(f"{len(rows)} entries, {len(families)} families ({', '.join(sorted(families))}), "
+          f"{sum(1 for r in rows if r.get('family'))} with family facts; notes: {len(notes)}")
+    for n in notes:
+        print("  note:", n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

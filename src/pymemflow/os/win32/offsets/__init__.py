@@ -1,0 +1,16 @@
+"""Windows kernel structure offsets and symbol RVAs: ISF directory, built-in table, symbol server.
+
+Public API::
+
+    from pymemflow.os.win32.offsets import Win32Offsets, resolve_offsets, IsfSymbols, find_isf
+    o = resolve_offsets(guid_age="5278AFF86C341677D7D7835C85B7B8441", build=19041, symbols_dir=None)
+    o["_EPROCESS.UniqueProcessId"], o["PsActiveProcessHead"], o.size("_EPROCESS"), o.bits("_MMVAD_FLAGS.Protection")
+"""
+
+from .isf import IsfMember, IsfSymbols, find_isf
+from .model import Win32Offsets
+from .resolve import offsets_from_isf, resolve_offsets
+from .table import builtin_isf_path, fixed_constants
+
+__all__ = ["IsfMember", "IsfSymbols", "Win32Offsets", "builtin_isf_path", "find_isf", "fixed_constants",
+           "offsets_from_isf", "resolve_offsets"]

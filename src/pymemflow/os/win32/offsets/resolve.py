@@ -1,0 +1,66 @@
+"""Find offsets for a kernel: local ISF directory, then the built-in table, then a symbol server."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ....errors import NotFoundError
+from . import table
+from .isf import IsfSymbols, find_isf
+from .model import Win32Offsets
+from .wanted import flatten_isf
+
+log = logging.getLogger(__name__)
+
+
+def offsets_from_isf(isf: IsfSymbols, path: str, build: int | str | None = None,
+                     arch: str | None = None) -> Win32Offsets:
+    fields, sizes, bits = flatten_isf(isf)
+    ga = isf.guid_age
+    known = table.lookup_guid(ga) if ga else None
+    version = known.version if known else (str(build) if isinstance(build, str) else "")
+    b = known.build if known else (table._parse_version(build)[0] if build is not None else 0)
+    a = arch if arch in ("x86", "x86pae") and isf.arch == "x86" else isf.arch
+    return Win32Offsets(arch=a, version=version, build=b, guid_age=ga, source=f"isf:{path}", fields=fields,
+                        sizes=sizes, bitfields=bits, pdb_name=isf.pdb_name, isf=isf)
+
+
+def resolve_offsets(*, guid_age: str | None = None, build: int | str | None = None, arch: str = "x64",
+                    symbols_dir: str | Path | None = None, symstore: str | None = None,
+                    cache_dir: str | Path | None = None, pdb_name: str = "ntkrnlmp.pdb") -> Win32Offsets:
+    """Offsets for the kernel whose PDB is ``guid_age`` (GUID + hex age) and/or whose build is ``build``.
+
+    Order: (1) ``symbols_dir`` ISF file for the exact GUID; (2) the built-in table, exact GUID;
+    (3) ``symstore`` PDB download (exact GUID, cached in ``cache_dir``); (4) the built-in table's
+    nearest older build of the same version, with a warning. Raises NotFoundError saying what was tried.
+    """
+    tried: list[str] = []
+    if guid_age and symbols_dir:
+        p = find_isf(symbols_dir, guid_age, pdb_name)
+        if p is not None:
+            return offsets_from_isf(IsfSymbols.load(p), str(p), build, arch)
+        tried.append(f"no ISF for {guid_age} under {symbols_dir}")
+    if guid_age:
+        exact = table.lookup_guid(guid_age, arch)
+        if exact is not None:
+            return table.to_offsets(exact, "table")
+        tried.append(f"{guid_age} not in the built-in table")
+    if guid_age and symstore:
+        from .symstore import offsets_from_symstore
+
+        try:
+            return offsets_from_symstore(symstore, pdb_name, guid_age, cache_dir=cache_dir, arch=arch,
+                                         build=build)
+        except (OSError, NotFoundError) as err:
+            tried.append(f"symbol server {symstore}: {err}")
+    if build is not None:
+        near = table.lookup_nearest(build, arch)
+        if near is not None:
+            log.warning("no exact offsets for %s build %s; using the nearest older table entry %s (%s)",
+                        guid_age or "unknown PDB", build, near.version, near.guid_age)
+            o = table.to_offsets(near, "table-nearest")
+            o.notes.append(f"asked for {guid_age or '?'} build {build}: nearest entry used")
+            return o
+        tried.append(f"no table entry for {arch} build {build} or older of that version")
+    raise NotFoundError("no Windows offsets found: " + "; ".join(tried or ["neither guid_age nor build given"]))
