@@ -154,13 +154,11 @@ class MmapMemory(PhysicalMemory):
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         self._check_open()
         mp = self._map.split(addrs, lengths)
-        copy_pieces(out, mp.out_off, self._np, mp.real, mp.length)
+        copy_pieces(out, None if mp.back_to_back else mp.out_off, self._np, mp.real, mp.length)
         if mp.failures:
-            starts = mp.out_off if mp.simple else None
-            if starts is None:
-                from .view import _offsets
+            from .view import _offsets
 
-                starts = _offsets(lengths)
+            starts = _offsets(lengths)
             for f in mp.failures:
                 o = int(starts[f.index]) + (f.address - int(addrs[f.index]))
                 out[o : o + f.length] = 0

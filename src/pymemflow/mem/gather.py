@@ -16,40 +16,51 @@ U8 = npt.NDArray[np.uint8]
 _LOOP_MAX_PIECES = 8
 """Up to this many pieces a Python loop of slice copies beats building index arrays."""
 _GATHER_MAX_AVG = 256
+_RECORD = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32), 8: np.dtype(np.uint64)}
 """Pieces averaging more bytes than this are copied one slice at a time."""
 
 
 def copy_pieces(
     dst: U8,
-    dst_off: npt.NDArray[np.int64],
+    dst_off: npt.NDArray[np.int64] | None,
     src: U8,
     src_off: npt.ArrayLike,
     lens: npt.NDArray[np.int64],
 ) -> None:
-    """``dst[dst_off[i]:+lens[i]] = src[src_off[i]:+lens[i]]`` for every i (bounds already checked)."""
+    """``dst[dst_off[i]:+lens[i]] = src[src_off[i]:+lens[i]]`` for every i (bounds already checked).
+
+    ``dst_off=None`` means the pieces go back to back from ``dst[0]`` (the batched-read layout),
+    which lets equal-length pieces be gathered straight into ``dst`` without offset arrays.
+    """
     k = int(lens.shape[0])
     if k == 0:
         return
-    so = np.asarray(src_off).astype(np.int64, copy=False)
+    so = np.asarray(src_off)
+    if so.dtype != np.int64:
+        so = so.astype(np.int64)
+    lmin = int(lens.min())
+    lmax = int(lens.max())
+    if dst_off is None and lmin == lmax and k > _LOOP_MAX_PIECES and lmax <= _GATHER_MAX_AVG:
+        # equal pieces written back to back (the batched small-read case): view the source as
+        # overlapping records of lmax bytes starting at every byte, and gather records
+        dt = _RECORD.get(lmax) or np.dtype(f"V{lmax}")
+        block = dst[: k * lmax].view(dt)
+        if lmax in (2, 4, 8) and not int(np.bitwise_or.reduce(so)) & (lmax - 1):
+            # all aligned: an aligned typed view gathers about twice as fast
+            whole = src[: (src.shape[0] // lmax) * lmax].view(dt)
+            np.take(whole, so // lmax, out=block)
+            return
+        records = np.ndarray((src.shape[0] - lmax + 1,), dtype=dt, buffer=src, strides=(1,))
+        block[:] = records[so]
+        return
+    if dst_off is None:
+        dst_off = np.zeros(k, dtype=np.int64)
+        np.cumsum(lens[:-1], out=dst_off[1:])
     total = int(lens.sum())
     if k <= _LOOP_MAX_PIECES or total > _GATHER_MAX_AVG * k:
         for d, s, n in zip(dst_off.tolist(), so.tolist(), lens.tolist(), strict=True):
             if n:
                 dst[d : d + n] = src[s : s + n]
-        return
-    first = int(lens[0])
-    d0 = int(dst_off[0])
-    if first > 0 and bool((lens == first).all()) and bool(
-        (dst_off == d0 + first * np.arange(k, dtype=np.int64)).all()
-    ):
-        # equal pieces written back to back: the batched small-read case
-        block = dst[d0 : d0 + k * first]
-        if first == 8 and not bool((so & 7).any()):
-            whole = src[: (src.shape[0] // 8) * 8].view(np.uint64)
-            np.take(whole, so >> 3, out=block.view(np.uint64))
-            return
-        idx = so[:, None] + np.arange(first, dtype=np.int64)
-        block.reshape(k, first)[:] = src[idx]
         return
     # general small pieces: per-byte index arrays
     starts = np.zeros(k, dtype=np.int64)

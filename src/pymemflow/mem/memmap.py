@@ -62,12 +62,34 @@ class MappedPieces:
     addr: U64Array
     real: U64Array
     length: I64Array
-    out_off: I64Array
+    given_out_off: I64Array | None
     failures: list[ReadFailure] = field(default_factory=list)
     simple: bool = False
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
+
+    @property
+    def back_to_back(self) -> bool:
+        """Chunk ``j`` goes right after chunk ``j-1`` from offset 0 (no offsets array needed)."""
+        return self.given_out_off is None and self.simple
+
+    @property
+    def out_off(self) -> I64Array:
+        if self.given_out_off is None:
+            self.given_out_off = _exclusive_cumsum(self.length)
+        return self.given_out_off
+
+
+def _exclusive_cumsum(n: I64Array) -> I64Array:
+    off = np.zeros(n.shape[0], dtype=np.int64)
+    if n.shape[0] > 1:
+        np.cumsum(n[:-1], out=off[1:])
+    return off
+
+
+def delta_arr(delta: list[np.uint64]) -> U64Array:
+    return np.array(delta, dtype=np.uint64)
 
 
 def _parse_value(raw: Any, path: object, field_name: str) -> int:
@@ -132,6 +154,7 @@ class MemoryMap:
             raise ValueError(f"range {r.base:#x}-{r.end:#x} overlaps {o.base:#x}-{o.end:#x}")
         self._ranges.insert(i, r)
         self._arrays = None
+        self._delta_cache = None
         return self
 
     def clipped(self, real_limit: int) -> MemoryMap:
@@ -178,6 +201,7 @@ class MemoryMap:
 
     # ---- lookups ------------------------------------------------------------------------------
     _arrays: tuple[list[int], U64Array, U64Array, U64Array, list[int], list[int]] | None = None
+    _delta_cache: list[np.uint64] | None = None
 
     def _bases_list(self) -> list[int]:
         return [r.base for r in self._ranges]
@@ -194,6 +218,14 @@ class MemoryMap:
                 [r.real_base for r in self._ranges],
             )
         return self._arrays
+
+    def _deltas(self) -> list[np.uint64]:
+        """Per range ``real_base - base`` modulo 2**64 (adding it to a uint64 address maps it)."""
+        d = getattr(self, "_delta_cache", None)
+        if d is None or len(d) != len(self._ranges):
+            d = [np.uint64((r.real_base - r.base) & _U64_MAX) for r in self._ranges]
+            self._delta_cache = d
+        return d
 
     def find(self, addr: int) -> int:
         """Index of the range holding ``addr``, or -1."""
@@ -228,19 +260,41 @@ class MemoryMap:
     def split(self, addrs: U64Array, lengths: I64Array, out_offsets: I64Array | None = None) -> MappedPieces:
         """Split pieces at range boundaries; holes become :class:`ReadFailure` s.
 
-        Pieces that lie inside one range (the common case) are handled with array operations;
-        only pieces that cross a boundary or touch a hole take the per-piece path.
+        Pieces that lie inside one range (the common case) are handled with array operations --
+        and when the whole batch lies in one range, with just min/max reductions; only pieces that
+        cross a boundary or touch a hole take the per-piece path. ``out_offsets`` default to the
+        pieces laid back to back (the :meth:`MemoryView._read_batch` layout).
         """
         a = np.asarray(addrs, dtype=np.uint64).reshape(-1)
         n = np.asarray(lengths, dtype=np.int64).reshape(-1)
-        if out_offsets is None:
-            off = np.zeros(n.shape[0], dtype=np.int64)
-            if n.shape[0] > 1:
-                np.cumsum(n[:-1], out=off[1:])
-        else:
-            off = np.asarray(out_offsets, dtype=np.int64)
-        bl, ba, ea, ra, _, _ = self._arr()
-        if len(ba) and a.size:
+        k = int(a.shape[0])
+        given_off = None if out_offsets is None else np.asarray(out_offsets, dtype=np.int64)
+        bl, ba, ea, ra, lens, reals = self._arr()
+        delta = self._deltas()
+        if k == 0:
+            return MappedPieces(np.zeros(0, np.int64), a, a.copy(), n, given_off, [], True)
+        nr = len(bl)
+        nmin = int(n.min())
+        nmax = int(n.max())
+        amax = int(a.max())
+        no_wrap = nmin > 0 and amax + nmax - 1 <= _U64_MAX
+        if nr and no_wrap:
+            amin = int(a.min())
+            i = bisect_right(bl, amin) - 1
+            if i >= 0 and amax + nmax - 1 < bl[i] + lens[i]:
+                # the whole batch lies inside range i: one add maps it
+                real = a + delta[i] if delta[i] else a.copy()
+                return MappedPieces(np.arange(k, dtype=np.int64), a, real, n, given_off, [], True)
+            idx = np.searchsorted(ba, a, side="right").astype(np.int64, copy=False)
+            idx -= 1
+            # last byte of each piece (a scalar add when all pieces have one length)
+            last = a + np.uint64(nmax - 1) if nmin == nmax else a + (n - 1).astype(np.uint64)
+            if amin >= bl[0]:
+                inside = last <= ea[idx]
+            else:
+                np.maximum(idx, 0, out=idx)
+                inside = (a >= ba[0]) & (last <= ea[idx])
+        elif nr:
             idx = np.searchsorted(ba, a, side="right").astype(np.int64) - 1
             safe = np.maximum(idx, 0)
             last = ea[safe]
@@ -249,18 +303,19 @@ class MemoryMap:
             room = np.where(inside, last - np.where(inside, a, last), np.uint64(0))
             inside &= (n > 0) & ((n - 1).astype(np.uint64) <= room)
             inside |= n == 0
+            idx = safe
         else:
             inside = n == 0
-            safe = np.zeros(a.shape, np.int64)
+            idx = np.zeros(k, np.int64)
         if bool(inside.all()):
-            real = a - ba[safe] + ra[safe] if len(ba) else a.copy()
-            return MappedPieces(
-                np.arange(a.shape[0], dtype=np.int64), a, real.astype(np.uint64), n, off, [], True
-            )
+            real = a + delta_arr(delta)[idx] if nr else a.copy()
+            return MappedPieces(np.arange(k, dtype=np.int64), a, real, n, given_off, [], True)
+        off = given_off if given_off is not None else _exclusive_cumsum(n)
+        safe = idx
         good = np.flatnonzero(inside)
         parts_i: list[np.ndarray] = [good]
         parts_a: list[np.ndarray] = [a[good]]
-        parts_r: list[np.ndarray] = [(a[good] - ba[safe[good]] + ra[safe[good]]) if len(ba) else a[good]]
+        parts_r: list[np.ndarray] = [a[good] + delta_arr(delta)[safe[good]] if nr else a[good]]
         parts_n: list[np.ndarray] = [n[good]]
         parts_o: list[np.ndarray] = [off[good]]
         si: list[int] = []
