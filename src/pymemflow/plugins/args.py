@@ -220,7 +220,7 @@ def format_link(name: str, args: Mapping[str, Any], middleware: Mapping[str, Any
 
     def q(v: Any) -> str:
         s = str(v)
-        if any(c in s for c in ",=:") or any(c in s for c in QUOTES):
+        if not s.strip() or s != s.strip() or any(c in s for c in ",=:" + QUOTES):
             for quote in QUOTES:
                 if quote not in s:
                     return f"{quote}{s}{quote}"

@@ -1,0 +1,1 @@
+"""Out-of-tree test plugins for pymemflow (installed by the test suite)."""
