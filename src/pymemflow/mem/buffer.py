@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import PartialReadError, PluginError, ReadFailure, ReadOnlyError
-from .gather import copy_pieces
+from .gather import copy_pieces, zero_failures
 from .memmap import MemoryMap
 from .phys import PhysicalMemory, PhysicalMetadata
-from .view import I64Array, U8Array, U64Array
+from .view import I64Array, U8Array, U64Array, _offsets
 
 _LE = {f: struct.Struct("<" + f) for f in "BHIQbhiqfd"}
 _BE = {f: struct.Struct(">" + f) for f in "BHIQbhiqfd"}
@@ -156,12 +156,7 @@ class MmapMemory(PhysicalMemory):
         mp = self._map.split(addrs, lengths)
         copy_pieces(out, None if mp.back_to_back else mp.out_off, self._np, mp.real, mp.length)
         if mp.failures:
-            from .view import _offsets
-
-            starts = _offsets(lengths)
-            for f in mp.failures:
-                o = int(starts[f.index]) + (f.address - int(addrs[f.index]))
-                out[o : o + f.length] = 0
+            zero_failures(out, mp.failures, addrs, _offsets(lengths))
         return mp.failures
 
     def _write_batch(self, addrs: U64Array, lengths: I64Array, data: U8Array) -> list[ReadFailure]:

@@ -89,7 +89,7 @@ class PhysicalMemory(MemoryView):
         return out.tobytes(), failures
 
     def _mapped_read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
-        from .gather import copy_pieces
+        from .gather import copy_pieces, zero_failures
 
         assert self.mem_map is not None
         inner = type(self)._read_batch
@@ -101,10 +101,7 @@ class PhysicalMemory(MemoryView):
         inner_fails = inner(self, mp.real, mp.length, tmp) if len(mp) else []
         copy_pieces(out, mp.out_off, tmp, _offsets(mp.length), mp.length)
         failures = list(mp.failures)
-        starts = _offsets(lengths)
-        for f in mp.failures:
-            o = int(starts[f.index]) + (f.address - int(addrs[f.index]))
-            out[o : o + f.length] = 0
+        zero_failures(out, mp.failures, addrs, _offsets(lengths))
         for f in inner_fails:
             j = f.index
             failures.append(_back(f, int(mp.index[j]), int(mp.real[j]), int(mp.addr[j])))
