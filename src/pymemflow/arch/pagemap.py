@@ -10,15 +10,17 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import FormatError
+from ..mem.pagetype import PageType, page_type_hint
 from ..mem.view import MemoryView, U64Array
 from .spec import F_GLOBAL, F_HOOK, F_LARGE, F_NX, F_USER, F_WRITABLE, Architecture
 from .walk_batch import _bit, _group_forbids, _rules_grant
 from .walk_scalar import PteHook
 
 _U64 = np.uint64
-MAX_ENTRIES = 1 << 25
+MAX_ENTRIES = 1 << 23
 """Present entries a page map may visit before it gives up: hostile tables (every entry pointing
 back at one table) describe astronomically many pages; real kernels need well under a million."""
+_CHUNK = 2048
 
 
 @dataclass
@@ -44,7 +46,8 @@ def _sext(arch: Architecture, va: U64Array) -> U64Array:
 
 def _read_tables(phys: MemoryView, tables: U64Array, entries: int, pte_size: int) -> U64Array:
     """(m, entries) entry values; unreadable bytes read as 0 (= not present)."""
-    res = phys.read_batch(tables, entries * pte_size)
+    with page_type_hint(PageType.PAGE_TABLE):
+        res = phys.read_batch(tables, entries * pte_size)
     dt = np.dtype(f"<u{pte_size}" if phys.little_endian else f">u{pte_size}")
     return res.data.view(dt).reshape(tables.shape[0], entries).astype(_U64, copy=False)
 
@@ -80,15 +83,21 @@ def walk_leaves(
     for li, lv in enumerate(arch.levels):
         if tbl.shape[0] == 0:
             break
-        ents = _read_tables(phys, tbl, lv.entries, arch.pte_size)
-        present = _bit(ents, arch.present_bit)
-        nonzero = ents != 0
-        row, col = np.nonzero(present | (nonzero if (hook is not None and li == last) else False))
-        seen += row.shape[0]
-        if seen > max_entries:
-            raise FormatError("page tables", dtb, "page_map",
-                              f"more than {max_entries} present entries (self-referencing or hostile tables?)")
-        pte = ents[row, col]
+        rows, cols, ptes = [], [], []
+        for c0 in range(0, tbl.shape[0], _CHUNK):  # bounded memory however wide the level is
+            ents = _read_tables(phys, tbl[c0:c0 + _CHUNK], lv.entries, arch.pte_size)
+            sel = _bit(ents, arch.present_bit)
+            if hook is not None and li == last:
+                sel |= ents != 0
+            r, c = np.nonzero(sel)
+            seen += r.shape[0]
+            if seen > max_entries:
+                raise FormatError("page tables", dtb, "page_map",
+                                  f"more than {max_entries} present entries (self-referencing or hostile tables?)")
+            rows.append(r + c0)
+            cols.append(c)
+            ptes.append(ents[r, c])
+        row, col, pte = np.concatenate(rows), np.concatenate(cols), np.concatenate(ptes)
         va = base[row] + (col.astype(_U64) << _U64(lv.shift))
         if li == 0:
             va = _sext(arch, va)
@@ -135,10 +144,10 @@ def walk_leaves(
             np_idx = np.flatnonzero(~p)
             hv, hp = [], []
             for i in np_idx.tolist():
-                r = hook(int(pte[i]), li, int(va[i]))
-                if r is not None:
+                hr = hook(int(pte[i]), li, int(va[i]))
+                if hr is not None:
                     hv.append(int(va[i]))
-                    hp.append(int(r) & ~(span - 1))
+                    hp.append(int(hr) & ~(span - 1))
             if hv:
                 out_va.append(np.array(hv, dtype=_U64))
                 out_pa.append(np.array(hp, dtype=_U64))

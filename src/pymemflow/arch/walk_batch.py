@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..mem.pagetype import PageType, page_type_hint
 from ..mem.view import MemoryView, U64Array
 from .spec import (
     F_GLOBAL,
@@ -91,10 +92,12 @@ def _group_forbids(group: tuple[Rule, ...], pte: U64Array, leaf: BoolArray) -> B
 
 
 def read_entries(phys: MemoryView, addrs: U64Array, size: int) -> tuple[U64Array, BoolArray]:
-    """Read one page-table entry at each address: values and an ok mask."""
-    if size == 8:
-        return phys.read_u64_many(addrs)
-    raw, failures = phys.read_gather(addrs, size)
+    """Read one page-table entry at each address: values and an ok mask. Marked as page-table reads
+    so a stacked page cache keeps them."""
+    with page_type_hint(PageType.PAGE_TABLE):
+        if size == 8:
+            return phys.read_u64_many(addrs)
+        raw, failures = phys.read_gather(addrs, size)
     ok = np.ones(addrs.shape[0], dtype=bool)
     for f in failures:
         ok[f.index] = False

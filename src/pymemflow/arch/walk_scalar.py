@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from ..mem.pagetype import PageType, page_type_hint
 from ..mem.view import MemoryView
 from .spec import (
     F_GLOBAL,
@@ -68,6 +69,18 @@ def walk_one(
 ) -> Walk:
     """Translate ``va`` by reading one entry per level. Never raises for bad tables: the walk is
     bounded by the number of levels, and unreadable or invalid entries give a failure reason."""
+    with page_type_hint(PageType.PAGE_TABLE):
+        return _walk(phys, arch, dtb, va, ttbr1, hook)
+
+
+def _walk(
+    phys: MemoryView,
+    arch: Architecture,
+    dtb: int,
+    va: int,
+    ttbr1: int | None,
+    hook: PteHook | None,
+) -> Walk:
     if not arch.canonical_ok(va):
         return Walk(0, 0, 0, R_NON_CANONICAL)
     table = root_for(arch, va, dtb, ttbr1)
