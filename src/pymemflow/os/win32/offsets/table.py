@@ -69,7 +69,8 @@ def to_offsets(e: TableEntry, source: str) -> Win32Offsets:
     notes = [f"row from {e.origin} ({e.version} {e.guid_age})"]
     if e.family:
         fam = family(e.family) or {}
-        fields.update({k: v for k, v in fam.get("fields", {}).items() if k.startswith("_")})
+        same_pdb = fam.get("guid_age") == e.guid_age  # symbol RVAs hold only for the ISF's own PDB
+        fields.update({k: v for k, v in fam.get("fields", {}).items() if same_pdb or k.startswith("_")})
         sizes.update(fam.get("sizes", {}))
         bits.update({k: (v[0], v[1], v[2]) for k, v in fam.get("bitfields", {}).items()})
         notes.append(f"struct members beyond the row: family {e.family} from {fam.get('from')}")
