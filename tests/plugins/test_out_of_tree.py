@@ -22,6 +22,8 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_entry_points_found(installed_plugin_pkg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m.split(".")[0] == "pmf_testplugin"]:
+        monkeypatch.delitem(sys.modules, name)  # other tests import it from source
     monkeypatch.syspath_prepend(str(installed_plugin_pkg))
     inv = Inventory.load(folders=[])
     pattern = inv.get("connector", "pattern")  # entry point naming a PluginSpec object

@@ -17,6 +17,7 @@ A source that fails to import is skipped with a warning (``-v`` shows it) and li
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -136,8 +137,8 @@ class Inventory:
                 self.problems.append(msg)
                 log.warning(msg)
                 continue
-            if spec.origin == "builtin" and origin != "builtin":
-                spec.origin = origin
+            if origin != "builtin":  # a copy: the same spec object may come from two sources
+                spec = dataclasses.replace(spec, origin=origin)
             self.add(spec)
 
     def add(self, spec: PluginSpec) -> bool:
