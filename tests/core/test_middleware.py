@@ -182,6 +182,10 @@ def test_wrap_order_and_forwarding():
     assert isinstance(wrap(inner, {"cache_size": 1 << 16}), PageCache)  # tuning implies cache
     with pytest.raises(ValueError, match="unknown"):
         wrap(inner, {"cahce": True})
+    live = DummyMemory(1 << 16)
+    live.hints["cache_time"] = 0.1  # a live connector asks for short validity
+    assert wrap(live, {"cache": PageType.all()}).validity == TimeValidity(0.1)
+    assert wrap(live, {"cache": PageType.all(), "cache_time": CountValidity(2)}).validity == CountValidity(2)
     w.set_mem_map(MemoryMap([(0x1000, 0x1000, 0)]))
     assert w.read(0x1010, 2) == b"hi" and inner.mem_map is not None
     w.close()

@@ -27,6 +27,10 @@ I64Array = npt.NDArray[np.int64]
 
 _S = TypeVar("_S", bound=ctypes.Structure)
 
+# compiled once: building a struct.Struct per typed read costs more than the read itself
+_LE = {f: struct.Struct("<" + f) for f in "BHIQbhiqfd"}
+_BE = {f: struct.Struct(">" + f) for f in "BHIQbhiqfd"}
+
 
 @dataclass
 class BatchResult:
@@ -172,7 +176,7 @@ class MemoryView:
 
     # ---- typed reads ---------------------------------------------------------------------------
     def _unpack(self, fmt: str, addr: int) -> Any:
-        s = struct.Struct(("<" if self.little_endian else ">") + fmt)
+        s = (_LE if self.little_endian else _BE)[fmt]
         return s.unpack(self.read(addr, s.size))[0]
 
     def read_u8(self, addr: int) -> int:
@@ -210,10 +214,10 @@ class MemoryView:
         return self.read_u64(addr) if self.pointer_size == 8 else self.read_u32(addr)
 
     def write_u64(self, addr: int, value: int) -> None:
-        self.write(addr, struct.pack("<Q" if self.little_endian else ">Q", value))
+        self.write(addr, (_LE if self.little_endian else _BE)["Q"].pack(value))
 
     def write_u32(self, addr: int, value: int) -> None:
-        self.write(addr, struct.pack("<I" if self.little_endian else ">I", value))
+        self.write(addr, (_LE if self.little_endian else _BE)["I"].pack(value))
 
     def read_array(self, addr: int, dtype: npt.DTypeLike, count: int) -> npt.NDArray[Any]:
         dt = np.dtype(dtype)

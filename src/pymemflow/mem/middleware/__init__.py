@@ -92,6 +92,17 @@ MIDDLEWARE_ARGS: list[ArgSpec] = [
 """The ``:``-keys every connector accepts after its own arguments."""
 
 
+def _validity(given: Any, conn: PhysicalMemory) -> TimeValidity | CountValidity:
+    """The user's ``cache_time``, else the connector's ``cache_time`` hint (seconds; live targets
+    such as qemu suggest a short one), else one second."""
+    if given is not None:
+        return parse_validity(given)
+    hinted = conn.hints.get("cache_time")
+    if isinstance(hinted, (int, float)) and not isinstance(hinted, bool) and hinted >= 0:
+        return TimeValidity(float(hinted))
+    return TimeValidity(1.0)
+
+
 def wrap(conn: PhysicalMemory, options: dict[str, Any]) -> PhysicalMemory:
     """Stack the middleware ``options`` (parsed values of :data:`MIDDLEWARE_ARGS`; missing or None
     keys are off) on ``conn``: delay innermost, then cache, then metrics outermost."""
@@ -110,8 +121,7 @@ def wrap(conn: PhysicalMemory, options: dict[str, Any]) -> PhysicalMemory:
             out,
             size=options.get("cache_size") or 2 << 20,
             page_size=options.get("cache_page_size") or 4096,
-            validity=parse_validity(options["cache_time"]) if options.get("cache_time") is not None
-            else TimeValidity(float(conn.hints.get("cache_time", 1.0))),  # live targets hint a short one
+            validity=_validity(options.get("cache_time"), conn),
             page_types=types,
         )
     metrics = options.get("metrics")
