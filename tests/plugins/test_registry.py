@@ -95,7 +95,7 @@ def test_unknown_name_lists_available_and_hints_the_kind() -> None:
     inv = Inventory.load(entry_points=False, folders=[])
     with pytest.raises(ArgumentError, match=r"unknown connector 'rawx'; available: .*raw"):
         inv.get("connector", "rawx")
-    with pytest.raises(ArgumentError, match=r"'native' is an os plugin: use -o native"):
+    with pytest.raises(ArgumentError, match=r"'native' is an OS layer: use -o native"):
         inv.get("connector", "native")
 
 

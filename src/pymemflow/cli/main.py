@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = _pre_verbosity(argv)
     _setup_logging(verbose)
     ctx: CommandContext | None = None
+    command = "this command"
     try:
         parser = build_parser(verbose)
         args = parser.parse_args(argv)
@@ -132,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_usage(sys.stderr)
             print("pymemflow: error: no command given (see pymemflow --help)", file=sys.stderr)
             return 2
+        command = str(args.command)
         links: list[LinkSpec] = []
         for flag, text in args.chain:
             links += _parse_links([flag, text])
@@ -144,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(e, verbose)
         return 2
     except NotImplementedError as e:
-        msg = _one_line(e) if str(e) else "not supported by this OS layer / connector"
-        _report(e, verbose, f"not supported: {msg}")
+        why = f" ({_one_line(e)})" if str(e) else ""
+        _report(e, verbose, f"{command}: not supported by this chain's OS layer or connector{why}")
         return 1
     except (PymemflowError, OSError) as e:
         if isinstance(e, BrokenPipeError):

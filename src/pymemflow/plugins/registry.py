@@ -179,7 +179,8 @@ class Inventory:
             other = "os" if kind == "connector" else "connector"
             hint = ""
             if (other, name) in self.plugins:
-                hint = f" ({name!r} is an {other} plugin: use {'-o' if other == 'os' else '-c'} {name})"
+                hint = (f" ({name!r} is {'an OS layer' if other == 'os' else 'a connector'}: "
+                        f"use {'-o' if other == 'os' else '-c'} {name})")
             noun = "OS layer" if kind == "os" else "connector"
             raise ArgumentError(f"unknown {noun} {name!r}{hint}; available: "
                                 f"{', '.join(self.names(kind)) or '(none)'}")

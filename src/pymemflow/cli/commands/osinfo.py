@@ -131,22 +131,11 @@ def run_maps(ctx: CommandContext) -> int:
 def _page_map_rows(ctx: CommandContext, dtb: int, arch: str) -> list[dict[str, Any]]:
     """Mappings of a page-table root, from the translation layer's ``VirtualMemory.page_map()``."""
     try:
-        from ...arch import VirtualMemory  # type: ignore[attr-defined]
+        from ...arch import VirtualMemory
     except ImportError:
         raise ArgumentError("maps --dtb: address translation (pymemflow.arch) is not available in this build") from None
     vm = VirtualMemory(ctx.connector(), arch, dtb)
-    rows: list[dict[str, Any]] = []
-    for r in vm.page_map():
-        if hasattr(r, "as_dict"):
-            rows.append(r.as_dict())
-        elif isinstance(r, dict):
-            rows.append(r)
-        else:  # (start, end, protection-or-flags, ...) tuples
-            start, end = int(r[0]), int(r[1])
-            prot = r[2] if len(r) > 2 else ""
-            rows.append({"start": start, "end": end, "size": end - start,
-                         "protection": prot if isinstance(prot, str) else str(prot), "kind": "", "path": ""})
-    return rows
+    return [r.as_dict() for r in vm.page_map()]
 
 
 def _read_report(ctx: CommandContext, mem: Any, addr: int, n: int) -> tuple[bytes, int]:
