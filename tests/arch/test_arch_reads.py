@@ -1,0 +1,230 @@
+"""Reads and writes through VirtualMemory, TLB policy, hooks, and hostile page tables."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ptbuild import Perm, new_tables
+
+from pymemflow.arch import (
+    F_HOOK,
+    NO_TLB,
+    TlbPolicy,
+    VirtualMemory,
+    get_arch,
+    walk_leaves,
+    walk_many,
+    walk_one,
+)
+from pymemflow.arch.spec import R_BAD_ENTRY, R_NOT_PRESENT, R_OK, R_READ_FAILED
+from pymemflow.connectors.dummy import DummyMemory
+from pymemflow.errors import FormatError, PartialReadError, TranslationError
+
+RW = Perm(True, True, False)
+DATA = 0x400000  # data pages live from 4 MiB in the 8 MiB dummy memory
+
+
+def _space() -> tuple[VirtualMemory, bytes]:
+    """x64: va 0x10000000.. maps 8 data pages in shuffled order, a hole at page 3, then a 2 MiB page."""
+    t = new_tables("x64")
+    rnd = np.random.default_rng(7)
+    frames = rnd.permutation(8)
+    pattern = rnd.integers(0, 256, 8 * 4096, dtype=np.uint8).tobytes()
+    for i in range(8):
+        if i == 3:
+            continue
+        t.map(0x10000000 + i * 4096, 3, DATA + int(frames[i]) * 4096, [RW] * 4)
+        t.mem.write(DATA + int(frames[i]) * 4096, pattern[i * 4096:(i + 1) * 4096])
+    t.map(0x10200000, 2, 0x600000, [RW] * 4)
+    t.mem.write(0x600000, pattern[:4096])
+    expected = pattern[:3 * 4096] + bytes(4096) + pattern[4 * 4096:]
+    return VirtualMemory(t.mem, "x64", t.root), expected
+
+
+def test_reads_split_at_pages_and_report_unmapped_piece_with_virtual_address() -> None:
+    vm, exp = _space()
+    base = 0x10000000
+    assert vm.read(base + 100, 3 * 4096 - 200) == exp[100:3 * 4096 - 100]
+    with pytest.raises(PartialReadError) as ei:
+        vm.read(base + 4096, 4 * 4096)
+    f = ei.value.failures
+    assert [(x.index, x.address, x.length) for x in f] == [(0, base + 3 * 4096, 4096)]
+    assert ei.value.data == exp[4096:5 * 4096]
+    assert vm.read(base + 4096, 4 * 4096, zero_fill=True) == exp[4096:5 * 4096]
+    # batched: pieces spanning pages, an unmapped piece, one spanning mapped+unmapped+mapped
+    res = vm.read_batch([base + 4000, base + 3 * 4096 + 8, base + 2 * 4096 + 10, 0x10200ff8], [200, 16, 3 * 4096, 16])
+    assert res.piece(0) == exp[4000:4200]
+    assert res.piece(2) == exp[2 * 4096 + 10: 5 * 4096 + 10]
+    assert res.piece(3) == exp[0xff8:0x1000] + bytes(8)  # the 2 MiB page continues physically
+    got = sorted((x.index, x.address, x.length) for x in res.failures)
+    assert got == [(1, base + 3 * 4096 + 8, 16), (2, base + 3 * 4096, 4096)]
+    assert list(res.ok()) == [True, False, False, True]
+
+
+def test_zero_fill_space_reports_nothing_and_typed_reads_work() -> None:
+    vm, exp = _space()
+    zf = VirtualMemory(vm.phys, "x64", vm.dtb, zero_fill=True)
+    res = zf.read_batch([0x10000000 + 3 * 4096], [64])
+    assert res.failures == [] and res.piece(0) == bytes(64)
+    assert vm.read_u64(0x10000008) == int.from_bytes(exp[8:16], "little")
+    assert vm.read_u32(0x10000ffc) == int.from_bytes(exp[0xffc:0x1000], "little")
+    assert vm.read_u64(0x10000ffc) == int.from_bytes(exp[0xffc:0x1004], "little")  # crosses a page
+    assert vm.read_ptr(0x10000010) == int.from_bytes(exp[16:24], "little")
+    with pytest.raises(TranslationError):
+        vm.translate(0x10003000)
+    with pytest.raises(PartialReadError):
+        vm.read_u64(0x10003000)
+
+
+def test_writes_go_to_the_translated_frames() -> None:
+    vm, exp = _space()
+    assert vm.writable
+    vm.write(0x10000ffe, b"\xaa\xbb\xcc\xdd")
+    assert vm.read(0x10000ffc, 8) == exp[0xffc:0xffe] + b"\xaa\xbb\xcc\xdd" + exp[0x1002:0x1004]
+    fails = vm.write_batch([0x10002ffe, 0x10005000], [b"\x01" * 4, b"\x02" * 2])
+    assert [(f.index, f.address, f.length) for f in fails] == [(0, 0x10003000, 2)]
+    assert vm.read(0x10002ffe, 2) == b"\x01\x01"
+    assert vm.read(0x10005000, 2) == b"\x02\x02"
+
+
+def test_tlb_serves_stale_entries_until_flushed_and_expires_by_count_and_time() -> None:
+    vm, _ = _space()
+    t_va = 0x10000000
+    pa0 = vm.translate(t_va)
+    walk = walk_one(vm.phys, vm.arch, vm.dtb, t_va)
+    assert int(vm.translate_batch([t_va]).pa[0]) == walk.pa == pa0  # warms the batch store
+    # remap the page behind the TLB's back: find the PTE and point it elsewhere
+    pt = [a for a in range(0x1000, 0x20000, 8) if vm.phys.read_u64(a) & ~0xFFF == pa0 & ~0xFFF]
+    assert pt, "PTE not found"
+    vm.phys.write_u64(pt[0], 0x7FF000 | 7)
+    assert vm.translate(t_va) == pa0  # cached
+    assert int(vm.translate_batch([t_va]).pa[0]) == walk.pa  # cached in the batch store too
+    vm.flush_tlb()
+    assert vm.translate(t_va) == 0x7FF000
+    counted = VirtualMemory(vm.phys, "x64", vm.dtb, tlb=TlbPolicy(max_uses=3))
+    assert counted.translate(t_va) == 0x7FF000
+    vm.phys.write_u64(pt[0], 0x7FE000 | 7)
+    seen = [counted.translate(t_va) for _ in range(6)]
+    assert seen[0] == 0x7FF000 and seen[-1] == 0x7FE000
+    timed = VirtualMemory(vm.phys, "x64", vm.dtb, tlb=TlbPolicy(max_age=0.05))
+    assert timed.translate(t_va) == 0x7FE000
+    vm.phys.write_u64(pt[0], 0x7FD000 | 7)
+    assert timed.translate(t_va) == 0x7FE000
+    time.sleep(0.06)
+    assert timed.translate(t_va) == 0x7FD000
+    # negative entries: an unmapped page stays unmapped until flushed
+    hole = 0x10003000
+    assert vm.translate_info(hole).reason == R_NOT_PRESENT
+    assert int(vm.translate_batch([hole]).reason[0]) == R_NOT_PRESENT
+    vm.phys.write_u64(pt[0] + 3 * 8, 0x7FC000 | 7)
+    assert vm.translate_info(hole).reason == R_NOT_PRESENT
+    assert int(vm.translate_batch([hole]).reason[0]) == R_NOT_PRESENT
+    vm.flush_tlb()
+    assert vm.translate(hole) == 0x7FC000
+
+
+def test_set_dtb_switches_spaces() -> None:
+    a = new_tables("x64")
+    a.map(0x1000, 3, 0x500000, [RW] * 4)
+    root_a = a.root
+    a.root = a.alloc()
+    a.nodes.clear()
+    a.leaves.clear()
+    a.map(0x1000, 3, 0x501000, [RW] * 4)
+    vm = VirtualMemory(a.mem, "x64", root_a)
+    assert vm.translate(0x1000) == 0x500000
+    vm.set_dtb(a.root)
+    assert vm.translate(0x1000) == 0x501000
+    assert int(vm.translate_batch([0x1000]).pa[0]) == 0x501000
+    vm.set_dtb(root_a)
+    assert vm.translate(0x1000) == 0x500000
+
+
+def test_pte_hook_resolves_non_present_entries() -> None:
+    t = new_tables("x64")
+    t.map(0x20000000, 3, 0x500000, [RW] * 4)
+    pte_addr = [a for a in range(0x1000, 0x10000, 8) if t.mem.read_u64(a) == 0x500000 | 7][0]
+    t.mem.write_u64(pte_addr + 8, 0x0BAD_0800)  # not present, "transition" bit 11 set, frame 0x0BAD0000
+    calls = []
+
+    def hook(pte: int, level: int, va: int) -> int | None:
+        calls.append((pte, level, va))
+        return (pte & ~0xFFF) | (va & 0xFFF) if pte & 0x800 else None
+
+    vm = VirtualMemory(t.mem, "x64", t.root, pte_hook=hook, tlb=NO_TLB)
+    assert vm.translate(0x20001234) == 0x0BAD0234
+    assert calls[-1] == (0x0BAD_0800, 3, 0x20001234)
+    r = vm.translate_batch([0x20001010, 0x20002000, 0x20000010])
+    assert r.pa.tolist() == [0x0BAD0010, 0, 0x500010]
+    assert r.reason.tolist() == [R_OK, R_NOT_PRESENT, R_OK]
+    assert r.flags[0] & F_HOOK and not r.flags[2] & F_HOOK
+    assert any("hook" in reg.kind for reg in vm.page_map())
+
+
+# ---- hostile tables -------------------------------------------------------------------------
+
+
+def test_self_referencing_tables_terminate() -> None:
+    mem = DummyMemory(1 << 20)
+    root = 0x1000
+    for i in range(512):  # every PML4 entry points back at the PML4
+        mem.write_u64(root + 8 * i, root | 7)
+    vm = VirtualMemory(mem, "x64", root, tlb=NO_TLB)
+    # a 4-step walk through the same table is a (strange but) valid translation
+    assert vm.translate(0x1234) == root | 0x234
+    r = vm.translate_batch(np.arange(0, 1 << 47, 1 << 35, dtype=np.uint64))
+    assert (r.reason == R_OK).all()
+    t0 = time.perf_counter()
+    with pytest.raises(FormatError, match="present entries"):
+        vm.page_map()
+    assert time.perf_counter() - t0 < 30
+
+
+def test_entries_past_end_of_memory_and_bad_large_bits_fail_cleanly() -> None:
+    mem = DummyMemory(1 << 20)
+    root = 0x1000
+    mem.write_u64(root, (0xFFFF_FFFF << 12) | 7)  # PDPT far past the end of memory
+    mem.write_u64(root + 8, 0x2000 | 0x87)  # PS set in a PML4E: reserved
+    mem.write_u64(root + 16, 0x3000 | 7)
+    mem.write_u64(0x3000, 0x4000 | 7)
+    mem.write_u64(0x4000, (1 << 51) | 0x87)  # a 2 MiB page far past memory: translation is fine
+    vm = VirtualMemory(mem, "x64", root)
+    r = vm.translate_batch([0, 1 << 39, 2 << 39, (2 << 39) + 0x1234])
+    assert r.reason.tolist() == [R_READ_FAILED, R_BAD_ENTRY, R_OK, R_OK]
+    assert int(r.pa[3]) == (1 << 51) + 0x1234
+    with pytest.raises(PartialReadError):
+        vm.read(2 << 39, 8)  # the frame itself is not backed
+    assert [reg.size for reg in vm.page_map()] == [1 << 21]
+    assert vm.translate_info(1 << 39).reason == R_BAD_ENTRY
+
+
+@settings(max_examples=30, deadline=None)
+@given(arch=st.sampled_from(["x64", "x64la57", "x86pae", "x86", "aarch64"]), seed=st.integers(0, 2**32 - 1))
+def test_random_garbage_tables_never_hang_or_raise(arch: str, seed: int) -> None:
+    """Four pages of random bytes, all entries pointing among them (or anywhere): every walk ends."""
+    rnd = np.random.default_rng(seed)
+    junk = rnd.integers(0, 256, 4 * 4096, dtype=np.uint8).tobytes()
+    mem = DummyMemory(1 << 16)
+    mem.write(0x1000, junk)
+    if rnd.random() < 0.5:  # make most entries point inside the four pages (deep, looping walks)
+        esz = get_arch(arch).pte_size
+        vals = np.frombuffer(junk, dtype=f"<u{esz}").copy()
+        vals = (vals & np.array(0xFFF | (1 << (8 * esz - 1)), dtype=vals.dtype)) | (
+            (rnd.integers(1, 5, vals.shape[0]) << 12).astype(vals.dtype))
+        mem.write(0x1000, vals.tobytes())
+    a = get_arch(arch)
+    vas = rnd.integers(0, 2**63, 300, dtype=np.uint64)
+    vas[:100] &= np.uint64((1 << 32) - 1)
+    b = walk_many(mem, a, 0x1000, vas, 0x2000)
+    for i in range(0, 300, 7):
+        assert tuple(walk_one(mem, a, 0x1000, int(vas[i]), 0x2000)) == (
+            int(b.pa[i]), int(b.page_size[i]), int(b.flags[i]), int(b.reason[i]))
+    try:
+        lv = walk_leaves(mem, a, 0x1000, 0x2000, max_entries=100_000)
+    except FormatError:
+        return
+    assert bool((lv.size > 0).all()) and bool((lv.va[1:] >= lv.va[:-1]).all())
