@@ -298,3 +298,35 @@ def test_kernel_virtual_read_through_live_connector(guest_x64):
         dtb = int(m.group(1), 16) & ~0x1FFF
         vm = arch.VirtualMemory(conn, "x64", dtb)
         assert vm.read(syms["linux_banner"], 14) == b"Linux version "
+
+
+# ---- chains and the command line ---------------------------------------------------------------
+
+def test_chains_native_then_qemu(guest_anon):
+    import pymemflow
+
+    marker = guest_anon.info["MARKER"].encode()
+    pa = marker_pa(guest_anon)
+    with pymemflow.chain(["-o", "native", "-c", f"qemu:{guest_anon.name}"]) as ch:
+        assert isinstance(ch.connector, QemuConnector)
+        assert ch.connector.read(pa, len(marker)) == marker
+    with pymemflow.Chain().connector("qemu", guest_anon.name, cache=True) as ch:
+        assert ch.connector.read(pa, len(marker)) == marker
+        assert ch.connector.validity.seconds == 0.1  # the page cache took the live target's short default
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pymemflow.cli.main", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_targets_and_phys_read(guest_anon):
+    out = _cli("targets", "-c", "qemu")
+    assert out.returncode == 0, out.stderr
+    assert guest_anon.name in out.stdout and str(guest_anon.pid) in out.stdout
+    pa = marker_pa(guest_anon)
+    out = _cli("-o", "native", "-c", f"qemu:{guest_anon.name}", "phys-read", hex(pa), "16")
+    assert out.returncode == 0, out.stderr
+    assert "TBMARK" in out.stdout
+    out = _cli("-c", "qemu:no-such-vm", "info")
+    assert out.returncode == 1 and "no running VM" in out.stderr and "Traceback" not in out.stderr
