@@ -22,6 +22,7 @@ import numpy as np
 
 from pymemflow.connectors.raw import RawFileMemory
 from pymemflow.mem.memmap import MemoryMap
+from pymemflow.mem.tuning import allocator_tuned
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -163,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     targets_met = all(check(res[key]) for _, key, _, _, check in ROWS if check is not None)
     if a.json:
         print(json.dumps({"results": res, "targets_met": targets_met, "python": sys.version.split()[0],
-                          "numpy": np.__version__}, indent=2))
+                          "numpy": np.__version__, "allocator_tuned": allocator_tuned()}, indent=2))
     else:
         print(f"raw connector, 1 GiB sparse file ({path}), python {sys.version.split()[0]}, "
-              f"numpy {np.__version__}")
+              f"numpy {np.__version__}, allocator tuned: {allocator_tuned()} "
+              "(PYMEMFLOW_NO_MALLOC_TUNING=1 to compare)")
         print(table(res))
         print("all targets met" if targets_met else "SOME TARGETS MISSED")
     return 0

@@ -192,3 +192,13 @@ def test_base_set_mem_map_works_for_any_connector():
     assert bytes(mem.buf[0x100:0x102]) == b"ZZ"
     mem.set_mem_map(None)
     assert mem.read(0x100, 2) == b"ZZ"
+
+
+def test_allocator_tuning_applied_on_glibc():
+    import platform
+
+    from pymemflow.mem.tuning import allocator_tuned
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("allocator tuning is glibc-only")
+    assert allocator_tuned()
