@@ -1,0 +1,229 @@
+"""The Windows OS layer: processes, modules, exports, memory maps over a connector.
+
+Built from :class:`~.discovery.KernelFacts`. Walk warnings (smeared or looping lists) are logged and
+kept in ``warnings`` so callers can show them; results hold whatever could be read.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ...arch import VirtualMemory
+from ...errors import NotFoundError, PymemflowError
+from ...mem.view import MemoryView
+from ..base import (
+    ExportInfo,
+    ImportInfo,
+    MemoryRegion,
+    ModuleInfo,
+    OsLayer,
+    Process,
+    ProcessInfo,
+    SectionInfo,
+)
+from . import pe
+from .discovery import KernelFacts, discover
+from .fields import kernel_ldr_layout, user_layout
+from .modules import walk_ldr
+from .process import EprocessLayout, Win32Process, kernel_info, process_infos, wow64_peb
+from .pte import WindowsPteHook
+from .vad import VadLayout, walk_vads
+
+log = logging.getLogger(__name__)
+
+USER_END = {"x64": 0x0000800000000000, "x86": 0x80000000, "x86pae": 0x80000000}
+
+
+class Win32Kernel(OsLayer):
+    """``Win32Kernel.open(connector, **args)`` finds Windows; or build from known facts."""
+
+    name = "win32"
+
+    def __init__(self, phys: Any, facts: KernelFacts, *, transition: bool = True) -> None:
+        self.phys = phys
+        self.facts = facts
+        self.offsets = facts.offsets
+        self.transition = transition
+        self.kernel_hook = WindowsPteHook(facts.arch, resolve_transition=transition)
+        self.kmem = VirtualMemory(phys, facts.arch, facts.dtb, pte_hook=self.kernel_hook)
+        self.eproc = EprocessLayout.from_offsets(self.offsets)
+        self.warnings: list[str] = []
+        self._vms: dict[int, VirtualMemory] = {}
+        self._closed = False
+
+    @classmethod
+    def open(cls, phys: Any, **kw: Any) -> Win32Kernel:
+        transition = kw.pop("transition", True)
+        return cls(phys, discover(phys, **kw), transition=transition)
+
+    def _warn(self, warnings: list[str]) -> None:
+        for w in warnings:
+            log.warning("win32: %s", w)
+        self.warnings.extend(warnings)
+
+    def info(self) -> dict[str, Any]:
+        f = self.facts
+        return {"os": "win32", "arch": f.arch, "build": f.build, "version": f.version, "dtb": f.dtb,
+                "kernel_base": f.kernel_base, "kernel_size": f.kernel_size, "pdb": f.pdb_name,
+                "guid_age": f.guid_age, "offsets": self.offsets.source,
+                "PsActiveProcessHead": f.ps_active_process_head, "PsLoadedModuleList": f.ps_loaded_module_list,
+                "system_eprocess": f.system_eprocess, "physical_runs": len(f.phys_runs), "how": list(f.how)}
+
+    # ---- address spaces ------------------------------------------------------------------------
+    def kernel_memory(self) -> MemoryView:
+        return self.kmem
+
+    def process_vm(self, info: ProcessInfo) -> VirtualMemory:
+        """One cached VirtualMemory per DTB (transition PTEs read as present)."""
+        vm = self._vms.get(info.dtb)
+        if vm is None:
+            vm = VirtualMemory(self.phys, self.facts.arch, info.dtb,
+                               pte_hook=WindowsPteHook(self.facts.arch, resolve_transition=self.transition))
+            if len(self._vms) > 4096:
+                self._vms.clear()
+            self._vms[info.dtb] = vm
+        return vm
+
+    # ---- processes -----------------------------------------------------------------------------
+    def process_info_list(self) -> list[ProcessInfo]:
+        infos, warnings = process_infos(self)
+        self._warn(warnings)
+        return infos
+
+    def process_from_info(self, info: ProcessInfo) -> Win32Process:
+        if info.extra.get("kernel"):
+            return Win32Process(self, info, VirtualMemory(self.phys, self.facts.arch, self.facts.dtb,
+                                                          pte_hook=self.kernel_hook))
+        vm = VirtualMemory(self.phys, self.facts.arch, info.dtb,
+                           pte_hook=WindowsPteHook(self.facts.arch, resolve_transition=self.transition))
+        return Win32Process(self, info, vm)
+
+    def kernel_process(self) -> Win32Process:
+        """The kernel address space as a pseudo-process (pid 0, name 'kernel', kernel modules)."""
+        return self.process_from_info(kernel_info(self))
+
+    def system_process(self) -> Process:
+        return self.process_by_pid(4)
+
+    # ---- modules -------------------------------------------------------------------------------
+    def kernel_modules(self) -> list[ModuleInfo]:
+        head = self.facts.ps_loaded_module_list
+        if not head:
+            raise NotFoundError("PsLoadedModuleList unknown (no symbol, export or hint)")
+        mods, warnings = walk_ldr(self.kmem, head, kernel_ldr_layout(self.offsets),
+                                  "x64" if self.facts.arch == "x64" else "x86", what="PsLoadedModuleList")
+        self._warn(warnings)
+        return mods
+
+    def module_list(self, proc: Process) -> list[ModuleInfo]:
+        info = proc.info
+        if info.extra.get("kernel"):
+            return self.kernel_modules()
+        if isinstance(proc, Win32Process) and proc._modules is not None:
+            return proc._modules
+        mods: list[ModuleInfo] = []
+        warnings: list[str] = []
+        mem = proc.memory
+        peb = info.extra.get("peb", 0)
+        native_arch = "x64" if self.facts.arch == "x64" else "x86"
+        if peb:
+            lay = user_layout(self.offsets)
+            try:
+                ldr = mem.read_ptr(peb + lay.peb_ldr) if lay.ptr == mem.pointer_size else mem.read_u32(peb + lay.peb_ldr)
+                if ldr:
+                    m, w = walk_ldr(mem, ldr + lay.ldr_list, lay, native_arch, what=f"pid {info.pid} PEB.Ldr")
+                    mods += m
+                    warnings += w
+            except PymemflowError as e:
+                warnings.append(f"pid {info.pid}: PEB {peb:#x} loader data unreadable: {e}")
+        if info.wow64:
+            peb32 = wow64_peb(self, info)
+            lay32 = user_layout(self.offsets, wow64=True)
+            if peb32:
+                try:
+                    ldr32 = mem.read_u32(peb32 + lay32.peb_ldr)
+                    if ldr32:
+                        m, w = walk_ldr(mem, ldr32 + lay32.ldr_list, lay32, "x86", what=f"pid {info.pid} PEB32.Ldr")
+                        mods += m
+                        warnings += w
+                except PymemflowError as e:
+                    warnings.append(f"pid {info.pid}: PEB32 {peb32:#x} unreadable: {e}")
+        self._warn(warnings)
+        if isinstance(proc, Win32Process):
+            proc._modules = mods
+        return mods
+
+    def _image(self, proc: Process, module: ModuleInfo) -> bytes:
+        image, bad = pe.read_image(proc.memory, module.base, module.size or None)
+        if bad:
+            self._warn([f"{module.name}: {bad} pages of the image unreadable (zero in the result)"])
+        return image
+
+    def module_exports(self, proc: Process, module: ModuleInfo) -> list[ExportInfo]:
+        return pe.exports_of_image(self._image(proc, module), module.base)
+
+    def module_imports(self, proc: Process, module: ModuleInfo) -> list[ImportInfo]:
+        return pe.imports_of_image(self._image(proc, module), module.base)
+
+    def module_sections(self, proc: Process, module: ModuleInfo) -> list[SectionInfo]:
+        return pe.sections_of_headers(pe.read_headers(proc.memory, module.base), module.base)
+
+    def dump_module(self, proc: Process, module: ModuleInfo) -> bytes:
+        """The module as a PE file rebuilt from memory (sections at their RVAs, ImageBase = load address)."""
+        return pe.rebuild_pe(self._image(proc, module), module.base)
+
+    def kernel_exports(self) -> list[ExportInfo]:
+        kp = self.kernel_process()
+        m = ModuleInfo("ntoskrnl.exe", "", self.facts.kernel_base, self.facts.kernel_size,
+                       kp.info.arch)
+        return self.module_exports(kp, m)
+
+    # ---- memory maps ---------------------------------------------------------------------------
+    def memory_regions(self, proc: Process, **kw: Any) -> list[MemoryRegion]:
+        """Page-table map (default) or the VAD tree (``vad=True``) of a process's user space.
+
+        Page-table regions resolved through transition PTEs say 'hook' in their kind; pagefile
+        PTEs are listed as regions of kind 'pagefile'."""
+        if kw.get("vad"):
+            return self.vad_regions(proc)
+        vm = proc.memory
+        kernel = bool(proc.info.extra.get("kernel"))
+        start, end = (USER_END[self.facts.arch], None) if kernel else (0, USER_END[self.facts.arch])
+        if isinstance(vm, VirtualMemory):
+            hook = vm.pte_hook if isinstance(vm.pte_hook, WindowsPteHook) else None
+            if hook is not None:
+                hook.pagefile.clear()
+            regions = vm.page_map(start, end, gap=int(kw.get("gap", 0)))
+            if hook is not None and hook.pagefile:
+                for va in sorted(hook.pagefile):
+                    if start <= va < (end or 1 << 64):
+                        pf, off = hook.pagefile[va]
+                        regions.append(MemoryRegion(va, va + 0x1000, "---", "pagefile",
+                                                    f"pagefile{pf}:{off << 12:#x}"))
+                regions.sort(key=lambda r: r.start)
+            return regions
+        raise NotImplementedError("memory map needs a VirtualMemory")
+
+    def vad_regions(self, proc: Process) -> list[MemoryRegion]:
+        lay = VadLayout.from_offsets(self.offsets)
+        root = proc.info.extra.get("vad_root", 0)
+        if lay is None or not root:
+            raise NotFoundError(f"no VAD layout in offsets {self.offsets.source} or no VadRoot for pid {proc.info.pid}")
+        regions, warnings = walk_vads(self.kmem, root, lay, self.offsets)
+        self._warn(warnings)
+        return regions
+
+    # ---- keyboard ------------------------------------------------------------------------------
+    def keyboard(self) -> Any:
+        from .keyboard import open_keyboard
+
+        return open_keyboard(self)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.phys, "close", None)
+        if close is not None:
+            close()

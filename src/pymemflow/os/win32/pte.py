@@ -1,0 +1,94 @@
+"""Windows software PTEs: what a non-present page-table entry means to the memory manager.
+
+A PTE with the valid bit clear is still informative on Windows (``_MMPTE_SOFTWARE`` and friends):
+
+* **transition** (bit 11 set, prototype bit 10 clear): the page was trimmed from the working set but
+  its frame still holds the data, at the PFN in the usual place. We read it as present.
+* **prototype** (bit 10 set): the data is described by a shared prototype PTE (mapped files).
+* **pagefile** (neither, PageFileHigh != 0): the page was written to page file ``PageFileLow``
+  at page offset ``PageFileHigh``. Not readable from RAM; reported, not guessed.
+* demand-zero / protection-only otherwise.
+
+:class:`WindowsPteHook` is the ``pte_hook`` handed to :class:`~pymemflow.arch.VirtualMemory`; it
+also remembers pagefile entries it met, so page maps can list them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VALID = 1 << 0
+PROTOTYPE = 1 << 10
+TRANSITION = 1 << 11
+
+_LEVELS = {"x64": 4, "x64la57": 5, "x86pae": 3, "x86": 2}
+_ADDR_MASK = {"x64": 0x000FFFFFFFFFF000, "x64la57": 0x000FFFFFFFFFF000, "x86pae": 0x0000000FFFFFF000,
+              "x86": 0xFFFFF000}
+
+
+@dataclass(frozen=True)
+class SoftwarePte:
+    kind: str
+    """'valid', 'transition', 'prototype', 'pagefile', 'demand-zero' or 'empty'."""
+    pfn: int | None = None
+    pagefile: int | None = None
+    """Page-file number (PageFileLow)."""
+    pagefile_offset: int | None = None
+    """Page offset in that page file (PageFileHigh)."""
+    protection: int = 0
+
+
+def decode_pte(pte: int, arch: str) -> SoftwarePte:
+    """Classify one PTE value of ``arch`` ('x64', 'x86pae' or 'x86') the way the Windows MM does."""
+    if pte == 0:
+        return SoftwarePte("empty")
+    mask = _ADDR_MASK.get(arch, _ADDR_MASK["x64"])
+    if pte & VALID:
+        return SoftwarePte("valid", (pte & mask) >> 12)
+    protection = (pte >> 5) & 0x1F
+    if pte & PROTOTYPE:
+        return SoftwarePte("prototype", protection=protection)
+    if pte & TRANSITION:
+        return SoftwarePte("transition", (pte & mask) >> 12, protection=protection)
+    if arch == "x86":
+        low, high = (pte >> 1) & 0xF, pte >> 12
+    else:
+        low, high = (pte >> 1) & 0xF, pte >> 32
+    if high:
+        return SoftwarePte("pagefile", pagefile=low, pagefile_offset=high, protection=protection)
+    return SoftwarePte("demand-zero", protection=protection)
+
+
+@dataclass
+class WindowsPteHook:
+    """``pte_hook(pte, level, va)``: transition PTEs resolve to their frame; pagefile PTEs are noted.
+
+    Only last-level entries are interpreted (Windows software PDEs are rare and not handled).
+    ``pagefile`` maps a virtual page to (page file number, page offset) for every pagefile PTE met,
+    capped at ``max_noted`` entries so a hostile table cannot grow it without bound.
+    """
+
+    arch: str
+    resolve_transition: bool = True
+    max_noted: int = 1 << 20
+    pagefile: dict[int, tuple[int, int]] = field(default_factory=dict)
+    transition_hits: int = 0
+
+    def __post_init__(self) -> None:
+        self.last_level = _LEVELS.get(self.arch, 4) - 1
+        self.mask = _ADDR_MASK.get(self.arch, _ADDR_MASK["x64"])
+
+    def __call__(self, pte: int, level: int, va: int) -> int | None:
+        if level != self.last_level or pte & VALID:
+            return None
+        if pte & PROTOTYPE:
+            return None
+        if pte & TRANSITION:
+            if not self.resolve_transition:
+                return None
+            self.transition_hits += 1
+            return (pte & self.mask) | (va & 0xFFF)
+        high = (pte >> 12) if self.arch == "x86" else (pte >> 32)
+        if high and len(self.pagefile) < self.max_noted:
+            self.pagefile[va & ~0xFFF] = ((pte >> 1) & 0xF, high)
+        return None

@@ -1,0 +1,146 @@
+"""Finding a kernel page-table root (DTB) in bare physical memory.
+
+Three ways, cheapest first:
+
+* x64: the *low stub* (``PROCESSOR_START_BLOCK``) the boot processor leaves in the first MiB:
+  a ``jmp`` at offset 0, the kernel entry point at 0x70 and the kernel CR3 at 0xA0. One MiB to read.
+* x64 without a low stub: a PML4 page with a *self-reference* (an entry in the kernel half that
+  points at the page itself -- Windows maps its page tables through one, at a random index since
+  Windows 10 1607) and present user and kernel entries.
+* x86: a page directory whose entry 0x300 (``0xC0000000``) points at itself; x86 PAE: a page
+  directory (the one for 3-4 GiB) whose entries 0..3 map the four page directories, entry 3 being
+  itself, plus the 32-byte PDPT that points at those four directories (the CR3 value).
+
+Memory is scanned in chunks with NumPy; a progress callback sees the bytes done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ...mem.view import MemoryView
+
+PAGE = 0x1000
+CHUNK = 16 << 20
+
+Progress = Callable[[int, int], None]
+"""``progress(done_bytes, total_bytes)``."""
+
+
+@dataclass
+class RootCandidate:
+    arch: str
+    dtb: int
+    kernel_hint: int | None = None
+    how: str = ""
+
+
+def find_low_stub(phys: MemoryView, limit: int = 0x100000) -> RootCandidate | None:
+    """The x64 ``PROCESSOR_START_BLOCK`` in the first MiB (pages 1..255), or None."""
+    n = limit // PAGE
+    addrs = np.arange(n, dtype=np.uint64) * np.uint64(PAGE)
+    raw, _ = phys.read_gather(addrs, 0xA8)
+    q = raw.view("<u8")  # (n, 21)
+    jmp = (q[:, 0] & np.uint64(0xFFFFFFFFFFFF00FF)) == np.uint64(0x00000001000600E9)
+    entry = (q[:, 0x70 // 8] & np.uint64(0xFFFFF80000000003)) == np.uint64(0xFFFFF80000000000)
+    cr3 = q[:, 0xA0 // 8]
+    cr3_ok = ((cr3 & np.uint64(0xFFFFFF0000000FFF)) == 0) & (cr3 != 0)
+    hits = np.nonzero(jmp & entry & cr3_ok)[0]
+    for h in hits:
+        return RootCandidate("x64", int(cr3[h]), int(q[h, 0x70 // 8]), f"low stub at {int(h) * PAGE:#x}")
+    return None
+
+
+def iter_chunks(phys: MemoryView, max_address: int, progress: Progress | None = None,
+                chunk: int = CHUNK) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """Yield (base, uint8 array) of physical memory chunk by chunk (unreadable parts are zero)."""
+    pos = 0
+    while pos < max_address:
+        n = min(chunk, max_address - pos)
+        n -= n % PAGE
+        if n <= 0:
+            break
+        res = phys.read_batch([pos], [n])
+        yield pos, res.data
+        pos += n
+        if progress:
+            progress(pos, max_address)
+
+
+def scan_x64_pml4(phys: MemoryView, max_address: int, progress: Progress | None = None,
+                  limit: int = 8) -> list[RootCandidate]:
+    """PML4 pages with a kernel-half self-reference, present kernel entries and some user entries."""
+    out: list[RootCandidate] = []
+    addr_mask = np.uint64(0x000FFFFFFFFFF000)
+    for base, data in iter_chunks(phys, max_address, progress):
+        e = data.view("<u8").reshape(-1, 512)
+        kern = e[:, 256:]
+        page_addr = (np.arange(e.shape[0], dtype=np.uint64) * np.uint64(PAGE) + np.uint64(base))[:, None]
+        selfref = ((kern & addr_mask) == page_addr) & ((kern & np.uint64(0x3)) == np.uint64(0x3)) & (
+            (kern & np.uint64(1 << 63)) == 0)
+        rows = np.nonzero(selfref.any(axis=1))[0]
+        for r in rows:
+            row = e[r]
+            present = (row & np.uint64(1)) == 1
+            n_kernel = int(present[256:].sum())
+            n_user = int(present[:256].sum())
+            addrs = row[present] & addr_mask
+            if n_kernel < 2 or n_user < 1 or int(addrs.max()) >= max(max_address, 1) << 4:
+                continue
+            out.append(RootCandidate("x64", base + int(r) * PAGE, None, "PML4 self-reference scan"))
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def scan_x86(phys: MemoryView, max_address: int, progress: Progress | None = None,
+             limit: int = 8) -> list[RootCandidate]:
+    """Non-PAE page directories whose entry 0x300 points at themselves."""
+    out: list[RootCandidate] = []
+    for base, data in iter_chunks(phys, max_address, progress):
+        e = data.view("<u4").reshape(-1, 1024)
+        page_addr = np.arange(e.shape[0], dtype=np.uint64) * np.uint64(PAGE) + np.uint64(base)
+        ent = e[:, 0x300].astype(np.uint64)
+        hits = np.nonzero((ent & np.uint64(0xFFFFF003)) == (page_addr + np.uint64(3)))[0]
+        for r in hits:
+            row = e[r]
+            if int(((row[0x200:] & 1) == 1).sum()) < 4:
+                continue
+            out.append(RootCandidate("x86", base + int(r) * PAGE, None, "page-directory self-reference scan"))
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def scan_x86pae(phys: MemoryView, max_address: int, progress: Progress | None = None,
+                limit: int = 8) -> list[RootCandidate]:
+    """PAE roots: the self-mapping page directory plus the 32-byte PDPT that names the same 4 PDs."""
+    mask = np.uint64(0x0000000FFFFFF000)
+    self_maps: list[tuple[int, ...]] = []
+    pdpts: list[tuple[int, tuple[int, ...]]] = []
+    for base, data in iter_chunks(phys, max_address, progress):
+        e = data.view("<u8").reshape(-1, 512)
+        page_addr = np.arange(e.shape[0], dtype=np.uint64) * np.uint64(PAGE) + np.uint64(base)
+        first4 = e[:, :4]
+        ok = ((first4 & np.uint64(1)) == 1).all(axis=1) & ((first4[:, 3] & mask) == page_addr)
+        for r in np.nonzero(ok)[0]:
+            pds = tuple(int(x) for x in (e[r, :4] & mask))
+            if len(set(pds)) == 4:
+                self_maps.append(pds)
+        # PDPT candidates: 4 consecutive entries, only flag bits 0 (present) and maybe 3/4 (PWT/PCD)
+        q = data.view("<u8").reshape(-1, 4)
+        flags_ok = ((q & np.uint64(0xFFFFFFF0000001E7)) == np.uint64(1)).all(axis=1) & ((q & mask) != 0).all(axis=1)
+        for r in np.nonzero(flags_ok)[0]:
+            pdpts.append((base + int(r) * 32, tuple(int(x) for x in (q[r] & mask))))
+    out: list[RootCandidate] = []
+    wanted = set(self_maps)
+    for addr, pds in pdpts:
+        if pds in wanted:
+            out.append(RootCandidate("x86pae", addr, None, "PAE self-map + PDPT scan"))
+            if len(out) >= limit:
+                break
+    return out
