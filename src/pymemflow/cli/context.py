@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, PartialReadError
 from ..plugins.chain import LinkSpec, OpenedChain, open_links
 from ..plugins.registry import Inventory, default_inventory
 
@@ -26,6 +26,10 @@ HEX_FIELDS = frozenset({
     "max_address", "kernel_base", "real_base", "entry", "offset", "cr3", "pte", "pde",
 })
 """Integer fields shown in hex in tables (JSON always has plain numbers)."""
+
+
+MAX_READ = 1 << 32
+"""Largest single read a command does into memory (4 GiB)."""
 
 
 def _is_hex_field(name: str) -> bool:
@@ -224,6 +228,33 @@ class CommandContext:
             self.write_json({"address": base, "length": len(data), "hex": bytes(data).hex()})
             return
         self.out.write(hexdump_text(data, base))
+
+    def read_reporting(self, mem: Any, addr: int, n: int) -> tuple[bytes, int]:
+        """Read ``n`` bytes at ``addr`` from ``mem`` (a MemoryView). Unreadable parts come back zeroed
+        and are reported in one line on stderr; returns (data, unreadable byte count)."""
+        if n < 0 or n > MAX_READ:
+            raise ArgumentError(f"length {n:#x} out of range (0 .. {MAX_READ:#x})")
+        try:
+            return mem.read(addr, n), 0
+        except PartialReadError as e:
+            bad = sum(f.length for f in e.failures)
+            shown = "; ".join(f"{f.length:#x} at {f.address:#x}: {f.reason}" for f in e.failures[:3])
+            more = f" (+{len(e.failures) - 3} more)" if len(e.failures) > 3 else ""
+            self.err.write(f"pymemflow: error: {bad} of {n} bytes unreadable (zero-filled): {shown}{more}\n")
+            return e.data, bad
+
+    def output_bytes(self, data: bytes, addr: int, out: str | None) -> None:
+        """``--out FILE`` (raw bytes; ``-`` is stdout), else a hexdump (or JSON)."""
+        if out == "-":
+            self.out.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        elif out:
+            Path(out).write_bytes(data)
+            if not self.json:
+                self.err.write(f"wrote {len(data)} bytes to {out}\n")
+        else:
+            self.hexdump(data, addr)
 
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Progress]:

@@ -247,8 +247,13 @@ def open_target(path_or_spec: str | Path, os: str | None = None, *, inventory: I
     inv = inventory or default_inventory()
     b = Chain(inv)
     text = str(path_or_spec)
-    name = parse_link(text).name if isinstance(path_or_spec, str) and text.strip() else ""
-    if isinstance(path_or_spec, str) and inv.has("connector", name) and not Path(text).exists():
+    name = ""
+    if isinstance(path_or_spec, str) and not Path(text).exists():
+        try:
+            name = parse_link(text).name
+        except ArgumentError:  # not a spec (a path with a quote, say): leave it to the connector
+            name = ""
+    if name and inv.has("connector", name):
         b.spec("-c", text)
         for k, v in args.items():
             (b.links[-1].middleware if k in _mw_names() else b.links[-1].args)[k] = v

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-from ...errors import ArgumentError, PartialReadError
+from ...errors import ArgumentError
 from ...plugins.api import PluginSpec, parse_int
 from ...plugins.args import format_plugin_help
 from ..context import CommandContext
@@ -101,27 +99,6 @@ def run_info(ctx: CommandContext) -> int:
 
 
 def run_phys_read(ctx: CommandContext) -> int:
-    addr, n = ctx.args.addr, ctx.args.length
-    if n < 0 or n > 1 << 32:
-        raise ArgumentError(f"phys-read: length {n:#x} out of range (0 .. 4g)")
-    mem = ctx.connector()
-    failures = []
-    try:
-        data = mem.read(addr, n)
-    except PartialReadError as e:
-        data, failures = e.data, e.failures
-    if ctx.args.out == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    elif ctx.args.out:
-        Path(ctx.args.out).write_bytes(data)
-        if not ctx.json:
-            ctx.err.write(f"wrote {len(data)} bytes to {ctx.args.out}\n")
-    else:
-        ctx.hexdump(data, addr)
-    if failures:
-        bad = sum(f.length for f in failures)
-        ctx.err.write(f"pymemflow: error: {bad} of {n} bytes unreadable (zero-filled): "
-                      + "; ".join(f"{f.length:#x} at {f.address:#x}: {f.reason}" for f in failures[:3]) + "\n")
-        return 1
-    return 0
+    data, bad = ctx.read_reporting(ctx.connector(), ctx.args.addr, ctx.args.length)
+    ctx.output_bytes(data, ctx.args.addr, ctx.args.out)
+    return 1 if bad else 0

@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
     _proc_arg(p)
     p.add_argument("addr", type=parse_int, help="virtual address")
     p.add_argument("length", type=parse_int, help="bytes to read (0x100, 4k)")
-    p.add_argument("--out", metavar="FILE", help="write the raw bytes to FILE")
+    p.add_argument("--out", metavar="FILE", help="write the raw bytes to FILE ('-' for stdout)")
     p.set_defaults(handler=run_read)
 
     p = sub.add_parser("dump-module", help="write a module's memory image to a file (unreadable pages zeroed)")
@@ -138,25 +138,10 @@ def _page_map_rows(ctx: CommandContext, dtb: int, arch: str) -> list[dict[str, A
     return [r.as_dict() for r in vm.page_map()]
 
 
-def _read_report(ctx: CommandContext, mem: Any, addr: int, n: int) -> tuple[bytes, int]:
-    if n < 0 or n > 1 << 32:
-        raise ArgumentError(f"length {n:#x} out of range (0 .. 4g)")
-    try:
-        return mem.read(addr, n), 0
-    except PartialReadError as e:
-        bad = sum(f.length for f in e.failures)
-        ctx.err.write(f"pymemflow: error: {bad} of {n} bytes unreadable (zero-filled): "
-                      + "; ".join(f"{f.length:#x} at {f.address:#x}: {f.reason}" for f in e.failures[:3]) + "\n")
-        return e.data, bad
-
-
 def run_read(ctx: CommandContext) -> int:
     proc = _process(ctx)
-    data, bad = _read_report(ctx, proc.memory, ctx.args.addr, ctx.args.length)
-    if ctx.args.out:
-        Path(ctx.args.out).write_bytes(data)
-    else:
-        ctx.hexdump(data, ctx.args.addr)
+    data, bad = ctx.read_reporting(proc.memory, ctx.args.addr, ctx.args.length)
+    ctx.output_bytes(data, ctx.args.addr, ctx.args.out)
     return 1 if bad else 0
 
 
