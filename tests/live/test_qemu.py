@@ -298,6 +298,7 @@ def test_kernel_virtual_read_through_live_connector(guest_x64):
         dtb = int(m.group(1), 16) & ~0x1FFF
         vm = arch.VirtualMemory(conn, "x64", dtb)
         assert vm.read(syms["linux_banner"], 14) == b"Linux version "
+        assert vm.tlb is not None and vm.tlb.policy.max_age == conn.hints["cache_time"]  # short for live targets
 
 
 # ---- chains and the command line ---------------------------------------------------------------

@@ -64,7 +64,8 @@ class VirtualMemory(MemoryView):
         elif tlb is False or (isinstance(tlb, TlbPolicy) and not tlb.enabled):
             self.tlb = None
         else:
-            self.tlb = Tlb(tlb if isinstance(tlb, TlbPolicy) else None)
+            live_age = getattr(phys, "hints", {}).get("cache_time")  # live targets: short validity
+            self.tlb = Tlb(tlb if isinstance(tlb, TlbPolicy) else TlbPolicy(max_age=float(live_age)) if live_age else None)
         self._leaves: Leaves | None = None
         self.dtb = 0
         self.ttbr1 = ttbr1
