@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pymemflow.errors import FormatError
 from pymemflow.mem.memmap import HOLE, MemoryMap
@@ -137,3 +139,32 @@ def test_clipped_and_shifted():
     assert m.clipped(0x1800).ranges == MemoryMap([(0x1000, 0x1000, 0)]).ranges
     assert [r.length for r in m.clipped(0x2800)] == [0x1000, 0x800]
     assert [r.real_base for r in m.shifted(0x40)] == [0x40, 0x2040]
+
+
+def test_many_ranges_load_in_linearithmic_time():
+    # 20k ranges in reverse order: quadratic insertion would take minutes
+    text = "".join(f"[[range]]\nbase={(20_000 - i) * 0x2000:#x}\nlength=0x1000\n" for i in range(20_000))
+    m = MemoryMap.loads(text)
+    assert len(m) == 20_000 and m.lookup(0x2000 * 7 + 5) == (0x2000 * 7 + 5, 0xFFB)
+    real, ok = m.lookup_many(np.array([0x2000 * 9, 0x2000 * 9 + 0x1000], np.uint64))
+    assert ok.tolist() == [True, False]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.text(alphabet='[]"=\n0x123abcdefgrangelthbs_ .,-+', max_size=300),
+    st.lists(st.tuples(st.sampled_from(["base", "length", "real_base", "size"]),
+                       st.one_of(st.integers(-2, 2**65), st.text(max_size=8), st.booleans())),
+             max_size=6).map(lambda kv: "[[range]]\n" + "".join(
+                 f"{k} = {v!r}\n".replace("'", '"').replace("True", "true").replace("False", "false")
+                 for k, v in kv)),
+))
+def test_fuzz_loads_only_format_errors(data):
+    try:
+        m = MemoryMap.loads(data)
+    except FormatError as e:
+        assert e.field
+        return
+    for a, b in zip(m.ranges, m.ranges[1:], strict=False):
+        assert a.end <= b.base

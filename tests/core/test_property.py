@@ -70,7 +70,7 @@ def check(mem: PhysicalMemory, content: bytes, ranges, pieces) -> None:
 CONTENT = bytes(np.random.default_rng(7).integers(0, 256, STORE, dtype=np.uint8))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(layouts())
 def test_batched_equals_single_equals_model(tmp_path, layout):
     ranges, pieces = layout

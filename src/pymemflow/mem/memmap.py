@@ -127,11 +127,8 @@ class MemoryMap:
 
     def __init__(self, ranges: Iterable[tuple[int, int, int] | tuple[int, int] | MemRange] = ()) -> None:
         self._ranges: list[MemRange] = []
-        for r in ranges:
-            if isinstance(r, MemRange):
-                self.add(r.base, r.length, r.real_base)
-            else:
-                self.add(*r)
+        self._bases: list[int] = []
+        self.extend(ranges)
 
     @classmethod
     def identity(cls, size: int, base: int = 0) -> MemoryMap:
@@ -139,19 +136,29 @@ class MemoryMap:
         return cls([(base, size, base)]) if size > 0 else cls()
 
     # ---- building -----------------------------------------------------------------------------
-    def add(self, base: int, length: int, real_base: int | None = None) -> MemoryMap:
-        """Insert a range; ``real_base`` defaults to ``base``. Empty ranges are ignored (as memflow
-        does); overlaps and values outside 64 bits raise ValueError."""
+    @staticmethod
+    def _checked(base: int, length: int, real_base: int | None) -> MemRange | None:
         real = base if real_base is None else real_base
         for name, v in (("base", base), ("length", length), ("real_base", real)):
-            if not isinstance(v, (int, np.integer)) or v < 0:
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         if base + length - 1 > _U64_MAX or real + length - 1 > _U64_MAX:
             raise ValueError(f"range {base:#x}+{length:#x} -> {real:#x} runs past 2**64")
         if length == 0:
+            return None
+        return MemRange(int(base), int(length), int(real))
+
+    def _changed(self) -> None:
+        self._arrays = None
+        self._delta_cache = None
+
+    def add(self, base: int, length: int, real_base: int | None = None) -> MemoryMap:
+        """Insert a range; ``real_base`` defaults to ``base``. Empty ranges are ignored (as memflow
+        does); overlaps and values outside 64 bits raise ValueError."""
+        r = self._checked(base, length, real_base)
+        if r is None:
             return self
-        r = MemRange(int(base), int(length), int(real))
-        i = bisect_right(self._bases_list(), r.base)
+        i = bisect_right(self._bases, r.base)
         if i > 0 and self._ranges[i - 1].end > r.base:
             o = self._ranges[i - 1]
             raise ValueError(f"range {r.base:#x}-{r.end:#x} overlaps {o.base:#x}-{o.end:#x}")
@@ -159,8 +166,28 @@ class MemoryMap:
             o = self._ranges[i]
             raise ValueError(f"range {r.base:#x}-{r.end:#x} overlaps {o.base:#x}-{o.end:#x}")
         self._ranges.insert(i, r)
-        self._arrays = None
-        self._delta_cache = None
+        self._bases.insert(i, r.base)
+        self._changed()
+        return self
+
+    def extend(self, ranges: Iterable[tuple[int, int, int] | tuple[int, int] | MemRange]) -> MemoryMap:
+        """Add many ranges in O(n log n) (one sort, one overlap pass) -- ``add`` in a loop would be
+        quadratic for maps with many ranges."""
+        new: list[MemRange] = []
+        for item in ranges:
+            r = (self._checked(item.base, item.length, item.real_base) if isinstance(item, MemRange)
+                 else self._checked(*item))
+            if r is not None:
+                new.append(r)
+        if not new:
+            return self
+        merged = sorted(self._ranges + new, key=lambda r: r.base)
+        for prev, cur in zip(merged, merged[1:], strict=False):
+            if prev.end > cur.base:
+                raise ValueError(f"range {cur.base:#x}-{cur.end:#x} overlaps {prev.base:#x}-{prev.end:#x}")
+        self._ranges = merged
+        self._bases = [r.base for r in merged]
+        self._changed()
         return self
 
     def clipped(self, real_limit: int) -> MemoryMap:
@@ -208,9 +235,6 @@ class MemoryMap:
     # ---- lookups ------------------------------------------------------------------------------
     _arrays: tuple[list[int], U64Array, U64Array, U64Array, list[int], list[int]] | None = None
     _delta_cache: list[np.uint64] | None = None
-
-    def _bases_list(self) -> list[int]:
-        return [r.base for r in self._ranges]
 
     def _arr(self) -> tuple[list[int], U64Array, U64Array, U64Array, list[int], list[int]]:
         if self._arrays is None:
@@ -428,7 +452,7 @@ class MemoryMap:
         ranges = doc.get("range", [])
         if not isinstance(ranges, list):
             raise FormatError(path, None, "range", "must be an array of tables ([[range]])")
-        out = cls()
+        parsed: list[tuple[int, MemRange]] = []
         for i, r in enumerate(ranges):
             where = f"range[{i}]"
             if not isinstance(r, dict):
@@ -443,10 +467,17 @@ class MemoryMap:
             length = _parse_value(r["length"], path, f"{where}.length")
             real = _parse_value(r["real_base"], path, f"{where}.real_base") if "real_base" in r else base
             try:
-                out.add(base, length, real)
+                checked = cls._checked(base, length, real)
             except ValueError as e:
                 raise FormatError(path, None, where, str(e)) from None
-        return out
+            if checked is not None:
+                parsed.append((i, checked))
+        parsed.sort(key=lambda t: t[1].base)
+        for (_, prev), (j, cur) in zip(parsed, parsed[1:], strict=False):
+            if prev.end > cur.base:
+                raise FormatError(path, None, f"range[{j}]",
+                                  f"{cur.base:#x}-{cur.end:#x} overlaps {prev.base:#x}-{prev.end:#x}")
+        return cls(r for _, r in parsed)
 
     def dumps(self) -> str:
         lines: list[str] = []
