@@ -163,3 +163,13 @@ def test_write_into_hole_is_partial_write_error(mem):
     assert mem.read(0x1FFE, 2) == b"ab"  # the mapped part was written
     fails = mem.write_batch([0x10, 0x2800], [b"Q", b"R"])
     assert [f.index for f in fails] == [1] and mem.read(0x10, 1) == b"Q"
+
+
+def test_zero_length_pieces(mem):
+    assert mem.read(0x2800, 0) == b""  # nothing to read, even in a hole
+    assert mem.read_batch([], []).failures == []
+    res = mem.read_batch([0x2800] * 20 + [0x10], [0] * 20 + [3])
+    assert res.failures == [] and res.piece(20) == bytes([0x10, 0x11, 0x12])
+    assert len(mem.read_batch([0x10] * 20, 0).data) == 0
+    arr, fails = mem.read_gather([1, 2, 3], 0)
+    assert arr.shape == (3, 0) and fails == []

@@ -42,6 +42,8 @@ def copy_pieces(
         so = so.astype(np.int64)
     lmin = int(lens.min())
     lmax = int(lens.max())
+    if lmax == 0:
+        return
     if dst_off is None and lmin == lmax and k > _LOOP_MAX_PIECES and lmax <= _GATHER_MAX_AVG:
         # equal pieces written back to back (the batched small-read case): view the source as
         # overlapping records of lmax bytes starting at every byte, and gather records
