@@ -395,7 +395,7 @@ class MachineBuilder:
             entries.append(va)  # InLoadOrderLinks is at 0 in both layouts
         self.write_list_links(self.kas, self.sym("PsLoadedModuleList"), entries)
         self.facts["kernel_modules"] = [{"name": m.name, "path": m.path, "base": m.base, "size": m.size,
-                                         "ldr_entry": va} for m, va in zip(self.kmods, entries)]
+                                         "ldr_entry": va} for m, va in zip(self.kmods, entries, strict=True)]
 
     def build_session_space(self, aspace: AddressSpace) -> None:
         """win32kbase.sys lives in session space: mapped only in processes of an interactive session."""
@@ -460,7 +460,7 @@ class MachineBuilder:
 
     def build_processes(self) -> None:
         specs = self.process_specs()
-        by_name = {}
+        by_name: dict[str, dict[str, Any]] = {}
         for s in specs:
             by_name.setdefault(s["name"], s)
         self.dlls: dict[str, tuple[AddressSpace, Module, dict[int, bytes]]] = {}
@@ -680,6 +680,7 @@ class MachineBuilder:
                 for n, b, sz in (("wow64.dll", 0x7FFE69F50000, 0x59000), ("wow64win.dll", 0x7FFE69EE0000, 0x6F000),
                                  ("wow64cpu.dll", 0x7FFE6A2A0000, 0xA000))]
         else:
+            assert k32 is not None
             mods64 = [self.map_dll(a, native_dlls[0], arch_native), k32,
                       self.map_dll(a, native_dlls[2], arch_native)]
             if s["session"] and s["session"] >= 1:
@@ -729,10 +730,10 @@ class MachineBuilder:
             peb32.set("OSMajorVersion", self.p.major, 4)
             peb32.set("OSMinorVersion", self.p.minor, 4)
             a.write(peb32_va, bytes(peb32.buf))
-            w = StructBuf(o, "_EWOW64PROCESS")
-            w.set("Peb", peb32_va)
-            w.set("Machine", 0x14C, 2)
-            ep.set("WoW64Process", self.pool.put(bytes(w.buf), 16))
+            wp = StructBuf(o, "_EWOW64PROCESS")
+            wp.set("Peb", peb32_va)
+            wp.set("Machine", 0x14C, 2)
+            ep.set("WoW64Process", self.pool.put(bytes(wp.buf), 16))
             pf["peb32"] = peb32_va
         else:
             pf["modules32"] = []
@@ -782,7 +783,7 @@ class MachineBuilder:
         a.write(ldr_va, bytes(ldr.buf))
         entries = []
         for m in mods:
-            e = StructBuf(o, "_LDR_DATA_TABLE_ENTRY")
+            e = StructBuf(o, "_LDR_DATA_TABLE_ENTRY", None if ps == self.ps else 0xB0)
             e.ps = ps
             e.set("DllBase", m.base, ps)
             e.set("EntryPoint", m.base + 0x1000, ps)
@@ -887,7 +888,7 @@ class MachineBuilder:
             return nodes[mid]
 
         root = link(0, len(nodes) - 1, 0)
-        for va, b in zip(nodes, bufs):
+        for va, b in zip(nodes, bufs, strict=True):
             self.kas.write(va, bytes(b.buf))
         return root, len(nodes)
 
@@ -913,6 +914,8 @@ class MachineBuilder:
 
     user_spaces: list[tuple[AddressSpace, AddressSpace]]
     sessions: dict[int, int]
+    session_vmap: dict[int, int]
+    session_blobs: tuple[int, dict[int, bytes], list[int]]
     pae_spaces: list[AddressSpace]
 
 

@@ -70,12 +70,12 @@ def build_pe(spec: PeSpec) -> dict[int, bytes]:
     if spec.exports:
         names = sorted(spec.exports)
         name_rva = add(spec.name.encode() + b"\0", 2)
-        funcs = [spec.exports[n] for n in names]
-        aof = add(struct.pack(f"<{len(funcs)}I", *funcs), 4)
+        rvas = [spec.exports[n] for n in names]
+        aof = add(struct.pack(f"<{len(rvas)}I", *rvas), 4)
         name_rvas = [add(n.encode() + b"\0", 1) for n in names]
         aon = add(struct.pack(f"<{len(names)}I", *name_rvas), 4)
         aoo = add(struct.pack(f"<{len(names)}H", *range(len(names))), 2)
-        ed = struct.pack("<IIHHIIIIIII", 0, spec.timestamp, 0, 0, name_rva, 1, len(funcs), len(names), aof, aon, aoo)
+        ed = struct.pack("<IIHHIIIIIII", 0, spec.timestamp, 0, 0, name_rva, 1, len(rvas), len(names), aof, aon, aoo)
         ed_rva = add(ed, 4)
         dirs[0] = (ed_rva, len(ed))
     # ---- imports (descriptors, lookup tables, IAT with bound addresses, hint/name entries)
@@ -85,7 +85,8 @@ def build_pe(spec: PeSpec) -> dict[int, bytes]:
         descs = []
         iat_start = None
         iat_len = 0
-        for dll, funcs in spec.imports.items():
+        for dll, imp in spec.imports.items():
+            funcs: list[tuple[str, int]] = imp
             dll_rva = add(dll.encode() + b"\0", 2)
             hn = [add(struct.pack("<H", i) + f.encode() + b"\0", 2) for i, (f, _) in enumerate(funcs)]
             ilt = add(b"".join(struct.pack(fmt, r) for r in hn) + bytes(psz), psz)

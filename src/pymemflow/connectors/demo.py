@@ -1,0 +1,66 @@
+"""``demo``: a synthetic Windows machine built in memory from a seed (``-c demo:win10`` / ``demo:win7``).
+
+No files, no ``../shared`` data: the offsets come from the built-in table. Discovery is exercised
+because no hints are given unless ``hints=true`` (then dtb, arch, kernel_base and list heads are).
+The ground truth is on ``connector.facts``.
+"""
+
+from __future__ import annotations
+
+import mmap
+from typing import Any
+
+from ..mem.buffer import MmapMemory
+from ..mem.memmap import MemoryMap
+from ..os.win32.synthetic import ALIASES, PROFILES, build_image
+from ..plugins.api import ArgSpec, PluginSpec, TargetInfo, parse_bool, parse_int, parse_size
+
+
+class DemoMemory(MmapMemory):
+    """Physical memory of a synthetic Windows machine (read-only unless ``writable=true``)."""
+
+    name = "demo"
+
+    def __init__(self, profile: str = "win10", seed: int = 0, size: int | None = None, *,
+                 hints: bool = False, writable: bool = False) -> None:
+        img = build_image(profile, seed=seed, size=size)
+        mm = mmap.mmap(-1, img.size)
+        img.fill(mm)
+        super().__init__(mm, MemoryMap.identity(img.size), writable=writable)
+        self.facts: dict[str, Any] = img.facts
+        self.hints["label"] = f"demo:{img.facts['profile']} seed={seed}"
+        if hints:
+            f = img.facts
+            self.hints.update({"dtb": f["dtb"], "arch": f["arch"], "kernel_base": f["kernel_base"],
+                               "nt_build": f["build"],
+                               "PsActiveProcessHead": f["symbols"]["PsActiveProcessHead"],
+                               "PsLoadedModuleList": f["symbols"]["PsLoadedModuleList"]})
+
+
+def _profile(text: str) -> str:
+    name = ALIASES.get(text or "win10", text or "win10")
+    if name not in PROFILES:
+        raise ValueError(f"{text!r} is not a demo machine (use {', '.join([*ALIASES, *PROFILES])})")
+    return name
+
+
+def _open(args: dict[str, Any], _input: Any) -> DemoMemory:
+    return DemoMemory(_profile(args.get("target") or "win10"), args["seed"], args.get("size"),
+                      hints=args["hints"], writable=args["writable"])
+
+
+PLUGIN = PluginSpec(
+    kind="connector",
+    name="demo",
+    description="A synthetic Windows machine built in memory (win10: x64 19041, win7: x86-PAE 7601)",
+    factory=_open,
+    args=[
+        ArgSpec("target", "win10 (default) or win7, or a full profile name", parse=_profile),
+        ArgSpec("seed", "seed of the deterministic layout", default=0, parse=parse_int),
+        ArgSpec("size", "physical memory size (default 1g for win10, 512m for win7)", parse=parse_size),
+        ArgSpec("hints", "give dtb/kernel_base/list heads as hints (default: discover them)", default=False,
+                parse=parse_bool),
+        ArgSpec("writable", "allow writes to the in-memory machine", default=False, parse=parse_bool),
+    ],
+    targets=lambda: [TargetInfo(a, f"synthetic {p}") for a, p in ALIASES.items()],
+)
