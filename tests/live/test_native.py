@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -230,3 +231,33 @@ def test_elf_reader_fuzz(tmp_path, flips, cut):
             elf.symbols()
     except FormatError:
         pass
+
+
+def test_imports_are_got_slots_bound_to_exports():
+    p = subprocess.Popen([shutil.which("sleep") or "/bin/sleep", "30"])
+    try:
+        os_ = NativeOs()
+        deadline = time.time() + 5
+        while time.time() < deadline:  # wait until the dynamic loader has mapped libc
+            proc = os_.process_by_pid(p.pid)
+            mods = proc.module_list()
+            if any(m.name.startswith("libc.so") for m in mods):
+                break
+            time.sleep(0.05)
+        exe = mods[0]
+        assert exe.path == os.path.realpath(shutil.which("sleep") or "/bin/sleep")
+        libc = next(m for m in mods if m.name.startswith("libc.so"))
+        exports = {e.name: e.address for e in proc.exports(libc)}
+        imports = [i for i in proc.imports(exe) if i.module == libc.name and i.name in exports]
+        assert len(imports) >= 10
+        slots, ok = proc.memory.read_u64_many([i.address for i in imports])
+        assert ok.all()
+        by_name = dict(zip([i.name for i in imports], slots.tolist(), strict=True))
+        assert by_name["__libc_start_main"] == exports["__libc_start_main"]  # GLOB_DAT: bound at load
+        # JUMP_SLOTs are bound to the export, or (lazy binding) still point into the module's own PLT
+        good = sum(1 for i in imports if by_name[i.name] == exports[i.name]
+                   or exe.base <= by_name[i.name] < exe.base + exe.size)
+        assert good >= 0.8 * len(imports)
+    finally:
+        p.kill()
+        p.wait()

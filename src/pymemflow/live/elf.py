@@ -18,7 +18,10 @@ from ..errors import FormatError
 EM_386, EM_ARM, EM_X86_64, EM_AARCH64, EM_RISCV = 3, 40, 62, 183, 243
 ET_EXEC, ET_DYN, ET_CORE = 2, 3, 4
 PT_LOAD = 1
-SHT_SYMTAB, SHT_DYNSYM = 2, 11
+SHT_SYMTAB, SHT_RELA, SHT_REL, SHT_DYNSYM = 2, 4, 9, 11
+SHT_GNU_VERNEED, SHT_GNU_VERSYM = 0x6FFFFFFE, 0x6FFFFFFF
+IMPORT_RELOCS = {EM_X86_64: (6, 7), EM_386: (6, 7), EM_AARCH64: (1025, 1026), EM_ARM: (21, 22)}
+"""GLOB_DAT and JUMP_SLOT relocation types: the GOT slots through which a module imports a symbol."""
 STT_OBJECT, STT_FUNC, STT_GNU_IFUNC = 1, 2, 10
 STB_GLOBAL, STB_WEAK = 1, 2
 MAX_NAME = 4096
@@ -192,6 +195,75 @@ class ElfFile:
             else:
                 name, value, size, info, _, shndx = struct.unpack_from(self.e + "IIIBBH", raw, o)
             out.append(Symbol(_cstr(strtab, name), value, size, info & 0xF, info >> 4, shndx))
+        return out
+
+
+    def import_slots(self, limit: int = 1 << 20) -> list[tuple[int, str, str]]:
+        """(GOT slot address as linked, symbol name, library from symbol versioning or "") of every
+        GLOB_DAT/JUMP_SLOT relocation against an undefined dynamic symbol."""
+        kinds = IMPORT_RELOCS.get(self.machine)
+        if kinds is None:
+            return []
+        secs = self.section_headers()
+        syms = self.symbols(SHT_DYNSYM)
+        files = self._version_files(secs)
+        versym = next((s for s in secs if s.type == SHT_GNU_VERSYM), None)
+        vers: bytes = b""
+        if versym is not None:
+            vers = self.pread(versym.offset, min(versym.size, 2 * len(syms)), "versym")
+        out: list[tuple[int, str, str]] = []
+        wide = self.elf_class == 2
+        for sec in secs:
+            if sec.type not in (SHT_RELA, SHT_REL):
+                continue
+            rela = sec.type == SHT_RELA
+            ent = (24 if rela else 16) if wide else (12 if rela else 8)
+            if sec.entsize and sec.entsize < ent:
+                raise FormatError(self.path, sec.offset, "sh_entsize", f"{sec.entsize} < {ent}")
+            step = sec.entsize or ent
+            count = min(sec.size // step, limit - len(out))
+            raw = self.pread(sec.offset, count * step, "relocations")
+            for i in range(count):
+                if wide:
+                    off, info = struct.unpack_from(self.e + "QQ", raw, i * step)
+                    typ, sym = info & 0xFFFFFFFF, info >> 32
+                else:
+                    off, info = struct.unpack_from(self.e + "II", raw, i * step)
+                    typ, sym = info & 0xFF, info >> 8
+                if typ not in kinds or not 0 < sym < len(syms) or syms[sym].shndx != 0:
+                    continue
+                lib = ""
+                if 2 * sym + 2 <= len(vers):
+                    lib = files.get(struct.unpack_from(self.e + "H", vers, 2 * sym)[0] & 0x7FFF, "")
+                out.append((off, syms[sym].name, lib))
+        return out
+
+    def _version_files(self, secs: list[SectionHeader]) -> dict[int, str]:
+        """Version index -> needed library file, from ``.gnu.version_r`` (bounded by its size)."""
+        sec = next((s for s in secs if s.type == SHT_GNU_VERNEED), None)
+        if sec is None or sec.link >= len(secs):
+            return {}
+        data = self.pread(sec.offset, min(sec.size, 1 << 20), ".gnu.version_r")
+        st = secs[sec.link]
+        strtab = self.pread(st.offset, min(st.size, 64 << 20), ".dynstr")
+        out: dict[int, str] = {}
+        pos, seen = 0, 0
+        while pos + 16 <= len(data) and seen < 4096:
+            _, cnt, file_off, aux, nxt = struct.unpack_from(self.e + "HHIII", data, pos)
+            lib = _cstr(strtab, file_off)
+            apos = pos + aux
+            for _ in range(min(cnt, 4096)):
+                if apos + 16 > len(data):
+                    break
+                _, _, other, _, anext = struct.unpack_from(self.e + "IHHII", data, apos)
+                out[other & 0x7FFF] = lib
+                if not anext:
+                    break
+                apos += anext
+            seen += 1
+            if not nxt:
+                break
+            pos += nxt
         return out
 
 

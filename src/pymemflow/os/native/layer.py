@@ -29,7 +29,16 @@ from ...live.elf import (
     elf_arch,
 )
 from ...mem.view import MemoryView
-from ..base import ExportInfo, MemoryRegion, ModuleInfo, OsLayer, Process, ProcessInfo, SectionInfo
+from ..base import (
+    ExportInfo,
+    ImportInfo,
+    MemoryRegion,
+    ModuleInfo,
+    OsLayer,
+    Process,
+    ProcessInfo,
+    SectionInfo,
+)
 from .memory import ProcessMemoryView
 
 _HOST_ARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86", "aarch64": "aarch64",
@@ -200,6 +209,13 @@ class NativeOs(OsLayer):
             seen.add(name)
             out.append(ExportInfo(name, bias + s.value))
         return out
+
+    def module_imports(self, proc: Process, module: ModuleInfo) -> list[ImportInfo]:
+        """GOT slots (GLOB_DAT/JUMP_SLOT relocations) of undefined dynamic symbols; ``module`` is the
+        library named by the symbol's version requirement ("" for unversioned symbols)."""
+        elf, bias = self._elf(proc, module)
+        with elf:
+            return [ImportInfo(lib, name, bias + off) for off, name, lib in elf.import_slots()]
 
     def module_sections(self, proc: Process, module: ModuleInfo) -> list[SectionInfo]:
         elf, bias = self._elf(proc, module)
