@@ -173,3 +173,12 @@ def test_zero_length_pieces(mem):
     assert len(mem.read_batch([0x10] * 20, 0).data) == 0
     arr, fails = mem.read_gather([1, 2, 3], 0)
     assert arr.shape == (3, 0) and fails == []
+
+
+def test_addresses_above_2_63_are_not_rounded():
+    m = DummyMemory(0x1000, mem_map=MemoryMap([(0xFFFF_FFFF_FFFF_F000, 0x1000, 0)]))
+    m.write(0xFFFF_FFFF_FFFF_FFF8, b"topbytes")
+    res = m.read_batch([0x10, 0xFFFF_FFFF_FFFF_FFF8], 8)  # a Python list mixing small and huge
+    assert res.piece(1) == b"topbytes" and [f.index for f in res.failures] == [0]
+    with pytest.raises(ValueError):
+        m.read_batch([-1], 1)

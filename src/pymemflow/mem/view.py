@@ -63,8 +63,17 @@ def as_pieces(
     addrs: Iterable[int] | npt.ArrayLike, lengths: int | Iterable[int] | npt.ArrayLike
 ) -> tuple[U64Array, I64Array]:
     """Normalise (addresses, lengths) into uint64 / int64 arrays of equal size."""
-    a = np.asarray(addrs if not isinstance(addrs, Iterable) or isinstance(addrs, np.ndarray) else list(addrs))
-    a = a.astype(np.uint64, copy=False).reshape(-1)
+    if isinstance(addrs, np.ndarray):
+        if addrs.dtype.kind not in "ui":
+            raise TypeError(f"addresses must be integers, got an array of {addrs.dtype}")
+        a = addrs.astype(np.uint64, copy=False).reshape(-1)
+    else:
+        # straight to uint64: going through int64/float64 would lose addresses >= 2**63
+        items = list(addrs) if isinstance(addrs, Iterable) else [addrs]
+        try:
+            a = np.array(items, dtype=np.uint64).reshape(-1)
+        except OverflowError:
+            raise ValueError("addresses must be in 0..2**64-1") from None
     if isinstance(lengths, (int, np.integer)):
         n = np.full(a.shape[0], int(lengths), dtype=np.int64)
     else:
