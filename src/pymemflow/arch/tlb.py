@@ -66,7 +66,7 @@ class Tlb:
             cap <<= 1
         self._bits = cap.bit_length() - 1
         self._mask = cap - 1
-        self._tables: dict[object, tuple[U64Array, U64Array, list[int]]] = {}
+        self._tables: dict[object, tuple[U64Array, list[int]]] = {}
         self.single: dict[object, dict[int, tuple[int, int, int, int]]] = {}
         """Per root: vpn -> (pa of the 4 KiB frame, page size, flags, reason); read by VirtualMemory's
         single-read fast path directly."""
@@ -78,7 +78,8 @@ class Tlb:
     # ---- validity ---------------------------------------------------------------------------------
     def flush(self) -> None:
         self._tables.clear()
-        self.single.clear()
+        for d in self.single.values():  # in place: VirtualMemory objects hold these dicts
+            d.clear()
         self._born = time.monotonic()
         self._uses = 0
 
@@ -97,45 +98,44 @@ class Tlb:
         return self.policy.max_uses is not None or self.policy.max_age is not None
 
     # ---- batched store ------------------------------------------------------------------------------
-    def _table(self, root: object) -> tuple[U64Array, U64Array, list[int]]:
-        t = self._tables.get(root)
-        if t is None:
-            n = self._mask + 1
-            t = (np.zeros(n, dtype=_U64), np.zeros(n, dtype=_U64), [0])
-            self._tables[root] = t
-        return t
+    # Per root: a (capacity, 2) u64 table of (vpn + 1, packed value) rows -- key and value side by
+    # side, so a lookup costs one random memory access per address -- plus the number of entries.
+    # Tables start small (cache-friendly) and double while under ``policy.capacity``.
+    def _slot(self, key: U64Array, bits: int) -> npt.NDArray[np.int64]:
+        # intp indices: NumPy gathers with them several times faster than with uint64 indices
+        return ((key * _HASH) >> _U64(64 - bits)).view(np.int64)
 
-    def _slot(self, key: U64Array) -> U64Array:
-        return (key * _HASH) >> _U64(64 - self._bits)  # type: ignore[no-any-return]
+    @staticmethod
+    def _rows(table: U64Array, slot: npt.NDArray[np.int64]) -> U64Array:
+        """Gather whole (key, value) rows: a 16-byte record view is ~30x faster than 2-D fancy indexing."""
+        return np.take(table.view("V16").reshape(-1), slot).view(_U64).reshape(-1, 2)  # type: ignore[no-any-return]
 
     def lookup(self, root: object, vpn: U64Array) -> tuple[npt.NDArray[np.bool_], U64Array]:
         """Hit mask and packed values (valid where hit) for each vpn."""
         n = vpn.shape[0]
-        hit = np.zeros(n, dtype=bool)
-        val = np.zeros(n, dtype=_U64)
         t = self._tables.get(root)
         if t is None or n == 0:
             self.misses += n
-            return hit, val
-        keys, vals, _ = t
+            return np.zeros(n, dtype=bool), np.zeros(n, dtype=_U64)
+        table, count = t
+        bits = table.shape[0].bit_length() - 1
         key = vpn + _U64(1)
-        slot = self._slot(key)
-        mask = _U64(self._mask)
-        k = keys[slot]
-        m = k == key
-        hit[m] = True
-        val[m] = vals[slot[m]]
-        pending = np.flatnonzero(~m & (k != 0))
-        for p in range(1, _PROBES):
-            if pending.size == 0:
-                break
-            s = (slot[pending] + _U64(p)) & mask
-            k = keys[s]
-            m = k == key[pending]
-            hit[pending[m]] = True
-            val[pending[m]] = vals[s[m]]
-            pending = pending[~m & (k != 0)]
-        nh = int(hit.sum())
+        slot = self._slot(key, bits)
+        rows = self._rows(table, slot)
+        val = rows[:, 1].copy()
+        hit = rows[:, 0] == key
+        if not hit.all():
+            mask = table.shape[0] - 1
+            pending = np.flatnonzero(~hit & (rows[:, 0] != 0))
+            for p in range(1, _PROBES):
+                if pending.size == 0:
+                    break
+                r = self._rows(table, (slot[pending] + p) & mask)
+                m = r[:, 0] == key[pending]
+                hit[pending[m]] = True
+                val[pending[m]] = r[m, 1]
+                pending = pending[~m & (r[:, 0] != 0)]
+        nh = int(np.count_nonzero(hit))
         self.hits += nh
         self.misses += n - nh
         return hit, val
@@ -143,33 +143,49 @@ class Tlb:
     def insert(self, root: object, vpn: U64Array, packed: U64Array) -> None:
         if vpn.shape[0] == 0:
             return
-        keys, vals, count = self._table(root)
         key, first = np.unique(vpn + _U64(1), return_index=True)
         val = packed[first]
-        if count[0] + key.shape[0] > (self._mask + 1) * 0.6:
-            keys[:] = 0  # full: start over (cheaper than an eviction order, and rare)
-            count[0] = 0
-            if key.shape[0] > (self._mask + 1) * 0.6:
-                keep = int((self._mask + 1) * 0.6)
-                key, val = key[:keep], val[:keep]
-        slot = self._slot(key)
-        mask = _U64(self._mask)
+        t = self._tables.get(root)
+        limit = self._mask + 1
+        need = (0 if t is None else t[1][0]) + key.shape[0]
+        if t is None or need > t[0].shape[0] // 2:
+            cap = 1 << 12 if t is None else t[0].shape[0]
+            while cap < limit and need > cap // 2:
+                cap <<= 1
+            if t is not None and need > cap // 2:  # at the capacity limit: start over
+                t = None
+                need = key.shape[0]
+            old = t
+            table = np.zeros((cap, 2), dtype=_U64)
+            t = (table, [0])
+            self._tables[root] = t
+            if old is not None:
+                live = old[0][:, 0] != 0
+                self._place(t, old[0][live, 0], old[0][live, 1])
+            if key.shape[0] > cap // 2:
+                key, val = key[: cap // 2], val[: cap // 2]
+        self._place(t, key, val)
+
+    def _place(self, t: tuple[U64Array, list[int]], key: U64Array, val: U64Array) -> None:
+        table, count = t
+        bits = table.shape[0].bit_length() - 1
+        slot = self._slot(key, bits)
+        mask = table.shape[0] - 1
         pending = np.arange(key.shape[0])
         for p in range(_PROBES):
             if pending.size == 0:
                 break
-            s = (slot[pending] + _U64(p)) & mask
-            k = keys[s]
-            fresh = k == 0
+            s = (slot[pending] + p) & mask
+            k = table[s, 0]
             same = k == key[pending]
-            vals[s[same]] = val[pending[same]]
+            table[s[same], 1] = val[pending[same]]
+            fresh = k == 0
             cand = pending[fresh]
-            cs = s[fresh]
             if cand.size:
-                us, fi = np.unique(cs, return_index=True)
+                us, fi = np.unique(s[fresh], return_index=True)
                 win = cand[fi]
-                keys[us] = key[win]
-                vals[us] = val[win]
+                table[us, 0] = key[win]
+                table[us, 1] = val[win]
                 count[0] += int(us.shape[0])
-            placed = keys[s] == key[pending]
+            placed = table[s, 0] == key[pending]
             pending = pending[~placed]

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ReadFailure, TranslationError
+from ..errors import PartialReadError, ReadFailure, TranslationError
 from ..mem.view import I64Array, MemoryView, U8Array, U64Array
 from ..os.base import MemoryRegion
 from .pagemap import Leaves, merge_ranges, protection, size_str, walk_leaves
@@ -66,6 +66,9 @@ class VirtualMemory(MemoryView):
         else:
             live_age = getattr(phys, "hints", {}).get("cache_time")  # live targets: short validity
             self.tlb = Tlb(tlb if isinstance(tlb, TlbPolicy) else TlbPolicy(max_age=float(live_age)) if live_age else None)
+        self._volatile = self.tlb is not None and self.tlb.volatile
+        self._phys_u64 = phys.read_u64
+        self._phys_u32 = phys.read_u32
         self._leaves: Leaves | None = None
         self.dtb = 0
         self.ttbr1 = ttbr1
@@ -165,11 +168,14 @@ class VirtualMemory(MemoryView):
     @staticmethod
     def _decode(va: U64Array, val: U64Array) -> TranslationResult:
         reason = ((val >> _U64(8)) & _U64(0xF)).astype(np.uint8)
-        log2 = val >> _U64(56)
-        size = np.where(log2 != 0, _U64(1) << log2, _U64(0))
-        ok = reason == 0
-        pa = np.where(ok, (val & _U64(FRAME_MASK)) | (va & _U64(_PMASK)), _U64(0))
-        return TranslationResult(pa, size.astype(_U64), (val & _U64(0xFF)).astype(np.uint8), reason)
+        pa = (val & _U64(FRAME_MASK)) | (va & _U64(_PMASK))
+        size = _U64(1) << (val >> _U64(56))
+        flags = val.astype(np.uint8)  # the low byte
+        if reason.any():
+            bad = reason != 0
+            pa[bad] = 0
+            size[bad] = 0
+        return TranslationResult(pa, size, flags, reason)
 
     # ---- reads ------------------------------------------------------------------------------------
     def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
@@ -190,23 +196,26 @@ class VirtualMemory(MemoryView):
         return super()._read_single(addr, n)
 
     def read_u64(self, addr: int) -> int:
+        # the hot path of OS layers: one dict lookup, then the connector's own fast typed read
         single = self._single
-        if single is not None and (addr & _PMASK) <= _PAGE - 8 and not self.tlb.volatile:  # type: ignore[union-attr]
+        if single is not None and not self._volatile and (addr & _PMASK) <= _PAGE - 8:
             e = single.get(addr >> 12)
             if e is not None and not e[3]:
-                data, failures = self.phys._read_single(e[0] | (addr & _PMASK), 8)
-                if not failures:
-                    return int.from_bytes(data, "little")
+                try:
+                    return self._phys_u64(e[0] | (addr & _PMASK))
+                except PartialReadError:
+                    pass  # report it with the virtual address below
         return super().read_u64(addr)
 
     def read_u32(self, addr: int) -> int:
         single = self._single
-        if single is not None and (addr & _PMASK) <= _PAGE - 4 and not self.tlb.volatile:  # type: ignore[union-attr]
+        if single is not None and not self._volatile and (addr & _PMASK) <= _PAGE - 4:
             e = single.get(addr >> 12)
             if e is not None and not e[3]:
-                data, failures = self.phys._read_single(e[0] | (addr & _PMASK), 4)
-                if not failures:
-                    return int.from_bytes(data, "little")
+                try:
+                    return self._phys_u32(e[0] | (addr & _PMASK))
+                except PartialReadError:
+                    pass
         return super().read_u32(addr)
 
     def read_ptr(self, addr: int) -> int:
