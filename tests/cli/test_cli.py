@@ -147,11 +147,14 @@ def test_failures_exit_1_traceback_only_with_vvv(capsys: pytest.CaptureFixture[s
     assert err.rstrip().splitlines()[-1].startswith("pymemflow: error: raw: cannot open")
 
 
-def test_unsupported_operation_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    name = Path(sys.executable).resolve().name
-    code, _, err = run(capsys, "-o", "native", "imports", "-p", str(os.getpid()), "-m", name)
-    assert code == 1
-    assert err == "pymemflow: error: imports: not supported by this chain's OS layer or connector\n"
+def test_unsupported_operation_exit_1() -> None:
+    """toyos (a test OS layer) has no kernel modules: OsLayer's NotImplementedError -> exit 1, one line."""
+    data = Path(__file__).resolve().parents[1] / "data"
+    env = {**os.environ, "PYTHONPATH": str(data / "plugin_pkg"), "PYMEMFLOW_PLUGIN_PATH": str(data / "plugin_folder")}
+    res = subprocess.run([sys.executable, "-m", "pymemflow.cli.main", "-c", "dummy:size=64k", "-o", "toyos", "kmods"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr == "pymemflow: error: kmods: not supported by this chain's OS layer or connector\n"
 
 
 def test_verbose_levels_set_logging(capsys: pytest.CaptureFixture[str]) -> None:
@@ -204,3 +207,16 @@ def test_maps_of_a_page_table_root(capsys: pytest.CaptureFixture[str], tmp_path:
     assert code == 0, err
     rows = [(r["start"], r["end"], r["protection"]) for r in json.loads(out)]
     assert rows == [(0x400000, 0x401000, "rwx"), (0x401000, 0x402000, "r--")]
+
+
+def test_broken_plugin_warning_only_with_v(tmp_path: Path) -> None:
+    (tmp_path / "crash.py").write_text("raise RuntimeError('boom at import')\n")
+    env = {**os.environ, "PYMEMFLOW_PLUGIN_PATH": str(tmp_path)}
+    cmd = [sys.executable, "-m", "pymemflow.cli.main"]
+    quiet = subprocess.run([*cmd, "plugins", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert quiet.returncode == 0 and "crash.py" not in quiet.stderr
+    assert any("boom at import" in p for p in json.loads(quiet.stdout)["problems"])
+    loud = subprocess.run([*cmd, "-v", "plugins", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert loud.returncode == 0
+    assert f"WARNING pymemflow.plugins.registry: plugin {tmp_path / 'crash.py'} skipped: RuntimeError: boom at import" in loud.stderr
+    json.loads(loud.stdout)  # stdout stays plain JSON

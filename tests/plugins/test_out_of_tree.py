@@ -31,6 +31,9 @@ def test_entry_points_found(installed_plugin_pkg: Path, monkeypatch: pytest.Monk
     assert pattern.origin == toyos.origin == "entry point pymemflow-testplugin"
     assert pattern.version == "1.2.3"
     assert str(installed_plugin_pkg) in sys.modules["pmf_testplugin"].__file__
+    assert not inv.has("os", "pattern")
+    assert any("wrongkind" in p and "'pattern' is a connector plugin in the 'pymemflow.os' entry-point group" in p
+               for p in inv.problems)
     with pymemflow.chain(["-c", "pattern:seed=3,step=5"], inventory=inv) as ch:
         mem = ch.connector
         assert mem.read(0x100, 64) == mem.expected(0x100, 64)
