@@ -53,7 +53,7 @@ class ChainAction(argparse.Action):
         namespace.chain = links
 
 
-def build_parser(verbose: int = 0) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="pymemflow", description="Physical-memory introspection: connectors, OS layers, commands.",
                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v warnings, "
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx: CommandContext | None = None
     command = "this command"
     try:
-        parser = build_parser(verbose)
+        parser = build_parser()
         args = parser.parse_args(argv)
         verbose = int(args.verbose or 0) + int(getattr(args, "verbose_sub", 0) or 0)
         args.verbose = verbose

@@ -132,6 +132,14 @@ def _middleware_specs() -> list[ArgSpec]:
     return list(MIDDLEWARE_ARGS)
 
 
+MIDDLEWARE_KEYS = ("cache", "cache_size", "cache_time", "cache_page_size", "delay", "metrics")
+
+
+def middleware_keys() -> set[str]:
+    """Names of the ``:``-section keys (what ``Chain().connector(**kw)`` routes to the middleware)."""
+    return {a.name for a in _middleware_specs()} or set(MIDDLEWARE_KEYS)
+
+
 def _convert(who: str, spec: ArgSpec, value: Any) -> Any:
     if not isinstance(value, str):
         return value  # Python callers may pass values already parsed (ints, bools, Paths)

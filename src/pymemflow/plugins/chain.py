@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import ArgumentError
 from .api import TARGET_ARG, PluginSpec
-from .args import format_link, parse_link, validate, validate_middleware
+from .args import format_link, middleware_keys, parse_link, validate, validate_middleware
 from .registry import Inventory, default_inventory
 
 log = logging.getLogger(__name__)
@@ -199,10 +199,7 @@ class Chain:
         self._opened: OpenedChain | None = None
 
     def connector(self, name: str, target: str | Path | None = None, /, **args: Any) -> Chain:
-        from .args import _middleware_specs
-
-        mw_keys = {a.name for a in _middleware_specs()} or {"cache", "cache_size", "cache_time",
-                                                              "cache_page_size", "delay", "metrics"}
+        mw_keys = middleware_keys()
         mw = {k: v for k, v in args.items() if k in mw_keys and v is not None}
         plain = {k: v for k, v in args.items() if k not in mw_keys}
         return self._add("connector", name, target, plain, mw)
@@ -256,7 +253,7 @@ def open_target(path_or_spec: str | Path, os: str | None = None, *, inventory: I
     if name and inv.has("connector", name):
         b.spec("-c", text)
         for k, v in args.items():
-            (b.links[-1].middleware if k in _mw_names() else b.links[-1].args)[k] = v
+            (b.links[-1].middleware if k in middleware_keys() else b.links[-1].args)[k] = v
     else:
         conn = "auto" if inv.has("connector", "auto") else "raw"
         b.connector(conn, text, **args)
@@ -266,12 +263,6 @@ def open_target(path_or_spec: str | Path, os: str | None = None, *, inventory: I
     top = opened.top
     _attach_closer(top, opened)
     return top
-
-
-def _mw_names() -> set[str]:
-    from .args import _middleware_specs
-
-    return {a.name for a in _middleware_specs()}
 
 
 def _attach_closer(top: Any, opened: OpenedChain) -> None:
