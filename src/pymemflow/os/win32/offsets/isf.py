@@ -61,13 +61,20 @@ class IsfSymbols:
         self.enums: dict[str, Any] = doc.get("enums") or {}
         self.symbols: dict[str, Any] = doc["symbols"]
         meta = doc.get("metadata") or {}
-        pdb = (meta.get("windows") or {}).get("pdb") or {}
+        win = meta.get("windows") if isinstance(meta, dict) else None
+        pdb = (win.get("pdb") if isinstance(win, dict) else None) or {}
+        if not isinstance(pdb, dict) or not isinstance(pdb.get("age", 0), int):
+            raise FormatError(source, None, "metadata.windows.pdb", "not an object with an integer age")
         self.guid: str | None = str(pdb["GUID"]).upper() if pdb.get("GUID") else None
         self.age: int | None = int(pdb["age"]) if pdb.get("age") is not None else None
         self.pdb_name: str = str(pdb.get("database") or "ntkrnlmp.pdb")
         self.machine_type: int | None = pdb.get("machine_type")
         ptr = self.base_types.get("pointer") or {}
-        self.pointer_size: int = int(ptr.get("size", 8))
+        psz = ptr.get("size", 8) if isinstance(ptr, dict) else None
+        if psz not in (4, 8):
+            raise FormatError(source, None, "base_types.pointer.size", f"expected 4 or 8, got {psz!r:.40}")
+        self.pointer_size: int = int(psz)
+        self._checked: set[str] = set()
 
     # ---- loading -------------------------------------------------------------------------------
     @classmethod
@@ -99,19 +106,41 @@ class IsfSymbols:
     def has_type(self, name: str) -> bool:
         return name in self.user_types
 
-    def struct_size(self, name: str) -> int:
+    def _type(self, name: str) -> dict[str, Any]:
+        """A user type, validated once (hostile files: wrong JSON shapes give FormatError)."""
         t = self.user_types.get(name)
         if t is None:
             raise NotFoundError(f"{self.source}: no type {name!r}")
-        return int(t.get("size", 0))
+        if name in self._checked:
+            return t  # type: ignore[no-any-return]
+        where = f"user_types.{name}"
+        if not isinstance(t, dict) or not isinstance(t.get("size", 0), int):
+            raise FormatError(self.source, None, where, "not an object with an integer size")
+        fields = t.get("fields") or {}
+        if not isinstance(fields, dict):
+            raise FormatError(self.source, None, where + ".fields", "not an object")
+        for fname, f in fields.items():
+            if not isinstance(f, dict) or not isinstance(f.get("offset", 0), int) \
+                    or not isinstance(f.get("type") or {}, dict):
+                raise FormatError(self.source, None, f"{where}.fields.{fname}", "needs an integer offset and a type")
+        self._checked.add(name)
+        return t
+
+    def struct_size(self, name: str) -> int:
+        return int(self._type(name).get("size", 0))
 
     def type_size(self, t: dict[str, Any]) -> int:
         """Size in bytes of an ISF type descriptor (bounded: arrays of arrays resolve iteratively)."""
         mult = 1
         for _ in range(64):
+            if not isinstance(t, dict):
+                raise FormatError(self.source, None, "type", f"type descriptor is not an object: {t!r:.60}")
             kind = t.get("kind")
             if kind == "array":
-                mult *= int(t.get("count", 0))
+                count = t.get("count", 0)
+                if not isinstance(count, int) or not 0 <= count < (1 << 32):
+                    raise FormatError(self.source, None, "array.count", f"bad count {count!r:.40}")
+                mult *= count
                 t = t.get("subtype") or {}
                 continue
             if kind == "bitfield":
@@ -119,20 +148,19 @@ class IsfSymbols:
                 continue
             if kind == "pointer":
                 return mult * self.pointer_size
-            if kind == "base":
-                return mult * int((self.base_types.get(t.get("name", "")) or {}).get("size", 0))
-            if kind in ("struct", "union", "class"):
-                return mult * int((self.user_types.get(t.get("name", "")) or {}).get("size", 0))
-            if kind == "enum":
-                return mult * int((self.enums.get(t.get("name", "")) or {}).get("size", 4))
-            return 0
+            table = {"base": self.base_types, "struct": self.user_types, "union": self.user_types,
+                     "class": self.user_types, "enum": self.enums}.get(str(kind))
+            if table is None:
+                return 0
+            entry = table.get(str(t.get("name", ""))) or {}
+            size = entry.get("size", 4 if kind == "enum" else 0) if isinstance(entry, dict) else None
+            if not isinstance(size, int):
+                raise FormatError(self.source, None, f"{kind}.size", f"bad size {size!r:.40}")
+            return mult * size
         return 0
 
     def members(self, struct: str) -> dict[str, Any]:
-        t = self.user_types.get(struct)
-        if t is None:
-            raise NotFoundError(f"{self.source}: no type {struct!r}")
-        return t.get("fields") or {}
+        return self._type(struct).get("fields") or {}  # type: ignore[no-any-return]
 
     def member(self, struct: str, path: str) -> IsfMember:
         """Resolve ``"A.B[1].C"`` inside ``struct``: offsets summed through nested structs/arrays."""
@@ -147,7 +175,7 @@ class IsfSymbols:
             name, index = m.group(1), m.group(2)
             if t.get("kind") not in ("struct", "union", "class"):
                 raise NotFoundError(f"{self.source}: {struct}.{'.'.join(parts[:i])} is not a struct")
-            cur_struct = t["name"]
+            cur_struct = str(t.get("name"))
             fields = self.members(cur_struct)
             if name not in fields:
                 raise NotFoundError(f"{self.source}: {cur_struct} has no member {name!r}")
@@ -161,8 +189,10 @@ class IsfSymbols:
                 offset += int(index) * self.type_size(sub)
                 t = sub
         if t.get("kind") == "bitfield":
-            return IsfMember(offset, t, self.type_size(t), int(t.get("bit_position", 0)),
-                             int(t.get("bit_length", 0)))
+            pos, ln = t.get("bit_position", 0), t.get("bit_length", 0)
+            if not isinstance(pos, int) or not isinstance(ln, int):
+                raise FormatError(self.source, None, f"{struct}.{path}", "bitfield without integer position/length")
+            return IsfMember(offset, t, self.type_size(t), pos, ln)
         return IsfMember(offset, t, self.type_size(t))
 
     def member_offset(self, struct: str, path: str) -> int:
@@ -172,7 +202,7 @@ class IsfSymbols:
     def symbol(self, name: str) -> int | None:
         """RVA of a symbol (relative to the image base), or None."""
         s = self.symbols.get(name)
-        if not isinstance(s, dict) or "address" not in s:
+        if not isinstance(s, dict) or not isinstance(s.get("address"), int):
             return None
         return int(s["address"])
 

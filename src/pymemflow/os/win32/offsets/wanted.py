@@ -51,6 +51,8 @@ def flatten_isf(isf: Any, structs: tuple[str, ...] = WANTED_STRUCTS,
         for name, f in sorted(isf.members(s).items()):
             off = int(f.get("offset", 0))
             t = f.get("type") or {}
+            if not isinstance(t, dict):
+                continue
             if t.get("kind") == "bitfield":
                 bits[f"{s}.{name}"] = (off, int(t.get("bit_position", 0)), int(t.get("bit_length", 0)))
             fields[f"{s}.{name}"] = off

@@ -1,0 +1,29 @@
+"""Fixtures for the synthetic Windows machine and the offset sources (session-scoped: built once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pymemflow.os.win32.synthetic import SyntheticImage, build_image
+
+ISF_19041 = "5278AFF86C341677D7D7835C85B7B844-1.json.xz"
+
+
+@pytest.fixture(scope="session")
+def win10() -> SyntheticImage:
+    return build_image("win10-19041-x64", seed=7, size=256 << 20)
+
+
+@pytest.fixture(scope="session")
+def win7() -> SyntheticImage:
+    return build_image("win7-7601-x86pae", seed=7, size=128 << 20)
+
+
+@pytest.fixture(scope="session")
+def win_data(shared_data: Path) -> Path:
+    d = shared_data / "windows"
+    if not (d / "isf" / ISF_19041).exists():
+        pytest.skip(f"Windows reference data not found at {d}")
+    return d
