@@ -4,3 +4,43 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mmap
+from typing import Any
+
+import pytest
+
+from pymemflow.mem.buffer import MmapMemory
+from pymemflow.mem.memmap import MemoryMap
+
+
+def phys_of(img: Any, mm: mmap.mmap | None = None) -> MmapMemory:
+    """Physical memory over a synthetic image (anonymous mmap; untouched pages cost nothing).
+    Pass ``mm`` (filled by the caller) to corrupt bytes before opening."""
+    if mm is None:
+        mm = mmap.mmap(-1, img.size)
+        img.fill(mm)
+    return MmapMemory(mm, MemoryMap.identity(img.size), writable=False)
+
+
+@pytest.fixture(scope="session", params=["win10", "win7"])
+def machine(request: Any, win10_image: Any, win7_image: Any) -> tuple[Any, Any]:
+    """(image, Win32Kernel found with no hints) for each synthetic profile."""
+    from pymemflow.os.win32.kernel import Win32Kernel
+
+    img = win10_image if request.param == "win10" else win7_image
+    return img, Win32Kernel.open(phys_of(img), progress=False)
+
+
+@pytest.fixture(scope="session")
+def win10_image() -> Any:
+    from pymemflow.os.win32.synthetic.machine import build_image
+
+    return build_image("win10-19041-x64", seed=0)
+
+
+@pytest.fixture(scope="session")
+def win7_image() -> Any:
+    from pymemflow.os.win32.synthetic.machine import build_image
+
+    return build_image("win7-7601-x86pae", seed=0)

@@ -323,7 +323,9 @@ def _finish(phys: Any, vm: VirtualMemory, arch: str, dtb: int, base: int, hints:
             tried.append(f"MmPhysicalMemoryBlock: {e}")
     if runs and push_mem_map and hasattr(phys, "set_mem_map") and getattr(phys, "mem_map", None) is None:
         try:
-            mmap = MemoryMap([(b, n) for b, n in runs])
+            mmap = MemoryMap()
+            for b, n in runs:
+                mmap.add(b, n)
             phys.set_mem_map(mmap)
             how.append("memory map pushed to the connector")
         except (PymemflowError, ValueError) as e:

@@ -27,7 +27,7 @@ from .discovery import KernelFacts, discover
 from .fields import kernel_ldr_layout, user_layout
 from .modules import walk_ldr
 from .process import EprocessLayout, Win32Process, kernel_info, process_infos, wow64_peb
-from .pte import WindowsPteHook
+from .pte import PagefileBits, WindowsPteHook
 from .vad import VadLayout, walk_vads
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ class Win32Kernel(OsLayer):
         self.facts = facts
         self.offsets = facts.offsets
         self.transition = transition
-        self.kernel_hook = WindowsPteHook(facts.arch, resolve_transition=transition)
+        self.pf_bits = PagefileBits.from_offsets(self.offsets, facts.arch, facts.build)
+        self.kernel_hook = self._hook()
         self.kmem = VirtualMemory(phys, facts.arch, facts.dtb, pte_hook=self.kernel_hook)
         self.eproc = EprocessLayout.from_offsets(self.offsets)
         self.warnings: list[str] = []
@@ -56,6 +57,9 @@ class Win32Kernel(OsLayer):
     def open(cls, phys: Any, **kw: Any) -> Win32Kernel:
         transition = kw.pop("transition", True)
         return cls(phys, discover(phys, **kw), transition=transition)
+
+    def _hook(self) -> WindowsPteHook:
+        return WindowsPteHook(self.facts.arch, resolve_transition=self.transition, bits=self.pf_bits)
 
     def _warn(self, warnings: list[str]) -> None:
         for w in warnings:
@@ -79,7 +83,7 @@ class Win32Kernel(OsLayer):
         vm = self._vms.get(info.dtb)
         if vm is None:
             vm = VirtualMemory(self.phys, self.facts.arch, info.dtb,
-                               pte_hook=WindowsPteHook(self.facts.arch, resolve_transition=self.transition))
+                               pte_hook=self._hook())
             if len(self._vms) > 4096:
                 self._vms.clear()
             self._vms[info.dtb] = vm
@@ -96,7 +100,7 @@ class Win32Kernel(OsLayer):
             return Win32Process(self, info, VirtualMemory(self.phys, self.facts.arch, self.facts.dtb,
                                                           pte_hook=self.kernel_hook))
         vm = VirtualMemory(self.phys, self.facts.arch, info.dtb,
-                           pte_hook=WindowsPteHook(self.facts.arch, resolve_transition=self.transition))
+                           pte_hook=self._hook())
         return Win32Process(self, info, vm)
 
     def kernel_process(self) -> Win32Process:
@@ -138,6 +142,7 @@ class Win32Kernel(OsLayer):
             except PymemflowError as e:
                 warnings.append(f"pid {info.pid}: PEB {peb:#x} loader data unreadable: {e}")
         if info.wow64:
+            self._fix_native_arch(mem, mods)
             peb32 = wow64_peb(self, info)
             lay32 = user_layout(self.offsets, wow64=True)
             if peb32:
@@ -153,6 +158,20 @@ class Win32Kernel(OsLayer):
         if isinstance(proc, Win32Process):
             proc._modules = mods
         return mods
+
+    @staticmethod
+    def _fix_native_arch(mem: MemoryView, mods: list[ModuleInfo]) -> None:
+        """A WoW64 process's 64-bit loader list also holds its 32-bit exe: take each module's arch
+        from its PE header (one batched read)."""
+        if not mods:
+            return
+        raw, _ = mem.read_gather([m.base for m in mods], 0x400)
+        for m, row in zip(mods, raw, strict=True):
+            try:
+                hdr = pe.parse_headers(row.tobytes())
+            except PymemflowError:
+                continue
+            m.arch = "x64" if hdr.is64 else "x86"
 
     def _image(self, proc: Process, module: ModuleInfo) -> bytes:
         image, bad = pe.read_image(proc.memory, module.base, module.size or None)
@@ -195,6 +214,9 @@ class Win32Kernel(OsLayer):
             if hook is not None:
                 hook.pagefile.clear()
             regions = vm.page_map(start, end, gap=int(kw.get("gap", 0)))
+            for r in regions:  # pages resolved by the hook are transition pages (software PTEs)
+                if r.kind.endswith(" hook"):
+                    r.kind = ("kernel " if kernel else "user ") + r.kind.split()[1] + " transition"
             if hook is not None and hook.pagefile:
                 for va in sorted(hook.pagefile):
                     if start <= va < (end or 1 << 64):

@@ -38,7 +38,37 @@ class SoftwarePte:
     protection: int = 0
 
 
-def decode_pte(pte: int, arch: str) -> SoftwarePte:
+@dataclass(frozen=True)
+class PagefileBits:
+    """Where ``_MMPTE_SOFTWARE`` keeps the page-file number and offset: (bit position, bit length).
+
+    Windows 7 (and x86): PageFileLow at bit 1, PageFileHigh at 32 (PAE/x64) or 12 (x86).
+    Windows 10+ x64 moved PageFileLow to bit 12 (bits 1-4 became PageFileReserved/Allocated/...)."""
+
+    low: tuple[int, int] = (1, 4)
+    high: tuple[int, int] = (32, 32)
+
+    @classmethod
+    def default(cls, arch: str, build: int = 0) -> PagefileBits:
+        if arch == "x86":
+            return cls((1, 4), (12, 20))
+        if arch == "x64" and build >= 10240:
+            return cls((12, 4), (32, 32))
+        return cls()
+
+    @classmethod
+    def from_offsets(cls, off: object, arch: str, build: int = 0) -> PagefileBits:
+        d = cls.default(arch, build)
+        bits = getattr(off, "bits", None)
+        lo = bits("_MMPTE_SOFTWARE.PageFileLow") if bits else None
+        hi = bits("_MMPTE_SOFTWARE.PageFileHigh") if bits else None
+        return cls((lo[1], lo[2]) if lo else d.low, (hi[1], hi[2]) if hi else d.high)
+
+    def split(self, pte: int) -> tuple[int, int]:
+        return ((pte >> self.low[0]) & ((1 << self.low[1]) - 1), (pte >> self.high[0]) & ((1 << self.high[1]) - 1))
+
+
+def decode_pte(pte: int, arch: str, pf: PagefileBits | None = None) -> SoftwarePte:
     """Classify one PTE value of ``arch`` ('x64', 'x86pae' or 'x86') the way the Windows MM does."""
     if pte == 0:
         return SoftwarePte("empty")
@@ -50,10 +80,7 @@ def decode_pte(pte: int, arch: str) -> SoftwarePte:
         return SoftwarePte("prototype", protection=protection)
     if pte & TRANSITION:
         return SoftwarePte("transition", (pte & mask) >> 12, protection=protection)
-    if arch == "x86":
-        low, high = (pte >> 1) & 0xF, pte >> 12
-    else:
-        low, high = (pte >> 1) & 0xF, pte >> 32
+    low, high = (pf or PagefileBits.default(arch)).split(pte)
     if high:
         return SoftwarePte("pagefile", pagefile=low, pagefile_offset=high, protection=protection)
     return SoftwarePte("demand-zero", protection=protection)
@@ -70,6 +97,7 @@ class WindowsPteHook:
 
     arch: str
     resolve_transition: bool = True
+    bits: PagefileBits | None = None
     max_noted: int = 1 << 20
     pagefile: dict[int, tuple[int, int]] = field(default_factory=dict)
     transition_hits: int = 0
@@ -77,6 +105,8 @@ class WindowsPteHook:
     def __post_init__(self) -> None:
         self.last_level = _LEVELS.get(self.arch, 4) - 1
         self.mask = _ADDR_MASK.get(self.arch, _ADDR_MASK["x64"])
+        if self.bits is None:
+            self.bits = PagefileBits.default(self.arch)
 
     def __call__(self, pte: int, level: int, va: int) -> int | None:
         if level != self.last_level or pte & VALID:
@@ -88,7 +118,8 @@ class WindowsPteHook:
                 return None
             self.transition_hits += 1
             return (pte & self.mask) | (va & 0xFFF)
-        high = (pte >> 12) if self.arch == "x86" else (pte >> 32)
+        assert self.bits is not None
+        low, high = self.bits.split(pte)
         if high and len(self.pagefile) < self.max_noted:
-            self.pagefile[va & ~0xFFF] = ((pte >> 1) & 0xF, high)
+            self.pagefile[va & ~0xFFF] = (low, high)
         return None

@@ -122,20 +122,27 @@ def scan_x86pae(phys: MemoryView, max_address: int, progress: Progress | None = 
     mask = np.uint64(0x0000000FFFFFF000)
     self_maps: list[tuple[int, ...]] = []
     pdpts: list[tuple[int, tuple[int, ...]]] = []
+    pdpt_flags = np.uint64(0xFFFFFFF0000001E7)
     for base, data in iter_chunks(phys, max_address, progress):
         e = data.view("<u8").reshape(-1, 512)
-        page_addr = np.arange(e.shape[0], dtype=np.uint64) * np.uint64(PAGE) + np.uint64(base)
-        first4 = e[:, :4]
-        ok = ((first4 & np.uint64(1)) == 1).all(axis=1) & ((first4[:, 3] & mask) == page_addr)
-        for r in np.nonzero(ok)[0]:
-            pds = tuple(int(x) for x in (e[r, :4] & mask))
+        # cheap pre-filter on one column, full checks only on the few survivors
+        col3 = e[:, 3]
+        rows = np.flatnonzero((col3 & mask) == (np.arange(e.shape[0], dtype=np.uint64) * np.uint64(PAGE)
+                                                 + np.uint64(base)))
+        for r in rows.tolist():
+            ent = e[r, :4]
+            if not bool(((ent & np.uint64(1)) == 1).all()):
+                continue
+            pds = tuple(int(x) for x in (ent & mask))
             if len(set(pds)) == 4:
                 self_maps.append(pds)
-        # PDPT candidates: 4 consecutive entries, only flag bits 0 (present) and maybe 3/4 (PWT/PCD)
-        q = data.view("<u8").reshape(-1, 4)
-        flags_ok = ((q & np.uint64(0xFFFFFFF0000001E7)) == np.uint64(1)).all(axis=1) & ((q & mask) != 0).all(axis=1)
-        for r in np.nonzero(flags_ok)[0]:
-            pdpts.append((base + int(r) * 32, tuple(int(x) for x in (q[r] & mask))))
+        # PDPT candidates: 4 consecutive entries with only the present bit (and PWT/PCD) set
+        q = data.view("<u8")
+        first = np.flatnonzero((q[0::4] & pdpt_flags) == np.uint64(1))
+        for r in first.tolist():
+            ent = q[4 * r : 4 * r + 4]
+            if bool(((ent & pdpt_flags) == np.uint64(1)).all()) and bool(((ent & mask) != 0).all()):
+                pdpts.append((base + r * 32, tuple(int(x) for x in (ent & mask))))
     out: list[RootCandidate] = []
     wanted = set(self_maps)
     for addr, pds in pdpts:
