@@ -75,11 +75,30 @@ def test_cli_dump_phys(tmp_path):
     if r.returncode != 0 and "dump-phys" in r.stderr and "invalid choice" in r.stderr:
         pytest.skip("the CLI does not register cli/commands/dump.py yet")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1])["format"] == "elf"
+    doc = json.loads(r.stdout)
+    assert doc["format"] == "elf" and doc["data_bytes"] == 0x10000 + 0x8000 and doc["resumed_from"] == 0
     with auto.open_dump(out) as mem:
         assert_same_pages(mem, 0, expected()[0])
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r2.returncode != 0 and "--force" in (r2.stderr + r2.stdout)
+    before = out.read_bytes()
+    r3 = subprocess.run([*cmd, "--force"], capture_output=True, text=True, timeout=120)
+    assert r3.returncode == 0, r3.stderr
+    assert out.read_bytes() == before  # same source, same layout: the same file
+
+
+def test_cli_info_shows_crashdump_header_facts(tmp_path):
+    try:
+        import pymemflow.cli.main  # noqa: F401
+    except ImportError:
+        pytest.skip("the CLI is not in this tree yet")
+    dmp = make("crash64", tmp_path)
+    r = subprocess.run([sys.executable, "-m", "pymemflow.cli.main", "-c", f"auto:{dmp}", "info", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    for key in ("PsActiveProcessHead", "PsLoadedModuleList", "KdDebuggerDataBlock", "nt_build", "bugcheck", "dtb"):
+        assert key in text, key
 
 
 def test_raw_with_memory_map_through_auto(tmp_path):
