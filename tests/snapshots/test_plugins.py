@@ -57,3 +57,21 @@ def test_builtin_inventory_lists_snapshot_connectors():
     for name in ("elf", "kdump", "crashdump", "lime", "avml", "vmware", "auto"):
         assert inv.has("connector", name), name
         assert inv.get("connector", name).name == name
+
+
+def test_pymemflow_open_detects_formats(tmp_path):
+    import pymemflow
+
+    if not hasattr(pymemflow, "open"):
+        pytest.skip("pymemflow.open is not in this tree yet")
+    for fmt, name in (("kdump-zlib-flat", "kdump"), ("crash64b", "crashdump"), ("vmware", "vmware")):
+        try:
+            path = make(fmt, tmp_path)
+        except Exception as e:
+            pytest.skip(str(e))
+        mem = pymemflow.open(path)
+        try:
+            assert mem.name == name
+            assert_same_pages(mem, HIGH_AT, expected()[HIGH_AT])
+        finally:
+            mem.close()
