@@ -1,0 +1,220 @@
+"""``LinuxOs``: a Linux kernel read from bare physical memory, no symbol files needed.
+
+VMCOREINFO gives the page-table root and the kallsyms tables; kallsyms gives every symbol (``init_task``,
+``__start_BTF``, ``modules``); BTF gives the struct layouts. A ``System.map`` (symbols) and a
+volatility3 ISF (layouts, symbols) can stand in for kernels built without them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ...arch import VirtualMemory
+from ...errors import FormatError, NotFoundError, OsError_, PymemflowError
+from ...mem.phys import PhysicalMemory
+from ...mem.view import MemoryView
+from ..base import MemoryRegion, ModuleInfo, OsLayer, Process, ProcessInfo
+from . import dmesg as dmesg_mod
+from . import kallsyms as ks
+from . import maps as maps_mod
+from . import modules as modules_mod
+from . import tasks as tasks_mod
+from .btf import Btf
+from .dentry import PathResolver
+from .discovery import START_KERNEL_MAP, find_vmcoreinfo
+from .isf import IsfTypes, isf_symbols
+from .kread import Layouts, read_obj, read_ptr
+
+BTF_SCAN = 128 << 20
+BTF_MAX = 64 << 20
+
+
+class LinuxOs(OsLayer):
+    name = "linux"
+
+    def __init__(self, phys: PhysicalMemory, *, system_map: str | None = None, isf: str | None = None) -> None:
+        self.phys = phys
+        hints = getattr(phys, "hints", {}) or {}
+        max_addr = int(getattr(getattr(phys, "metadata", None), "max_address", 0) or 0)
+        if not max_addr:
+            raise OsError_("linux: the connector does not say how much physical memory it has (max_address)")
+        self.vmcoreinfo, self.root = find_vmcoreinfo(phys, hints, max_addr)
+        vi = self.vmcoreinfo
+        self.arch = self.root.arch
+        self.proc_arch = "x64" if vi.is_64bit else "x86"
+        self.kmem: VirtualMemory = VirtualMemory(phys, self.arch, self.root.dtb)
+        self.symbols = self._load_symbols(system_map, isf)
+        self.types: Layouts = self._load_types(isf)
+        self._toff = tasks_mod.TaskOffsets.from_layouts(self.types)
+        self._voff: maps_mod.VmaOffsets | None = None
+        self._paths = PathResolver(self.kmem, self.types)
+        self._closed = False
+
+    # ---- discovery ---------------------------------------------------------------------------------
+    def _load_symbols(self, system_map: str | None, isf: str | None) -> ks.SymbolTable:
+        vi = self.vmcoreinfo
+        s = vi.symbols
+        stext = s.get("_stext")
+        if system_map:
+            table = ks.load_system_map(system_map)
+            shift = (stext - table["_stext"]) if stext is not None and "_stext" in table else self.root.kaslr_offset
+            return ks.load_system_map(system_map, shift) if shift else table
+        need = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table", "kallsyms_token_index",
+                "kallsyms_offsets")
+        if all(n in s for n in need):
+            ps = self.kmem.pointer_size
+            base_sym = s.get("kallsyms_relative_base")
+            base = (read_ptr(self.kmem, base_sym) if base_sym else None) or 0
+            num = read_obj(self.kmem, s["kallsyms_num_syms"], 4)
+            if num.ok:
+                tables = ks.KallsymsTables(s["kallsyms_names"], num.u32(0), s["kallsyms_token_table"],
+                                           s["kallsyms_token_index"], s["kallsyms_offsets"], base)
+                return ks.decode(self.kmem, tables, check={"_stext": stext} if stext else None, pointer_size=ps)
+        if isf:
+            syms = isf_symbols(isf)
+            names = list(syms)
+            shift = self.root.kaslr_offset
+            if stext is not None and "_stext" in syms:
+                shift = stext - syms["_stext"]
+            return ks.SymbolTable(names, ["?"] * len(names), [syms[n] + shift for n in names], f"ISF {isf}")
+        raise OsError_(f"linux {vi.osrelease}: no symbol table: VMCOREINFO lists no kallsyms tables "
+                       "(kernels before 6.x); pass system_map=FILE (System.map) or isf=FILE")
+
+    def _load_types(self, isf: str | None) -> Layouts:
+        if isf:
+            return IsfTypes.load(isf)
+        blob, where = self._find_btf()
+        if blob is None:
+            raise OsError_(f"linux {self.vmcoreinfo.osrelease}: no BTF type information in this kernel "
+                           f"({where}; CONFIG_DEBUG_INFO_BTF is off?): pass isf=FILE "
+                           "(a volatility3 Linux ISF for this exact kernel)")
+        return Btf(blob, source=where, pointer_size=self.kmem.pointer_size)
+
+    def _find_btf(self) -> tuple[bytes | None, str]:
+        start, stop = self.symbols.get("__start_BTF"), self.symbols.get("__stop_BTF")
+        if start and stop and 0 < stop - start <= BTF_MAX:
+            return self.kmem.read(start, stop - start), f"BTF at {start:#x}"
+        # No data symbols (CONFIG_KALLSYMS_ALL off): scan the kernel image for a BTF header.
+        stext = self.symbols.get("_etext") or self.vmcoreinfo.symbols.get("_stext")
+        if stext is None:
+            return None, "no __start_BTF symbol and no _stext to scan from"
+        if self.vmcoreinfo.is_64bit:
+            pa = stext - START_KERNEL_MAP + (self.vmcoreinfo.phys_base or 0)
+        else:
+            pa = stext - (self.root.page_offset or 0xC0000000)
+        import struct as _st
+        magic = b"\x9f\xeb\x01\x00\x18\x00\x00\x00"
+        end = min(pa + BTF_SCAN, int(self.phys.metadata.max_address))
+        chunk = 16 << 20
+        pos = pa
+        while pos < end:
+            data = self.phys.read(pos, min(chunk + 64, end - pos), zero_fill=True)
+            at = data.find(magic)
+            while 0 <= at < chunk:
+                hdr = data[at:at + 24]
+                if len(hdr) == 24:
+                    _m, _v, _f, hl, to, tl, so, sl = _st.unpack("<HBBIIIII", hdr)
+                    total = hl + max(to + tl, so + sl)
+                    if to == 0 and so == tl and 0 < total <= BTF_MAX:
+                        return self.phys.read(pos + at, total, zero_fill=True), f"BTF at physical {pos + at:#x}"
+                at = data.find(magic, at + 1)
+            pos += chunk
+        return None, f"no __start_BTF symbol and no BTF header in {BTF_SCAN >> 20} MiB after the kernel text"
+
+    def info(self) -> dict[str, Any]:
+        vi = self.vmcoreinfo
+        return {"os": "linux", "release": vi.osrelease, "build_id": vi.build_id, "arch": self.arch,
+                "dtb": self.root.dtb, "kaslr_offset": self.root.kaslr_offset,
+                "kernel_base": vi.symbols.get("_stext", 0), "symbols": len(self.symbols),
+                "symbol_source": self.symbols.source, "types": getattr(self.types, "source", ""),
+                "vmcoreinfo_at": vi.location}
+
+    # ---- processes ---------------------------------------------------------------------------------
+    def init_task(self) -> int:
+        a = self.symbols.get("init_task")
+        if a is None:
+            raise OsError_("linux: no init_task symbol (kallsyms without CONFIG_KALLSYMS_ALL?): pass system_map=FILE")
+        return a
+
+    def _user_dtb(self, mm: int) -> int:
+        if not mm:
+            return 0
+        pgd = read_ptr(self.kmem, mm + self._toff.mm_pgd)
+        if not pgd:
+            return 0
+        try:
+            return self.kmem.translate(pgd)
+        except PymemflowError:
+            return 0
+
+    def process_info_list(self) -> list[ProcessInfo]:
+        off = self._toff
+        out = []
+        for addr in tasks_mod.task_addresses(self.kmem, self.init_task(), off):
+            t = read_obj(self.kmem, addr, off.size)
+            if not t.ok:
+                continue
+            d = tasks_mod.task_info(self.kmem, t, off, self.proc_arch)
+            if addr == self.init_task():
+                d["kernel_thread"] = True
+            mm = d["mm"]
+            dtb, path, cmd = 0, "", ""
+            if mm and not d["kernel_thread"]:
+                m = read_obj(self.kmem, mm, max(off.mm_pgd, off.mm_arg_end, off.mm_exe_file) + 8)
+                dtb = self._user_dtb(mm)
+                if m.ok:
+                    path = self._paths.file_path(m.ptr(off.mm_exe_file))
+                    if dtb:
+                        um = VirtualMemory(self.phys, self.arch, dtb, tlb=False)
+                        cmd = tasks_mod.command_line(um, m.ptr(off.mm_arg_start), m.ptr(off.mm_arg_end))
+            threads = tasks_mod.thread_ids(self.kmem, t, off)
+            out.append(tasks_mod.make_info(d, address=addr, arch=self.proc_arch, dtb=dtb, path=path,
+                                           cmdline=cmd, threads=threads))
+        return out
+
+    def process_from_info(self, info: ProcessInfo) -> Process:
+        mem: MemoryView = VirtualMemory(self.phys, self.arch, info.dtb) if info.dtb else self.kmem
+        return Process(self, info, mem)
+
+    # ---- kernel ------------------------------------------------------------------------------------
+    def kernel_memory(self) -> MemoryView:
+        return self.kmem
+
+    def kernel_modules(self) -> list[ModuleInfo]:
+        head = self.symbols.get("modules")
+        if head is None:
+            raise NotFoundError("linux: no 'modules' symbol (kallsyms without CONFIG_KALLSYMS_ALL?)")
+        return modules_mod.kernel_modules(self.kmem, head, self.types, self.proc_arch)
+
+    def dmesg(self) -> list[dmesg_mod.LogRecord]:
+        return dmesg_mod.read_log(self.kmem, self.vmcoreinfo)
+
+    # ---- per process -------------------------------------------------------------------------------
+    def memory_regions(self, proc: Process, **kw: Any) -> list[MemoryRegion]:
+        if self._voff is None:
+            self._voff = maps_mod.VmaOffsets.from_layouts(self.types)
+        mm = int(proc.info.extra.get("mm") or 0)
+        if proc.info.extra.get("kernel_thread"):
+            return []
+        return maps_mod.regions(self.kmem, mm, self._voff, self._paths)
+
+    def module_list(self, proc: Process) -> list[ModuleInfo]:
+        """Mapped files of a process (one record per file: lowest start to highest end)."""
+        spans: dict[str, list[int]] = {}
+        for r in self.memory_regions(proc):
+            if r.kind in ("mapped", "shared") and r.path:
+                s = spans.setdefault(r.path, [r.start, r.end])
+                s[0], s[1] = min(s[0], r.start), max(s[1], r.end)
+        return [ModuleInfo(os.path.basename(p), p, s, e - s, proc.info.arch) for p, (s, e) in
+                sorted(spans.items(), key=lambda kv: kv[1][0])]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            close = getattr(self.phys, "close", None)
+            if close is not None:
+                close()
+
+
+__all__ = ["LinuxOs", "FormatError"]

@@ -1,0 +1,29 @@
+"""``linux`` OS plugin: a Linux kernel in physical memory, found through VMCOREINFO/kallsyms/BTF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import ArgumentError
+from ...plugins.api import ArgSpec, PluginSpec
+from .layer import LinuxOs
+
+
+def _factory(args: dict[str, Any], input: Any) -> LinuxOs:
+    if input is None:
+        raise ArgumentError("linux: needs a connector (physical memory), e.g. -c raw:/dev/shm/guest.ram -o linux")
+    return LinuxOs(input, system_map=args.get("system_map") or None, isf=args.get("isf") or None)
+
+
+PLUGIN = PluginSpec(
+    kind="os",
+    name="linux",
+    description="Linux from bare physical memory: VMCOREINFO + kallsyms + BTF (no symbol files needed)",
+    factory=_factory,
+    accepts_input=True,
+    requires_input=True,
+    args=[
+        ArgSpec("system_map", "System.map of the kernel (symbols when kallsyms is not in VMCOREINFO)"),
+        ArgSpec("isf", "volatility3 Linux ISF JSON (struct layouts for kernels without BTF)"),
+    ],
+)
