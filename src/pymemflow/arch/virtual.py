@@ -138,8 +138,10 @@ class VirtualMemory(MemoryView):
 
     def translate_batch(self, vas: Iterable[int] | npt.ArrayLike) -> TranslationResult:
         """Translate many addresses at once: per-address pa, page size, flags and failure reason."""
-        va = np.asarray(vas if isinstance(vas, np.ndarray) else list(vas))  # type: ignore[arg-type]
-        va = va.astype(_U64, copy=False).reshape(-1)
+        if isinstance(vas, np.ndarray):
+            va = vas.astype(_U64, copy=False).reshape(-1)
+        else:  # never via np.asarray: a list mixing ints above 2**63 with small ones becomes float64
+            va = np.array([int(v) for v in vas], dtype=_U64)  # type: ignore[union-attr,arg-type]
         tlb = self.tlb
         if tlb is None:
             return walk_many(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)

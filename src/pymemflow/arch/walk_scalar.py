@@ -134,3 +134,29 @@ def _walk(
             return Walk(base | (va & (psize - 1)), psize, fl, R_OK)
         table = pte & arch.addr_mask
     raise AssertionError("unreachable: the last level always ends the walk")
+
+
+def walk_trace(phys: MemoryView, arch: Architecture, dtb: int, va: int,
+               ttbr1: int | None = None) -> list[tuple[int, int, int | None]]:
+    """The entries a walk of ``va`` reads, for people: ``[(level, entry address, value or None)]``,
+    ending at the leaf, the first non-present entry or the first unreadable one."""
+    out: list[tuple[int, int, int | None]] = []
+    table = root_for(arch, va, dtb, ttbr1)
+    if table is None or not arch.canonical_ok(va):
+        return out
+    last = len(arch.levels) - 1
+    with page_type_hint(PageType.PAGE_TABLE):
+        for li, lv in enumerate(arch.levels):
+            ea = table + ((va >> lv.shift) & (lv.entries - 1)) * arch.pte_size
+            data, failures = phys._read_single(ea, arch.pte_size)
+            if failures:
+                out.append((li, ea, None))
+                break
+            pte = int.from_bytes(data, "little" if phys.little_endian else "big")
+            out.append((li, ea, pte))
+            if not (pte >> arch.present_bit) & 1 or li == last:
+                break
+            if bool((pte >> arch.leaf_bit) & 1) == arch.leaf_when:
+                break
+            table = pte & arch.addr_mask
+    return out
