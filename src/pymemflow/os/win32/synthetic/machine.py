@@ -151,7 +151,8 @@ class MachineBuilder:
         self.o = offsets or resolve_offsets(guid_age=profile.guid_age, arch=profile.arch,
                                             pdb_name=profile.pdb_name)
         # 32-bit layouts for WoW64 structures (PEB32 loader data are x86 structures)
-        self.o32 = resolve_offsets(build=7601, arch="x86pae") if profile.arch == "x64" else self.o
+        self.o32 = resolve_offsets(guid_age=PROFILES["win7-7601-x86pae"].guid_age, arch="x86pae") \
+            if profile.arch == "x64" else self.o
         self.x64 = profile.arch == "x64"
         self.ps = 8 if self.x64 else 4
         self.modern = profile.build >= 9200
