@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ArgumentError, NotFoundError, PluginError, ReadFailure
+from ..errors import ArgumentError, NotFoundError, PluginError, PymemflowError, ReadFailure
 from ..live import procfs
 from ..live.procmem import (
     IOV_MAX,
@@ -371,7 +371,11 @@ class QemuConnector(AlignedReadsMixin, SingleReadMixin, PhysicalMemory):
         try:
             if self._we_paused:
                 self.pause_mode = "off"
-                self.resume()
+                try:
+                    self.resume()
+                except PymemflowError as e:  # the VM may be gone; close() must not fail
+                    warnings.warn(f"qemu: could not resume VM {self.cmd.name or self.pid}: {e}", UserWarning,
+                                  stacklevel=2)
         finally:
             if self._qmp is not None:
                 self._qmp.close()
