@@ -38,7 +38,7 @@ class SparseMemory(MemoryView):
     def _read_batch(self, addrs, lengths, out):  # type: ignore[no-untyped-def]
         fails: list[ReadFailure] = []
         pos = 0
-        for i, (a, n) in enumerate(zip(addrs.tolist(), lengths.tolist())):
+        for i, (a, n) in enumerate(zip(addrs.tolist(), lengths.tolist(), strict=True)):
             done = 0
             while done < n:
                 cur = a + done

@@ -17,7 +17,7 @@ def ring(mem: SparseMemory, nodes: list[int], head: int = HEAD, ptr: int = 8) ->
     """A circular doubly linked list head -> nodes... -> head."""
     chain = [head, *nodes, head]
     put = mem.put_u64 if ptr == 8 else mem.put_u32
-    for a, b in zip(chain, chain[1:]):
+    for a, b in zip(chain, chain[1:], strict=False):
         put(a, b)
         put(b + ptr, a)
 

@@ -86,7 +86,7 @@ def test_imports_and_sections_match_pefile() -> None:
     assert len(want) > 10
     secs = pe.sections_of_headers(pe.read_headers(mem, base), base)
     assert [s.name for s in secs] == [s.Name.rstrip(b"\0").decode() for s in ref.sections]
-    assert all(s.address == base + r.VirtualAddress for s, r in zip(secs, ref.sections))
+    assert all(s.address == base + r.VirtualAddress for s, r in zip(secs, ref.sections, strict=True))
 
 
 def test_rebuilt_pe_loads_with_pefile() -> None:
