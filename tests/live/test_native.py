@@ -266,3 +266,18 @@ def test_imports_are_got_slots_bound_to_exports():
     finally:
         p.kill()
         p.wait()
+
+
+def test_reading_an_exited_process_is_a_clear_error():
+    from pymemflow.live.procmem import ProcessGoneError
+
+    p = subprocess.Popen([shutil.which("sleep") or "/bin/sleep", "30"])
+    proc = NativeOs().process_by_pid(p.pid)
+    stack = next(r for r in proc.maps() if r.kind == "stack")
+    assert len(proc.read(stack.end - 16, 16)) == 16
+    p.kill()
+    p.wait()
+    with pytest.raises(ProcessGoneError, match=str(p.pid)):
+        proc.read(stack.end - 16, 16)
+    with pytest.raises(ProcessGoneError):
+        proc.memory.read_batch([stack.end - 16], [16])
