@@ -1,7 +1,7 @@
 """A process' memory areas (``vm_area_struct``): maple tree (6.1+) or the ``mmap`` list (older).
 
-Maple tree nodes are 256-byte ``maple_node``s addressed by tagged pointers: bit 1 set (and above 4096)
-marks a node, bits 3..6 its type (0 dense, 1 leaf_64, 2 range_64, 3 arange_64); the low 8 bits are
+Maple tree nodes are 256-byte ``maple_node``s addressed by tagged pointers: in ``ma_root`` bit 1 set
+(and above 4096) marks a node rather than a single entry; bits 3..6 give the node type (0 dense, 1 leaf_64, 2 range_64, 3 arange_64); the low 8 bits are
 tags. Leaves hold VMA pointers; interior nodes hold child nodes with pivots bounding each slot's range.
 Pivots and slot counts come from the layouts (``maple_range_64.pivot``/``slot`` ...), so 32-bit
 kernels (more slots per node) work the same. Bounded: depth, node count and cycles.
@@ -42,6 +42,7 @@ class VmaOffsets:
     mm_start_stack: int
     mm_start_brk: int
     mm_brk: int
+    mm_vdso: int | None = None
 
     @classmethod
     def from_layouts(cls, t: Layouts) -> VmaOffsets:
@@ -63,6 +64,7 @@ class VmaOffsets:
             a64_slots=t.array_len("maple_arange_64", "slot") if maple else 0,
             mm_start_stack=o("mm_struct", "start_stack"), mm_start_brk=o("mm_struct", "start_brk"),
             mm_brk=o("mm_struct", "brk"),
+            mm_vdso=o("mm_struct", "context.vdso") if t.has_member("mm_struct", "context.vdso") else None,
         )
 
 
@@ -108,7 +110,7 @@ def maple_entries(kmem: MemoryView, root: int, off: VmaOffsets, ulong_max: int) 
             if slot:
                 if ntype == 1:
                     out.append(slot)
-                elif _is_node(slot):
+                elif slot > 4096:  # interior slots are tagged child pointers (no root bit)
                     children.append((slot, cur_lo, piv, depth + 1))
             if piv >= hi:
                 break
@@ -141,6 +143,7 @@ def regions(kmem: MemoryView, mm: int, off: VmaOffsets, paths: PathResolver) -> 
     span = max(off.start, off.end, off.flags, off.file, off.pgoff) + 8
     mmo = read_obj(kmem, mm, max(off.mm_start_stack, off.mm_start_brk, off.mm_brk) + 8)
     stack, sbrk, brk = mmo.ptr(off.mm_start_stack), mmo.ptr(off.mm_start_brk), mmo.ptr(off.mm_brk)
+    vdso = (read_ptr(kmem, mm + off.mm_vdso) or 0) if off.mm_vdso is not None else 0
     out: dict[int, MemoryRegion] = {}
     for vma in vma_list(kmem, mm, off):
         v = read_obj(kmem, vma, span)
@@ -154,6 +157,10 @@ def regions(kmem: MemoryView, mm: int, off: VmaOffsets, paths: PathResolver) -> 
         path = paths.file_path(file) if file else ""
         if file:
             kind = "shared" if flags & VM_SHARED else "mapped"
+        elif vdso and start == vdso:
+            kind, path = "vdso", "[vdso]"
+        elif vdso and end == vdso and not flags & VM_WRITE:
+            kind, path = "vdso", "[vvar]"
         elif start <= stack < end:
             kind, path = "stack", "[stack]"
         elif brk and start <= brk and end >= sbrk:
