@@ -65,6 +65,11 @@ def find_session_slots(mem: MemoryView, base: int) -> int:
     raise NotFoundError("gSessionGlobalSlots: neither exported nor found by pattern in win32ksgd.sys")
 
 
+def win11_state_address(mem: MemoryView, slots: int, build: int) -> int:
+    """gSessionGlobalSlots -> slot 0 -> session globals -> user-session state, + the build's offset."""
+    return mem.read_ptr(mem.read_ptr(mem.read_ptr(slots))) + win11_state_offset(build)
+
+
 @dataclass
 class Keyboard:
     """Reads the async key state; ``state()`` re-reads it each call (live targets change)."""
@@ -93,13 +98,12 @@ def open_keyboard(k: Win32Kernel) -> Keyboard:
         raise OsError_("keyboard: no session process (winlogon.exe, csrss.exe, explorer.exe) found")
     if k.facts.build >= 22000 and "win32ksgd.sys" in kmods:
         mod = kmods["win32ksgd.sys"]
-        off = win11_state_offset(k.facts.build)
         for info in procs:
             mem = k.process_from_info(info).memory
             try:
                 slots = find_session_slots(mem, mod.base)
-                p = mem.read_ptr(mem.read_ptr(mem.read_ptr(slots)))
-                return Keyboard(mem, p + off, f"win32ksgd.sys gSessionGlobalSlots via {info.name}")
+                addr = win11_state_address(mem, slots, k.facts.build)
+                return Keyboard(mem, addr, f"win32ksgd.sys gSessionGlobalSlots via {info.name}")
             except PymemflowError as e:
                 tried.append(f"win32ksgd.sys through {info.name} ({info.pid}): {e}")
     if "win32kbase.sys" in kmods:
