@@ -192,7 +192,5 @@ def merge_ranges(leaves: Leaves, gap: int = 0) -> list[tuple[int, int, int, int]
         brk[1:] = ~(contiguous & (fl[1:] == fl[:-1]) & (size[1:] == size[:-1]))
     starts = np.flatnonzero(brk)
     ends = np.concatenate((starts[1:], [n])) - 1
-    return [
-        (int(va[s]), int(va[e]) + int(size[e]), int(fl[s]), int(size[s]))
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
-    ]
+    return list(zip(va[starts].tolist(), (va[ends] + size[ends]).tolist(), fl[starts].tolist(),
+                    size[starts].tolist(), strict=True))

@@ -17,7 +17,7 @@ from ..errors import PartialReadError, ReadFailure, TranslationError
 from ..mem.view import I64Array, MemoryView, U8Array, U64Array
 from ..os.base import MemoryRegion
 from .pagemap import Leaves, merge_ranges, protection, size_str, walk_leaves
-from .spec import F_USER, R_OK, REASONS, Architecture, get_arch
+from .spec import F_HOOK, F_USER, R_OK, REASONS, Architecture, get_arch
 from .tlb import FRAME_MASK, Tlb, TlbPolicy, pack
 from .walk_batch import TranslationResult, walk_many
 from .walk_scalar import PteHook, Walk, walk_one
@@ -392,12 +392,19 @@ class VirtualMemory(MemoryView):
         ``protection`` is 'r', 'w' or '-', 'x' or '-'; ``kind`` is 'user' or 'kernel' plus the page
         size (e.g. 'kernel 2M'), with ' hook' when an OS layer's pte_hook resolved the pages."""
         lv = self.leaves(start, end)
+        labels: dict[tuple[int, int], tuple[str, str]] = {}
         regions = []
+        clip = start != 0 or end is not None
         for s, e, fl, size in merge_ranges(lv, gap):
-            kind = ("user " if fl & F_USER else "kernel ") + size_str(size)
-            if fl & 0x10:
-                kind += " hook"
-            regions.append(MemoryRegion(max(s, start), e if end is None else min(e, end), protection(fl), kind))
+            lab = labels.get((fl, size))
+            if lab is None:
+                kind = ("user " if fl & F_USER else "kernel ") + size_str(size) + (" hook" if fl & F_HOOK else "")
+                lab = labels[(fl, size)] = (protection(fl), kind)
+            if e == 0:  # the last page of the 64-bit space
+                e = 1 << 64
+            if clip:
+                s, e = max(s, start), e if end is None else min(e, end)
+            regions.append(MemoryRegion(s, e, lab[0], lab[1]))
         return regions
 
     def reverse(self, pa: int) -> list[int]:
