@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pymemflow.connectors.dummy import DummyMemory
+from pymemflow.errors import PartialReadError
 from pymemflow.mem.memmap import MemoryMap
 from pymemflow.mem.middleware import (
     MIDDLEWARE_ARGS,
@@ -189,3 +190,17 @@ def test_wrap_order_and_forwarding():
     w.set_mem_map(MemoryMap([(0x1000, 0x1000, 0)]))
     assert w.read(0x1010, 2) == b"hi" and inner.mem_map is not None
     w.close()
+
+
+def test_single_reads_through_the_stack_use_fast_paths_and_count():
+    inner = DummyMemory(1 << 20, mem_map=MemoryMap([(0, 0x8000, 0)]))
+    inner.write_u64(0x100, 42)
+    w = wrap(inner, {"cache": PageType.PAGE_TABLE, "metrics": 60.0})
+    cache = w.inner
+    assert w.read_u64(0x100) == 42 and cache.bypassed == 1  # unhinted: straight to the connector
+    with page_type_hint(PageType.PAGE_TABLE):
+        assert w.read_u64(0x100) == 42 and cache.misses == 1
+        assert w.read_u64(0x108) == 0 and cache.hits == 1  # same page: a hit without arrays
+        with pytest.raises(PartialReadError):
+            w.read_u64(0x7FFC)  # crosses into the hole
+    assert w.stats()["read_pieces"] == 4 and w.stats()["failed_pieces"] == 1

@@ -39,6 +39,14 @@ class Middleware(PhysicalMemory):
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         return self.inner._read_batch(addrs, lengths, out)
 
+    def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        # keep the connector's own single-read fast path (pure Python for raw/dummy)
+        return self.inner._read_single(addr, n)
+
+    def _read_single_batched(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        """One read through this middleware's own ``_read_batch``."""
+        return PhysicalMemory._read_single(self, addr, n)
+
     def _write_batch(self, addrs: U64Array, lengths: I64Array, data: U8Array) -> list[ReadFailure]:
         return self.inner._write_batch(addrs, lengths, data)
 

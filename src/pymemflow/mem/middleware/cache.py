@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import ReadFailure
 from ..gather import copy_pieces
 from ..memmap import MemoryMap
-from ..pagetype import DEFAULT_CACHED, PageType, current_page_type
+from ..pagetype import DEFAULT_CACHED, PageType, current_page_type_bits
 from ..phys import PhysicalMemory
 from ..view import I64Array, U8Array, U64Array, _offsets
 from .base import Middleware
@@ -44,6 +44,9 @@ class TimeValidity:
     def valid(self, stamps: np.ndarray, now: float) -> np.ndarray:
         return (now - stamps) < self.seconds  # type: ignore[no-any-return]
 
+    def valid_one(self, stamp: float, now: float) -> bool:
+        return now - stamp < self.seconds
+
 
 @dataclass(frozen=True)
 class CountValidity:
@@ -56,6 +59,9 @@ class CountValidity:
 
     def valid(self, stamps: np.ndarray, now: float) -> np.ndarray:
         return (now - stamps) < self.count  # type: ignore[no-any-return]
+
+    def valid_one(self, stamp: float, now: float) -> bool:
+        return now - stamp < self.count
 
 
 Validity = TimeValidity | CountValidity
@@ -115,6 +121,7 @@ class PageCache(Middleware):
         self.slots = size // page_size
         self.validity = validity
         self.page_types = page_types
+        self._type_bits = int(page_types)
         self._tags = np.full(self.slots, _EMPTY, dtype=np.uint64)
         self._stamps = np.zeros(self.slots, dtype=np.float64)
         self._data = np.zeros((self.slots, page_size), dtype=np.uint8)
@@ -149,9 +156,27 @@ class PageCache(Middleware):
         copy_pieces(out, starts[idx], tmp, _offsets(sub_n), sub_n)
         return [ReadFailure(int(idx[f.index]), f.address, f.length, f.reason) for f in fails]
 
+    def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        """One read without building arrays: a hit is a slot check and a slice; anything else
+        (bypass, miss, a piece crossing pages) takes the batched path or the target's own."""
+        if not (current_page_type_bits() & self._type_bits):
+            self._counter += 1
+            self.bypassed += 1
+            return self.inner._read_single(addr, n)
+        page, off = divmod(addr, self.page_size)
+        if 0 < n and off + n <= self.page_size:
+            slot = page % self.slots
+            if self._tags.item(slot) == page:
+                counter = self._counter + 1
+                if self.validity.valid_one(self._stamps.item(slot), self.validity.now(counter)):
+                    self._counter = counter
+                    self.hits += 1
+                    return self._data[slot, off : off + n].tobytes(), []
+        return super()._read_single_batched(addr, n)
+
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         self._counter += 1
-        if not (current_page_type() & self.page_types):
+        if not (current_page_type_bits() & self._type_bits):
             self.bypassed += int(lengths.shape[0])
             return self.inner._read_batch(addrs, lengths, out)
         ps = np.uint64(self.page_size)

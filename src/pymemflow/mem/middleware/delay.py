@@ -30,6 +30,10 @@ class DelayMemory(Middleware):
         time.sleep(self.delay)
         return self.inner._read_batch(addrs, lengths, out)
 
+    def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        time.sleep(self.delay)
+        return self.inner._read_single(addr, n)
+
     def _write_batch(self, addrs: U64Array, lengths: I64Array, data: U8Array) -> list[ReadFailure]:
         time.sleep(self.delay)
         return self.inner._write_batch(addrs, lengths, data)

@@ -43,19 +43,29 @@ class MetricsMemory(Middleware):
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         t0 = time.perf_counter()
         failures = self.inner._read_batch(addrs, lengths, out)
+        self._account(t0, int(lengths.shape[0]), int(out.shape[0]), failures)
+        return failures
+
+    def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        t0 = time.perf_counter()
+        data, failures = self.inner._read_single(addr, n)
+        self._account(t0, 1, n, failures)
+        return data, failures
+
+    def _account(self, t0: float, pieces: int, nbytes: int, failures: list[ReadFailure]) -> None:
         t1 = time.perf_counter()
         dt = t1 - t0
         self.read_calls += 1
-        self.read_pieces += int(lengths.shape[0])
-        self.read_bytes += int(out.shape[0])
-        self.failed_pieces += len({f.index for f in failures})
+        self.read_pieces += pieces
+        self.read_bytes += nbytes
+        if failures:
+            self.failed_pieces += len({f.index for f in failures})
         self.read_time += dt
         if dt > self.max_latency:
             self.max_latency = dt
         if self.log_interval is not None and t1 - self._last_log >= self.log_interval:
             self._last_log = t1
             log.info("%s", self.summary())
-        return failures
 
     def _write_batch(self, addrs: U64Array, lengths: I64Array, data: U8Array) -> list[ReadFailure]:
         t0 = time.perf_counter()
