@@ -232,3 +232,75 @@ class Btf:
 
     def array_len(self, struct_name: str, path: str) -> int:
         return self.array_info(self.member_type(struct_name, path))[1]
+
+
+def to_isf(btf: Btf, roots: list[str] | None = None, symbols: dict[str, int] | None = None,
+           limit: int = 200_000) -> dict[str, object]:
+    """A volatility3-style ISF (``user_types``, ``base_types``, ``enums``, ``symbols``) for the structs in
+    ``roots`` and every type they reach (all named structs/unions when ``roots`` is None). Lets a kernel's
+    own BTF stand in for a dwarf2json symbol file (``symbols`` should be link-time addresses)."""
+    user: dict[str, dict[str, object]] = {}
+    enums: dict[str, dict[str, object]] = {}
+    base: dict[str, dict[str, object]] = {
+        "pointer": {"kind": "int", "size": btf.pointer_size, "signed": False, "endian": "little"},
+        "void": {"kind": "void", "size": 0, "signed": False, "endian": "little"},
+    }
+    names: dict[int, str] = {}
+    todo: list[int] = []
+
+    def tname(tid: int) -> str:
+        n = names.get(tid)
+        if n is None:
+            n = btf.type_name(tid) or f"unnamed_{tid}"
+            names[tid] = n
+            todo.append(tid)
+        return n
+
+    def desc(tid: int) -> dict[str, object]:
+        for _ in range(64):
+            if tid == 0:
+                return {"kind": "base", "name": "void"}
+            k, vlen, size, name_off = btf._hdr(tid)
+            if k in _MODIFIERS:
+                tid = size
+                continue
+            if k == K_PTR:
+                return {"kind": "pointer", "subtype": desc(size)}
+            if k == K_ARRAY:
+                elem, n = btf.array_info(tid)
+                return {"kind": "array", "count": n, "subtype": desc(elem)}
+            if k in (K_STRUCT, K_UNION):
+                return {"kind": "struct" if k == K_STRUCT else "union", "name": tname(tid)}
+            if k in (K_ENUM, K_ENUM64):
+                n = btf.type_name(tid) or f"unnamed_enum_{tid}"
+                enums.setdefault(n, {"size": size, "base": "int", "constants": {}})
+                return {"kind": "enum", "name": n}
+            if k in (K_INT, K_FLOAT):
+                n = btf.name_at(name_off)
+                base.setdefault(n, {"kind": "int" if k == K_INT else "float", "size": size,
+                                    "signed": bool(k == K_INT and (struct.unpack_from("<I", btf._blob, btf._pos[tid] + 12)[0] >> 24) & 1),
+                                    "endian": "little"})
+                return {"kind": "base", "name": n}
+            if k in (K_FUNC_PROTO, K_FUNC):
+                return {"kind": "function"}
+            if k == K_FWD:
+                return {"kind": "struct", "name": btf.name_at(name_off)}
+            return {"kind": "base", "name": "void"}
+        return {"kind": "base", "name": "void"}
+
+    for r in roots if roots is not None else [n for n in btf._by_name if " " not in n]:
+        tname(btf.find(r))
+    while todo and len(user) < limit:
+        tid = todo.pop()
+        k, _vlen, size, _n = btf._hdr(tid)
+        fields: dict[str, object] = {}
+        for i, m in enumerate(btf.members(tid)):
+            d = desc(m.type_id)
+            if m.bitfield_size:
+                d = {"kind": "bitfield", "bit_length": m.bitfield_size, "bit_position": m.bit_offset % 8, "type": d}
+            fields[m.name or f"unnamed_field_{i}"] = {"offset": m.bit_offset // 8, "type": d,
+                                                     **({"anonymous": True} if not m.name else {})}
+        user[names[tid]] = {"kind": "struct" if k == K_STRUCT else "union", "size": size, "fields": fields}
+    return {"metadata": {"format": "6.2.0", "producer": {"name": "pymemflow", "version": "0.1.0"}},
+            "base_types": base, "user_types": user, "enums": enums,
+            "symbols": {n: {"address": a} for n, a in (symbols or {}).items()}}

@@ -58,6 +58,12 @@ class SymbolTable:
     def __getitem__(self, name: str) -> int:
         return self._by_name[name]
 
+    def merged(self, other: SymbolTable) -> SymbolTable:
+        """This table plus the names only ``other`` has (e.g. an ISF's data symbols next to kallsyms)."""
+        extra = [(n, t, a) for n, t, a in other.items() if n not in self._by_name]
+        return SymbolTable(self.names + [e[0] for e in extra], self.types + [e[1] for e in extra],
+                           self.addrs + [e[2] for e in extra], f"{self.source}+{other.source}" if extra else self.source)
+
     def items(self) -> list[tuple[str, str, int]]:
         return list(zip(self.names, self.types, self.addrs))
 
@@ -162,6 +168,8 @@ def load_system_map(path: str, kaslr_offset: int = 0) -> SymbolTable:
             names.append(parts[2])
             types.append(parts[1])
             addrs.append(a + kaslr_offset if parts[1] not in "aA" else a)
-    if not names:
-        raise FormatError(path, 0, "System.map", "no symbols")
+    if "_stext" not in names and "_text" not in names:
+        first = " ".join(names[:1] + types[:1])
+        raise FormatError(path, 0, "System.map", f"not a usable System.map: {len(names)} line(s) and no _stext/_text "
+                          f"symbol (Debian ships a stub; the real one is in the -dbg package){': ' + first if first else ''}")
     return SymbolTable(names, types, addrs, f"System.map {path}")

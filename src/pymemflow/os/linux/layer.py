@@ -45,11 +45,34 @@ class LinuxOs(OsLayer):
         self.proc_arch = "x64" if vi.is_64bit else "x86"
         self.kmem: VirtualMemory = VirtualMemory(phys, self.arch, self.root.dtb)
         self.symbols = self._load_symbols(system_map, isf)
-        self.types: Layouts = self._load_types(isf)
-        self._toff = tasks_mod.TaskOffsets.from_layouts(self.types)
+        if isf and self.symbols.source == "kallsyms":
+            self.symbols = self.symbols.merged(self._isf_symbols(isf))
+        self._isf = isf
+        self._types: Layouts | None = None
+        self._toff_: tasks_mod.TaskOffsets | None = None
         self._voff: maps_mod.VmaOffsets | None = None
-        self._paths = PathResolver(self.kmem, self.types)
+        self._paths_: PathResolver | None = None
         self._closed = False
+
+    @property
+    def types(self) -> Layouts:
+        """Struct layouts (BTF, or the ISF), loaded on first use: symbols, ``info`` and ``dmesg`` work
+        without them, so a kernel without BTF still gets those."""
+        if self._types is None:
+            self._types = self._load_types(self._isf)
+        return self._types
+
+    @property
+    def _toff(self) -> tasks_mod.TaskOffsets:
+        if self._toff_ is None:
+            self._toff_ = tasks_mod.TaskOffsets.from_layouts(self.types)
+        return self._toff_
+
+    @property
+    def _paths(self) -> PathResolver:
+        if self._paths_ is None:
+            self._paths_ = PathResolver(self.kmem, self.types)
+        return self._paths_
 
     # ---- discovery ---------------------------------------------------------------------------------
     def _load_symbols(self, system_map: str | None, isf: str | None) -> ks.SymbolTable:
@@ -72,14 +95,19 @@ class LinuxOs(OsLayer):
                                            s["kallsyms_token_index"], s["kallsyms_offsets"], base)
                 return ks.decode(self.kmem, tables, check={"_stext": stext} if stext else None, pointer_size=ps)
         if isf:
-            syms = isf_symbols(isf)
-            names = list(syms)
-            shift = self.root.kaslr_offset
-            if stext is not None and "_stext" in syms:
-                shift = stext - syms["_stext"]
-            return ks.SymbolTable(names, ["?"] * len(names), [syms[n] + shift for n in names], f"ISF {isf}")
+            return self._isf_symbols(isf)
         raise OsError_(f"linux {vi.osrelease}: no symbol table: VMCOREINFO lists no kallsyms tables "
                        "(kernels before 6.x); pass system_map=FILE (System.map) or isf=FILE")
+
+    def _isf_symbols(self, isf: str) -> ks.SymbolTable:
+        """ISF symbols are link-time addresses: shift them so ``_stext`` lands where VMCOREINFO says."""
+        syms = isf_symbols(isf)
+        names = list(syms)
+        stext = self.vmcoreinfo.symbols.get("_stext")
+        shift = self.root.kaslr_offset
+        if stext is not None and "_stext" in syms:
+            shift = stext - syms["_stext"]
+        return ks.SymbolTable(names, ["?"] * len(names), [syms[n] + shift for n in names], f"ISF {isf}")
 
     def _load_types(self, isf: str | None) -> Layouts:
         if isf:
@@ -127,7 +155,7 @@ class LinuxOs(OsLayer):
         return {"os": "linux", "release": vi.osrelease, "build_id": vi.build_id, "arch": self.arch,
                 "dtb": self.root.dtb, "kaslr_offset": self.root.kaslr_offset,
                 "kernel_base": vi.symbols.get("_stext", 0), "symbols": len(self.symbols),
-                "symbol_source": self.symbols.source, "types": getattr(self.types, "source", ""),
+                "symbol_source": self.symbols.source, "types": getattr(self._types, "source", "not loaded"),
                 "vmcoreinfo_at": vi.location}
 
     # ---- processes ---------------------------------------------------------------------------------
