@@ -228,3 +228,23 @@ def test_random_garbage_tables_never_hang_or_raise(arch: str, seed: int) -> None
     except FormatError:
         return
     assert bool((lv.size > 0).all()) and bool((lv.va[1:] >= lv.va[:-1]).all())
+
+
+def test_page_table_reads_go_through_a_stacked_page_cache() -> None:
+    from pymemflow.mem.cache import PageCache
+    from pymemflow.mem.middleware.metrics import MetricsMemory
+
+    vm0, _ = _space()
+    counted = MetricsMemory(vm0.phys, log_interval=None)  # type: ignore[arg-type]
+    cache = PageCache(counted, size=1 << 20, time_validity=60.0)
+    vm = VirtualMemory(cache, "x64", vm0.dtb, tlb=NO_TLB)
+    vas = [0x10000000 + i * 4096 for i in (0, 1, 2, 4, 5)]
+    vm.translate_batch(vas)
+    fills = cache.fills
+    assert fills > 0 and cache.hits == 0
+    counted.reset()
+    r = vm.translate_batch(vas)  # every entry now comes from the cache
+    assert bool(r.ok.all()) and counted.read_pieces == 0 and cache.hits > 0
+    assert vm.translate(0x10000000) == int(r.pa[0]) and counted.read_pieces == 0
+    vm.read(0x10000000, 64)  # data reads are not page-table reads: they pass through
+    assert counted.read_pieces > 0
