@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,10 @@ class RawFileMemory(MmapMemory):
         except OSError as e:
             raise PluginError(f"raw: cannot open {self.path}: {e.strerror or e}") from None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
+            if not stat.S_ISREG(st.st_mode):  # a block device reports 0; its end is where seeking stops
+                size = os.lseek(fd, 0, os.SEEK_END)
             if offset < 0 or offset > size:
                 raise ArgumentError(f"raw: offset {offset:#x} is outside the file ({size:#x} bytes)")
             if size:
