@@ -14,6 +14,7 @@ import pytest
 
 from pymemflow.arch import VirtualMemory
 from pymemflow.connectors.demo import DemoMemory
+from pymemflow.errors import TranslationError
 from pymemflow.mem.buffer import MmapMemory
 from pymemflow.mem.memmap import MemoryMap
 from pymemflow.os.win32.offsets import IsfSymbols
@@ -166,7 +167,7 @@ def test_x64_transition_and_pagefile_ptes(win10: SyntheticImage) -> None:
     assert phys.read(t["pa"], len(t["marker"])).decode() == t["marker"]
     proc = next(p for p in f["processes"] if p["pid"] == t["pid"])
     vm = VirtualMemory(phys, "x64", proc["dtb"])
-    with pytest.raises(Exception):  # a hardware walk must not see it as present
+    with pytest.raises(TranslationError):  # a hardware walk must not see it as present
         vm.translate(t["va"])
     (pf,) = f["pagefile_pages"]
     pte = phys.read_u64(pf["pte_pa"])
@@ -189,7 +190,7 @@ def test_x64_keyboard_state_in_session_space(win10: SyntheticImage) -> None:
     down = [vk for vk in range(256) if state[vk // 4] & (1 << (vk % 4 * 2))]
     assert down == k["pressed"]
     sysvm = VirtualMemory(phys, "x64", f["dtb"])
-    with pytest.raises(Exception):  # session space is not mapped in the System process
+    with pytest.raises(TranslationError):  # session space is not mapped in the System process
         sysvm.translate(k["address"])
 
 
