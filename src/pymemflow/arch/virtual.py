@@ -200,7 +200,9 @@ class VirtualMemory(MemoryView):
     def read_u64(self, addr: int) -> int:
         # the hot path of OS layers: one dict lookup, then the connector's own fast typed read
         single = self._single
-        if single is not None and not self._volatile and (addr & _PMASK) <= _PAGE - 8:
+        if self._volatile:
+            self.tlb.check()  # type: ignore[union-attr]  # may flush: the dict is cleared in place
+        if single is not None and (addr & _PMASK) <= _PAGE - 8:
             e = single.get(addr >> 12)
             if e is not None and not e[3]:
                 try:
@@ -211,7 +213,9 @@ class VirtualMemory(MemoryView):
 
     def read_u32(self, addr: int) -> int:
         single = self._single
-        if single is not None and not self._volatile and (addr & _PMASK) <= _PAGE - 4:
+        if self._volatile:
+            self.tlb.check()  # type: ignore[union-attr]  # may flush: the dict is cleared in place
+        if single is not None and (addr & _PMASK) <= _PAGE - 4:
             e = single.get(addr >> 12)
             if e is not None and not e[3]:
                 try:
