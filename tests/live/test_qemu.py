@@ -14,7 +14,8 @@ import pytest
 
 from pymemflow.connectors.qemu import PLUGIN, QemuConnector, list_vms, open_qemu, targets
 from pymemflow.errors import ArgumentError, NotFoundError, ReadOnlyError
-from pymemflow.live.qemu_ram import parse_mtree_flat
+from pymemflow.live.procfs import parse_maps
+from pymemflow.live.qemu_ram import mapping_by_size, parse_mtree_flat
 from pymemflow.live.qmp import QmpClient
 from pymemflow.os.native.layer import NativeOs
 
@@ -143,6 +144,13 @@ def test_anon_guest_layout_and_bytes_match_xp(guest_anon):
         for g, v in zip(gpas, vals.tolist(), strict=True):
             assert v == xp_u64(q, g), hex(g)
         assert not q.cmd("query-status")["running"]
+        # the fallback for QEMUs without gpa2hva: size-matched mappings checked against xp
+        entries = [e for e in parse_mtree_flat(q.hmp("info mtree -f")) if e.name == "pc.ram"]
+        maps = parse_maps(open(f"/proc/{guest_anon.pid}/maps").read())
+        base, note = mapping_by_size(q, maps, size, entries, conn._access.read_bytes)
+        assert base == conn.map.ranges[0].host
+        hits, total = (int(x) for x in re.search(r"(\d+) of (\d+) non-zero", note).groups())
+        assert hits == total >= 16, note
     with QmpClient(guest_anon.qmp2) as q:
         assert q.cmd("query-status")["running"]  # resumed on close
 

@@ -121,11 +121,12 @@ class _HostAccess:
               index: I64Array) -> list[ReadFailure]:
         raise NotImplementedError
 
-    def read_u64(self, host: int) -> int | None:
-        out = aligned_empty(8)
-        fails = self.read(out, np.array([host], np.uint64), np.array([8], np.uint64),
+    def read_bytes(self, host: int, n: int) -> bytes | None:
+        """``n`` bytes at host address ``host``, or None if any failed."""
+        out = aligned_empty(n)
+        fails = self.read(out, np.array([host], np.uint64), np.array([n], np.uint64),
                           np.array([0], np.uint64), np.array([0], np.int64))
-        return None if fails else int(out.view("<u8")[0])
+        return None if fails else out.tobytes()
 
     def close(self) -> None:
         pass
@@ -407,7 +408,7 @@ def _locate(cmd: QemuCommandLine, maps: list[procfs.MapEntry], access: _HostAcce
         for ep in endpoints:
             try:
                 with QmpClient(ep, qmp_timeout) as q:
-                    return layout_from_qmp(q, maps, access.read_u64)
+                    return layout_from_qmp(q, maps, access.read_bytes)
             except QmpBusyError as e:
                 problems.append(str(e))
             except (QmpError, RamNotFoundError) as e:

@@ -16,6 +16,7 @@ Two ways, best first:
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,8 +90,8 @@ _GPA2HVA_RE = re.compile(r"is (0x[0-9a-f]+)", re.I)
 
 
 def layout_from_qmp(q: QmpClient, maps: list[MapEntry],
-                    read_host_u64: Callable[[int], int | None] | None = None) -> RamLayout:
-    """Exact layout through QMP (see module docstring). ``read_host_u64`` reads the QEMU process's
+                    read_host: Callable[[int, int], bytes | None] | None = None) -> RamLayout:
+    """Exact layout through QMP (see module docstring). ``read_host(addr, n)`` reads the QEMU process's
     memory; it confirms a size-matched mapping when ``gpa2hva`` is missing."""
     memdevs = q.cmd("query-memdev") or []
     sizes = {str(d.get("id")): int(d.get("size", 0)) for d in memdevs if d.get("id")}
@@ -114,8 +115,10 @@ def layout_from_qmp(q: QmpClient, maps: list[MapEntry],
             hva = None
         if hva is None:
             method = "qmp-size-match"
-            hva = _mapping_by_size(q, maps, sizes[name], first, read_host_u64)
-            notes.append(f"{name}: host mapping chosen by size {sizes[name]:#x} and checked with xp")
+            base, note = mapping_by_size(q, maps, sizes[name], [e for e in entries if e.name == name],
+                                         read_host)
+            hva = base
+            notes.append(f"{name}: {note}")
         bases[name] = hva
     ranges = [HostRange(e.start, e.end - e.start, bases[e.name] + e.offset) for e in entries]
     try:
@@ -125,10 +128,14 @@ def layout_from_qmp(q: QmpClient, maps: list[MapEntry],
     return RamLayout(ranges, method, notes, regs)
 
 
-def _xp_u64(q: QmpClient, gpa: int) -> int | None:
-    """QEMU's own view of the u64 at ``gpa`` (``xp``)."""
-    m = re.search(r":\s*(0x[0-9a-f]+)", q.hmp(f"xp /1gx {gpa:#x}"))
-    return int(m.group(1), 16) if m else None
+def _xp_words(q: QmpClient, gpa: int, count: int) -> list[int]:
+    """QEMU's own view of ``count`` u64 words from ``gpa`` (``xp /COUNTgx``)."""
+    words: list[int] = []
+    for line in q.hmp(f"xp /{count}gx {gpa:#x}").splitlines():
+        _, sep, rest = line.partition(":")
+        if sep:
+            words.extend(int(w, 16) for w in re.findall(r"0x[0-9a-f]+", rest))
+    return words[:count]
 
 
 def ram_candidates(maps: list[MapEntry], size: int, ram_file: str | None = None) -> list[MapEntry]:
@@ -146,23 +153,40 @@ def ram_candidates(maps: list[MapEntry], size: int, ram_file: str | None = None)
     return exact + near
 
 
-def _mapping_by_size(q: QmpClient, maps: list[MapEntry], size: int, first: MtreeEntry,
-                     read_host_u64: Callable[[int], int | None] | None) -> int:
-    """Host base of a backend when gpa2hva is missing: a size-matched mapping whose bytes agree with xp."""
+def mapping_by_size(q: QmpClient, maps: list[MapEntry], size: int, entries: list[MtreeEntry],
+                    read_host: Callable[[int, int], bytes | None] | None, probes: int = 16) -> tuple[int, str]:
+    """Host base of a backend when gpa2hva is missing: among the mappings of the backend's size, the one
+    whose bytes agree with QEMU's ``xp`` best, on ``probes`` pages spread over the backend's largest guest
+    range (only non-zero words count: zero pages agree with anything). Returns (base, note)."""
     cands = ram_candidates(maps, size)
     if not cands:
         raise RamNotFoundError(f"no read-write mapping of {size:#x} bytes in the QEMU process")
-    if read_host_u64 is None or len(cands) == 1:
-        return cands[0].start
-    probes = [first.start + k * 0x10000 + 0x100 for k in range(4)
-              if first.start + k * 0x10000 + 0x108 <= first.end]
-    best, best_hits = cands[0].start, -1
+    if read_host is None:
+        return cands[0].start, f"host mapping chosen by size {size:#x}, unchecked"
+    # first and last page of each range (low ranges hold the BIOS and real-mode tables: rarely zero),
+    # plus pages spread over the largest range
+    spots: list[tuple[int, MtreeEntry]] = []
+    for e in entries[:8]:
+        spots += [(e.start & ~0xFFF, e), ((e.end - 1) & ~0xFFF, e)]
+    big = max(entries, key=lambda e: e.end - e.start)
+    pages = (big.end - big.start) // 4096
+    spots += [(big.start + (pages * k // probes) * 4096, big) for k in range(probes)]
+    truth = [(g, e, _xp_words(q, g, min(512, (e.end - g) // 8))) for g, e in spots if e.start <= g < e.end]
+    best, best_hits, total = cands[0].start, -1, sum(sum(1 for w in ws if w) for _, _, ws in truth)
     for c in cands:
-        hits = sum(1 for g in probes
-                   if read_host_u64(c.start + first.offset + g - first.start) == _xp_u64(q, g))
+        hits = 0
+        for g, e, words in truth:
+            if not words:
+                continue
+            data = read_host(c.start + e.offset + g - e.start, 8 * len(words))
+            if data is None:
+                continue
+            host = struct.unpack(f"<{len(data) // 8}Q", data)
+            hits += sum(1 for a, b in zip(words, host, strict=False) if a and a == b)
         if hits > best_hits:
             best, best_hits = c.start, hits
-    return best
+    return best, (f"host mapping chosen by size {size:#x} among {len(cands)}: {best_hits} of {total} "
+                  "non-zero probe words agree with xp")
 
 
 def machine_layout(family: str, size: int) -> list[tuple[int, int, int]]:
