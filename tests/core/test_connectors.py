@@ -198,6 +198,7 @@ def test_base_set_mem_map_works_for_any_connector():
     assert bytes(mem.buf[0x100:0x102]) == b"ZZ"
     mem.set_mem_map(None)
     assert mem.read(0x100, 2) == b"ZZ"
+    assert mem.metadata.max_address == 0x200 and mem.metadata.real_size == 0x200  # restored
 
 
 def test_allocator_tuning_applied_on_glibc():

@@ -70,18 +70,24 @@ class PhysicalMemory(MemoryView):
         """
         for attr in ("_read_batch", "_read_single", "_write_batch"):
             self.__dict__.pop(attr, None)
+        meta = getattr(self, "metadata", None)
+        if meta is not None and "_unmapped_sizes" not in self.__dict__:
+            self._unmapped_sizes = (meta.max_address, meta.real_size)
         self.mem_map = mem_map
         if mem_map is None:
+            if meta is not None and "_unmapped_sizes" in self.__dict__:
+                meta.max_address, meta.real_size = self.__dict__.pop("_unmapped_sizes")
             return
         self._read_batch = self._mapped_read_batch  # type: ignore[method-assign]
         self._read_single = self._mapped_read_single  # type: ignore[method-assign]
         self._write_batch = self._mapped_write_batch  # type: ignore[method-assign]
-        meta = getattr(self, "metadata", None)
         if meta is not None:
             meta.max_address = mem_map.max_address
             meta.real_size = mem_map.real_size
 
     def _mapped_read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
+        # Not the connector's own _read_single: those fall back to self._read_batch, which is the
+        # mapped one now, and would map twice. The class's _read_batch is called directly.
         out = np.empty(n, dtype=np.uint8)
         failures = self._mapped_read_batch(
             np.array([addr], dtype=np.uint64), np.array([n], dtype=np.int64), out
