@@ -278,3 +278,37 @@ def test_plugin_spec() -> None:
     assert PLUGIN.kind == "os" and PLUGIN.name == "win32" and PLUGIN.requires_input
     with pytest.raises(Exception, match="needs a connector"):
         PLUGIN.factory({}, None)
+
+
+def test_memory_runs_pushed_to_connector(win10_image: Any) -> None:
+    phys = phys_of(win10_image)
+    k = Win32Kernel.open(phys)
+    assert k.facts.phys_runs == [(s, e - s) for s, e in win10_image.facts["phys_runs"]]  # facts: (start, end)
+    assert phys.mem_map is not None
+    assert [(r.base, r.length) for r in phys.mem_map] == k.facts.phys_runs
+    assert len(k.process_info_list()) == len(win10_image.facts["processes"])
+
+
+def test_dump_header_hints_are_used() -> None:
+    from pymemflow.connectors.demo import DemoMemory
+
+    phys = DemoMemory("win10", hints=True)
+    k = Win32Kernel.open(phys)
+    assert "dtb hint" in k.facts.how[0]
+    assert k.facts.ps_active_process_head == phys.hints.get("PsActiveProcessHead", k.facts.ps_active_process_head)
+    assert len(k.process_info_list()) >= 10
+
+
+def test_corrupted_vad_tree_terminates(win10_image: Any) -> None:
+    k = Win32Kernel.open(phys_of(win10_image))
+    facts = [p for p in win10_image.facts["processes"] if p["name"] == "explorer.exe"][0]
+    nodes = [v["node"] for v in facts["vads"]]
+    lay_left = k.offsets["_MMVAD_SHORT.VadNode"] + k.offsets["_RTL_BALANCED_NODE.Left"]
+    right = k.offsets["_MMVAD_SHORT.VadNode"] + k.offsets["_RTL_BALANCED_NODE.Right"]
+    # every node's children point back at the first node and at an unmapped address
+    edits = [(n + lay_left, struct.pack("<Q", nodes[0])) for n in nodes]
+    edits += [(n + right, struct.pack("<Q", 0xFFFFF6FB00001000)) for n in nodes]
+    bad = _corrupted(win10_image, k, edits)
+    regions = bad.process("explorer.exe").maps(vad=True)
+    assert 1 <= len(regions) <= len(nodes)
+    assert any("VAD" in w for w in bad.warnings)

@@ -202,6 +202,19 @@ def physical_runs(vm: MemoryView, ptr_addr: int, ptr_size: int, cap: int = 256) 
     return [(int(b) << 12, int(c) << 12) for b, c in vals.tolist()]
 
 
+def _runs_plausible(runs: list[tuple[int, int]], dtb: int, max_address: int | None) -> bool:
+    """Sorted, non-overlapping, non-empty runs that contain the page-table root (and, when the
+    connector knows its size, lie inside it): anything else would hide real memory if pushed."""
+    end = 0
+    for base, size in runs:
+        if size <= 0 or base < end:
+            return False
+        end = base + size
+    if max_address and runs[-1][0] >= max_address:
+        return False
+    return any(b <= (dtb & ~0xFFF) < b + n for b, n in runs)
+
+
 def discover(
     phys: Any,
     *,
@@ -321,6 +334,9 @@ def _finish(phys: Any, vm: VirtualMemory, arch: str, dtb: int, base: int, hints:
             how.append(f"{len(runs)} physical memory runs from MmPhysicalMemoryBlock")
         except PymemflowError as e:
             tried.append(f"MmPhysicalMemoryBlock: {e}")
+    if runs and not _runs_plausible(runs, dtb, getattr(getattr(phys, "metadata", None), "max_address", None)):
+        tried.append(f"MmPhysicalMemoryBlock runs {runs[:4]} implausible (overlap, or miss the DTB); ignored")
+        runs = []
     if runs and push_mem_map and hasattr(phys, "set_mem_map") and getattr(phys, "mem_map", None) is None:
         try:
             mmap = MemoryMap()
