@@ -187,7 +187,7 @@ class VirtualMemory(MemoryView):
             if reason:
                 if self.zero_fill:
                     return bytes(n), []
-                return bytes(n), [ReadFailure(0, addr, n, REASONS.get(reason, str(reason)))]
+                return bytes(n), [ReadFailure(0, addr, n, "virtual address: " + REASONS.get(reason, str(reason)))]
             data, failures = self.phys._read_single(frame | off, n)
             if failures:
                 if self.zero_fill:
@@ -195,6 +195,11 @@ class VirtualMemory(MemoryView):
                 failures = [ReadFailure(0, addr + (f.address - (frame | off)), f.length, f.reason)
                             for f in failures]
             return data, failures
+        if 0 < n <= _PAGE:  # crosses one page boundary: two single reads beat a NumPy batch
+            first = _PAGE - off
+            d0, f0 = self._read_single(addr, first)
+            d1, f1 = self._read_single(addr + first, n - first)
+            return d0 + d1, f0 + f1
         return super()._read_single(addr, n)
 
     def read_u64(self, addr: int) -> int:
