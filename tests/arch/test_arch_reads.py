@@ -55,6 +55,11 @@ def test_reads_split_at_pages_and_report_unmapped_piece_with_virtual_address() -
     assert [(x.index, x.address, x.length) for x in f] == [(0, base + 3 * 4096, 4096)]
     assert ei.value.data == exp[4096:5 * 4096]
     assert vm.read(base + 4096, 4 * 4096, zero_fill=True) == exp[4096:5 * 4096]
+    with pytest.raises(PartialReadError) as ei:  # a small read crossing into the hole
+        vm.read(base + 3 * 4096 - 8, 16)
+    assert [(x.address, x.length) for x in ei.value.failures] == [(base + 3 * 4096, 8)]
+    assert ei.value.data == exp[3 * 4096 - 8:3 * 4096] + bytes(8)
+    assert vm.read(base + 2 * 4096 - 8, 16) == exp[2 * 4096 - 8:2 * 4096 + 8]
     # batched: pieces spanning pages, an unmapped piece, one spanning mapped+unmapped+mapped
     res = vm.read_batch([base + 4000, base + 3 * 4096 + 8, base + 2 * 4096 + 10, 0x10200ff8], [200, 16, 3 * 4096, 16])
     assert res.piece(0) == exp[4000:4200]
