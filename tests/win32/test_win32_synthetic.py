@@ -65,6 +65,7 @@ def test_process_list_matches_facts(machine: tuple[Any, Win32Kernel]) -> None:
         assert i.user_dtb == p["user_dtb"]
         assert i.wow64 == p["wow64"]
         assert i.create_time == p["create_time"]
+        assert i.extra["nt_path"] == (p["nt_path"] or "")
         assert (i.state == "alive") == p["alive"]
         if p["alive"]:
             assert i.exit_code is None

@@ -37,6 +37,8 @@ class EprocessLayout:
     exit_status: int | None
     create_time: int | None
     vad_root: int | None
+    audit_name: int | None
+    """``SeAuditProcessCreationInfo.ImageFileName``: pointer to the NT path (_OBJECT_NAME_INFORMATION)."""
     size: int
     ptr: int
 
@@ -54,7 +56,11 @@ class EprocessLayout:
             exit_status=maybe(off, "_EPROCESS.ExitStatus"),
             create_time=maybe(off, "_EPROCESS.CreateTime"),
             vad_root=maybe(off, "_EPROCESS.VadRoot"),
+            audit_name=None,
         )
+        audit = maybe(off, "_EPROCESS.SeAuditProcessCreationInfo")
+        if audit is not None:
+            d["audit_name"] = audit + (maybe(off, "_SE_AUDIT_PROCESS_CREATION_INFO.ImageFileName") or 0)
         last = max(v for v in d.values() if v is not None) + 16
         size = max(off.size("_EPROCESS") or 0, last)
         return cls(size=size, ptr=off.pointer_size, **d)  # type: ignore[arg-type]
@@ -121,11 +127,29 @@ def process_infos(k: Win32Kernel) -> tuple[list[ProcessInfo], list[str]]:
             exit_code=None if alive else exit_status,
             create_time=_u(raw, lay.create_time, 8) if lay.create_time is not None else None,
             extra={"peb": _u(raw, lay.peb, ptr), "wow64_process": wow,
+                   "audit_name": _u(raw, lay.audit_name, ptr),
                    "vad_root": ep + lay.vad_root if lay.vad_root is not None else 0},
         )
         infos.append(info)
+    _fill_nt_paths(k, infos)
     _fill_peb_facts(k, infos, warnings)
     return infos, warnings
+
+
+def _fill_nt_paths(k: Win32Kernel, infos: list[ProcessInfo]) -> None:
+    """``extra["nt_path"]`` (\\Device\\HarddiskVolumeN\\...) from each process's audit info: one
+    batched read of the UNICODE_STRINGs, one of their text."""
+    ptr = k.eproc.ptr
+    todo = [i for i in infos if i.extra.get("audit_name")]
+    for i in infos:
+        i.extra["nt_path"] = ""
+    if not todo:
+        return
+    res = k.kmem.read_batch([i.extra["audit_name"] for i in todo], 2 * ptr)
+    bad = {f.index for f in res.failures}
+    strings = [(0, 0) if j in bad else parse_ustr(res.piece(j), 0, ptr, ptr) for j in range(len(todo))]
+    for info, text in zip(todo, read_unicode_strings(k.kmem, strings), strict=True):
+        info.extra["nt_path"] = text
 
 
 def _fill_peb_facts(k: Win32Kernel, infos: list[ProcessInfo], warnings: list[str]) -> None:
