@@ -313,3 +313,14 @@ def test_corrupted_vad_tree_terminates(win10_image: Any) -> None:
     regions = bad.process("explorer.exe").maps(vad=True)
     assert 1 <= len(regions) <= len(nodes)
     assert any("VAD" in w for w in bad.warnings)
+
+
+def test_kernel_pseudo_process_by_name_and_pid(machine: tuple[Any, Win32Kernel]) -> None:
+    img, k = machine
+    for key in ("kernel", "0", 0):
+        kp = k.process(key)
+        assert kp.info.name == "kernel" and kp.info.dtb == k.facts.dtb
+    kp = k.process("kernel")
+    assert kp.read(img.facts["kernel_base"], 2) == b"MZ"
+    assert kp.module_list()[0].base == img.facts["kernel_base"]
+    assert 0 not in [i.pid for i in k.process_info_list()]

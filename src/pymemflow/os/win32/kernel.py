@@ -107,6 +107,17 @@ class Win32Kernel(OsLayer):
         """The kernel address space as a pseudo-process (pid 0, name 'kernel', kernel modules)."""
         return self.process_from_info(kernel_info(self))
 
+    def process_by_pid(self, pid: int) -> Process:
+        """pid 0 (never in the list: it is the Idle process on Windows) gives the kernel pseudo-process."""
+        if pid == 0:
+            return self.kernel_process()
+        return super().process_by_pid(pid)
+
+    def process_by_name(self, name: str) -> Process:
+        if name.lower() == "kernel":
+            return self.kernel_process()
+        return super().process_by_name(name)
+
     def system_process(self) -> Process:
         return self.process_by_pid(4)
 
