@@ -100,3 +100,8 @@ def lx_la57() -> Iterator[LinuxGuest]:
 @pytest.fixture(scope="session")
 def lx_pae() -> Iterator[LinuxGuest]:
     yield from _linux_guest("pae", "i386")
+
+
+@pytest.fixture(scope="session")
+def lx_x86() -> Iterator[LinuxGuest]:
+    yield from _linux_guest("x86", "i386")
