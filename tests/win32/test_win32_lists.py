@@ -124,3 +124,14 @@ def test_key_state_bits() -> None:
     state[0x42 // 4] |= 2 << ((0x42 % 4) * 2)  # "was pressed" bit only: not down
     assert down_keys(bytes(state)) == [0x10, 0x41, 0xFF]
     assert is_down(bytes(state), 0x41) and not is_down(bytes(state), 0x42)
+
+
+def test_progress_bar_off_and_on(capsys) -> None:  # type: ignore[no-untyped-def]
+    from pymemflow.os.win32.discovery import Progress
+
+    assert Progress(False)("scan") is None
+    cb = Progress(True)("scan")
+    assert cb is not None
+    for done in (0, 50, 100):
+        cb(done, 100)
+    assert capsys.readouterr().out == ""  # the bar never goes to stdout (it is for humans, on stderr)

@@ -73,13 +73,14 @@ class Progress:
         if not self.enabled:
             return None
         try:
+            from rich.console import Console
             from rich.progress import Progress as RichProgress
         except ImportError:
             def plain(done: int, total: int) -> None:
                 print(f"\r{label}: {100 * done // max(total, 1)}%", end="" if done < total else "\n",
                       file=sys.stderr)
             return plain
-        bar = RichProgress(transient=True)
+        bar = RichProgress(transient=True, console=Console(stderr=True))
         task = bar.add_task(label, total=None)
         bar.start()
 
