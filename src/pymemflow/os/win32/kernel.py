@@ -71,8 +71,9 @@ class Win32Kernel(OsLayer):
         return {"os": "win32", "arch": f.arch, "build": f.build, "version": f.version, "dtb": f.dtb,
                 "kernel_base": f.kernel_base, "kernel_size": f.kernel_size, "pdb": f.pdb_name,
                 "guid_age": f.guid_age, "offsets": self.offsets.source,
-                "PsActiveProcessHead": f.ps_active_process_head, "PsLoadedModuleList": f.ps_loaded_module_list,
-                "system_eprocess": f.system_eprocess, "physical_runs": len(f.phys_runs), "how": list(f.how)}
+                "process_list_head_address": f.ps_active_process_head,
+                "module_list_head_address": f.ps_loaded_module_list,
+                "system_eprocess_address": f.system_eprocess, "physical_runs": len(f.phys_runs), "how": list(f.how)}
 
     # ---- address spaces ------------------------------------------------------------------------
     def kernel_memory(self) -> MemoryView:
