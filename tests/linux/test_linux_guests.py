@@ -42,7 +42,7 @@ def linux(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def _stable(gt_proc: dict) -> bool:
-    return not gt_proc["cmd"].split(" ")[0] in TRANSIENT and not gt_proc["cmd"].startswith("sleep 1")
+    return gt_proc["cmd"].split(" ")[0] not in TRANSIENT and not gt_proc["cmd"].startswith("sleep 1")
 
 
 def test_release_arch_and_symbols(linux: tuple[LinuxGuest, LinuxOs]) -> None:

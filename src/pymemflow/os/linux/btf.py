@@ -272,15 +272,15 @@ def to_isf(btf: Btf, roots: list[str] | None = None, symbols: dict[str, int] | N
             if k in (K_STRUCT, K_UNION):
                 return {"kind": "struct" if k == K_STRUCT else "union", "name": tname(tid)}
             if k in (K_ENUM, K_ENUM64):
-                n = btf.type_name(tid) or f"unnamed_enum_{tid}"
-                enums.setdefault(n, {"size": size, "base": "int", "constants": {}})
-                return {"kind": "enum", "name": n}
+                ename = btf.type_name(tid) or f"unnamed_enum_{tid}"
+                enums.setdefault(ename, {"size": size, "base": "int", "constants": {}})
+                return {"kind": "enum", "name": ename}
             if k in (K_INT, K_FLOAT):
-                n = btf.name_at(name_off)
-                base.setdefault(n, {"kind": "int" if k == K_INT else "float", "size": size,
+                bname = btf.name_at(name_off)
+                base.setdefault(bname, {"kind": "int" if k == K_INT else "float", "size": size,
                                     "signed": bool(k == K_INT and (struct.unpack_from("<I", btf._blob, btf._pos[tid] + 12)[0] >> 24) & 1),
                                     "endian": "little"})
-                return {"kind": "base", "name": n}
+                return {"kind": "base", "name": bname}
             if k in (K_FUNC_PROTO, K_FUNC):
                 return {"kind": "function"}
             if k == K_FWD:

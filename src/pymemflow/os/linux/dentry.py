@@ -70,12 +70,12 @@ class PathResolver:
                     mount = parent
                     seen.discard(dentry)
                     continue
-            parent = read_ptr(k, dentry + self.d_parent)
-            if parent is None or parent == dentry:
+            up = read_ptr(k, dentry + self.d_parent)
+            if up is None or up == dentry:
                 break
             name = self._name(dentry)
             if name is None:
                 break
             parts.append(name)
-            dentry = parent
+            dentry = up
         return "/" + "/".join(reversed(parts))

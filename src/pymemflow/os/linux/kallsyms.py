@@ -42,7 +42,7 @@ class SymbolTable:
         self.addrs = addrs
         self.source = source
         self._by_name: dict[str, int] = {}
-        for n, a in zip(names, addrs):
+        for n, a in zip(names, addrs, strict=False):
             self._by_name.setdefault(n, a)
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -65,7 +65,7 @@ class SymbolTable:
                            self.addrs + [e[2] for e in extra], f"{self.source}+{other.source}" if extra else self.source)
 
     def items(self) -> list[tuple[str, str, int]]:
-        return list(zip(self.names, self.types, self.addrs))
+        return list(zip(self.names, self.types, self.addrs, strict=True))
 
     def symbolize(self, addr: int) -> tuple[str, int] | None:
         """Nearest symbol at or below ``addr`` and the distance to it."""
