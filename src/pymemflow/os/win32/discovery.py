@@ -243,11 +243,12 @@ def discover(
     how: list[str] = []
 
     # step 1: a page-table root
+    if kernel_hint is None and kernel_base is None and hints.get("KdDebuggerDataBlock"):
+        kernel_hint = int(hints["KdDebuggerDataBlock"])  # the debugger block lives inside ntoskrnl
     if dtb is not None:
-        roots = [rootscan.RootCandidate(arch or "x64", int(dtb), kernel_hint or kernel_base, "dtb hint")]
-        if arch is None:
-            roots += [rootscan.RootCandidate(a, int(dtb), kernel_hint or kernel_base, "dtb hint")
-                      for a in ("x86pae", "x86")]
+        order = {None: ("x64", "x86pae", "x86"), "x64": ("x64",), "x86pae": ("x86pae", "x86"),
+                 "x86": ("x86", "x86pae")}[arch]
+        roots = [rootscan.RootCandidate(a, int(dtb), kernel_hint or kernel_base, "dtb hint") for a in order]
     else:
         roots = find_roots(phys, max_address, arch, bar, tried)
         if kernel_hint or kernel_base:
