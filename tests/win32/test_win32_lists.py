@@ -135,3 +135,53 @@ def test_progress_bar_off_and_on(capsys) -> None:  # type: ignore[no-untyped-def
     for done in (0, 50, 100):
         cb(done, 100)
     assert capsys.readouterr().out == ""  # the bar never goes to stdout (it is for humans, on stderr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(0, 2**32 - 1)),
+                min_size=1, max_size=20))
+def test_vad_walk_on_random_trees_terminates(nodes: list[tuple[int, int, int]]) -> None:
+    """Children pointing anywhere among the nodes (cycles, shared children), at the root, or at
+    unmapped memory: the walk ends, visits each node at most once, and returns sane ranges."""
+    from pymemflow.os.win32.vad import VadLayout, walk_vads
+
+    lay = VadLayout(left=0, right=8, start=0x18, end=0x1C, start_high=0x20, end_high=0x21, flags=0x30,
+                    protection=(7, 5), private=(20, 1), vad_type=(4, 3), win7=False, subsection=None, ptr=8)
+    mem = SparseMemory()
+    base = 0xFFFF800000100000
+    addrs = [base + 0x100 * i for i in range(len(nodes))]
+    root_holder = 0xFFFF800000000000
+    mem.put_u64(root_holder, addrs[0])
+    for a, (left, right, flags) in zip(addrs, nodes, strict=True):
+        pick = lambda i: addrs[i] if i < len(addrs) else (0 if i % 2 else 0xFFFF8000DEAD0000)  # noqa: E731
+        mem.put_u64(a + 0, pick(left))
+        mem.put_u64(a + 8, pick(right))
+        mem.put_u32(a + 0x18, flags & 0xFFFF)
+        mem.put_u32(a + 0x1C, (flags & 0xFFFF) + (flags >> 16))
+        mem.put_u32(a + 0x30, flags)
+    regions, warnings = walk_vads(mem, root_holder, lay, cap=64)
+    assert len(regions) <= len(nodes)
+    assert all(r.end > r.start for r in regions)
+    assert regions == sorted(regions, key=lambda r: r.start)
+
+
+def test_changing_list_on_a_live_target() -> None:
+    """A list that is being edited while we walk it (the next link changes after each read)."""
+
+    class Moving(SparseMemory):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads = 0
+
+        def _read_batch(self, addrs, lengths, out):  # type: ignore[no-untyped-def]
+            self.reads += 1
+            if self.reads == 4:  # mid-walk, the element being visited is unlinked and re-linked in a loop
+                self.put_u64(0x20300, 0x20100)
+            return super()._read_batch(addrs, lengths, out)
+
+    mem = Moving()
+    nodes = [0x20000 + 0x100 * i for i in range(6)]
+    ring(mem, nodes)
+    w = walk_list(mem, HEAD)
+    assert w.entries[:3] == nodes[:3] and len(w.entries) <= len(nodes)
+    assert w.warnings and "loop" in w.warnings[0]
