@@ -349,7 +349,9 @@ def _finish(phys: Any, vm: VirtualMemory, arch: str, dtb: int, base: int, hints:
         except (PymemflowError, ValueError) as e:
             tried.append(f"set_mem_map: {e}")
     return KernelFacts(arch=arch, dtb=dtb, kernel_base=base, kernel_size=hdr.size_of_image, offsets=off,
-                       build=build or off.build, version=version if build else off.version,
+                       build=build or off.build,
+                       version=(off.version if off.source != "table-nearest" and off.version.startswith(version)
+                                else version) if build else off.version,
                        pdb_name=cv.pdb_name if cv else "", guid_age=cv.guid_age if cv else None,
                        system_eprocess=system, ps_active_process_head=head, ps_loaded_module_list=mods,
                        phys_runs=runs, how=how)
