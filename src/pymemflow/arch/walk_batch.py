@@ -105,6 +105,55 @@ def read_entries(phys: MemoryView, addrs: U64Array, size: int) -> tuple[U64Array
     return raw.reshape(-1).view(dt).astype(_U64), ok
 
 
+# per-entry classification codes (computed once per distinct entry, then gathered per address)
+_C_READ_FAILED, _C_NOT_PRESENT, _C_BAD, _C_LEAF, _C_TABLE = range(5)
+_CODE_REASON = np.array([R_READ_FAILED, R_NOT_PRESENT, R_BAD_ENTRY, R_OK, R_OK], dtype=np.uint8)
+# per-entry rights byte: bit 0 grants write, bit 1 grants user, bits 2.. forbid execution (one per
+# nx group), bit 7 global. Accumulated per address: bits 0-1 AND-ed, bits 2-6 OR-ed.
+_R_AND = 0x03
+_R_OR = 0x7C
+_R_GLOBAL = 0x80
+
+
+def _classify(arch: Architecture, li: int, vals: U64Array, ok: BoolArray) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], U64Array]:
+    """Code, rights byte and address (next table, or page frame for a leaf) of distinct entries."""
+    lv = arch.levels[li]
+    last = li == len(arch.levels) - 1
+    present = ok & _bit(vals, arch.present_bit)
+    lbit = _bit(vals, arch.leaf_bit)
+    code = np.where(ok, _C_NOT_PRESENT, _C_READ_FAILED).astype(np.uint8)
+    if last:
+        leaf = present
+        if arch.last_level_leaf_value is not None:
+            code[present & (lbit != arch.last_level_leaf_value)] = _C_BAD
+            leaf = present & (lbit == arch.last_level_leaf_value)
+        table = np.zeros(vals.shape[0], dtype=bool)
+    else:
+        leaf = present & (lbit == arch.leaf_when)
+        table = present & ~leaf
+        if not lv.leaf_allowed:
+            code[leaf] = _C_BAD
+            leaf = np.zeros(vals.shape[0], dtype=bool)
+    code[leaf] = _C_LEAF
+    code[table] = _C_TABLE
+    rights = np.full(vals.shape[0], _R_AND, dtype=np.uint8)
+    if lv.rights:
+        rights = (_rules_grant(arch.writable, vals, leaf).astype(np.uint8)
+                  | (_rules_grant(arch.user, vals, leaf).astype(np.uint8) << np.uint8(1))).astype(np.uint8)
+        for gi, group in enumerate(arch.nx_groups):
+            rights |= _group_forbids(group, vals, leaf).astype(np.uint8) << (2 + gi)
+    if arch.global_bit is not None:
+        rights |= (leaf & _bit(vals, arch.global_bit)).astype(np.uint8) << 7
+    addr = vals & _U64(arch.addr_mask)
+    if leaf.any():
+        s = lv.page_size
+        base = vals[leaf] & _U64(arch.addr_mask & ~(s - 1))
+        if arch.pse36_bits and not last:
+            base |= ((vals[leaf] >> _U64(13)) & _U64((1 << arch.pse36_bits) - 1)) << _U64(32)
+        addr[leaf] = base
+    return code, rights, addr
+
+
 def walk_many(
     phys: MemoryView,
     arch: Architecture,
@@ -121,7 +170,7 @@ def walk_many(
     if n == 0:
         return res
     presorted = n < 2 or bool(np.all(vas[1:] >= vas[:-1]))
-    order = None if presorted else np.argsort(vas, kind="stable")
+    order = None if presorted else np.argsort(vas)
     sva = vas if order is None else vas[order]
     pa = res.pa
     size_out = res.page_size
@@ -139,9 +188,9 @@ def walk_many(
         else:
             table[hi] = ttbr1 & arch.dtb_mask
     act = np.flatnonzero(canon)
-    writable = np.ones(n, dtype=bool)
-    user = np.ones(n, dtype=bool)
-    forbid = np.zeros((len(arch.nx_groups), n), dtype=bool)
+    acc = np.full(n, _R_AND, dtype=np.uint8)
+    ng = len(arch.nx_groups)
+    nx_all = np.uint8(((1 << ng) - 1) << 2)
     last = len(arch.levels) - 1
     psz = _U64(arch.pte_size)
     for li, lv in enumerate(arch.levels):
@@ -152,69 +201,49 @@ def walk_many(
         # run-length dedupe: equal entries are adjacent because addresses are sorted
         if ea.shape[0] > 1:
             change = ea[1:] != ea[:-1]
-            starts = np.concatenate(([0], np.flatnonzero(change) + 1))
-            inv = np.zeros(ea.shape[0], dtype=np.intp)
-            inv[1:] = np.cumsum(change)
+            inv = np.empty(ea.shape[0], dtype=np.intp)
+            inv[0] = 0
+            np.cumsum(change, out=inv[1:])
+            starts = np.flatnonzero(np.concatenate(([True], change)))
             uvals, uok = read_entries(phys, ea[starts], arch.pte_size)
-            pte = uvals[inv]
-            ok = uok[inv]
         else:
-            pte, ok = read_entries(phys, ea, arch.pte_size)
-        reason[act[~ok]] = R_READ_FAILED
-        present = ok & _bit(pte, arch.present_bit)
-        notp = ok & ~present
-        if notp.any():
-            nidx = act[notp]
-            reason[nidx] = R_NOT_PRESENT
+            inv = np.zeros(ea.shape[0], dtype=np.intp)
+            uvals, uok = read_entries(phys, ea, arch.pte_size)
+        ucode, urights, uaddr = _classify(arch, li, uvals, uok)
+        code = ucode[inv]
+        r = urights[inv]
+        a = acc[act]
+        a = (a & (r | np.uint8(~_R_AND & 0xFF))) | (r & np.uint8(_R_OR))
+        acc[act] = a
+        fail = code < _C_LEAF
+        if fail.any():
+            fidx = act[fail]
+            reason[fidx] = _CODE_REASON[code[fail]]
             if hook is not None:
-                _run_hook(hook, li, pte[notp], nidx, sva, res, writable, user, forbid, arch.min_page_size)
-        lbit = _bit(pte, arch.leaf_bit)
-        if li == last:
-            leaf = present.copy()
-            if arch.last_level_leaf_value is not None:
-                bad = present & (lbit != arch.last_level_leaf_value)
-                leaf &= ~bad
-                reason[act[bad]] = R_BAD_ENTRY
-        else:
-            leaf = present & (lbit == arch.leaf_when)
-            if not lv.leaf_allowed:
-                reason[act[leaf]] = R_BAD_ENTRY
-                leaf[:] = False
-        if li == last:
-            table_e = np.zeros(present.shape[0], dtype=bool)
-        else:
-            table_e = present & (lbit != arch.leaf_when)
-        good = leaf | table_e
-        if lv.rights and good.any():
-            g_idx = act[good]
-            g_pte = pte[good]
-            g_leaf = leaf[good]
-            writable[g_idx] &= _rules_grant(arch.writable, g_pte, g_leaf)
-            user[g_idx] &= _rules_grant(arch.user, g_pte, g_leaf)
-            for gi, group in enumerate(arch.nx_groups):
-                forbid[gi, g_idx] |= _group_forbids(group, g_pte, g_leaf)
+                notp = code == _C_NOT_PRESENT
+                if notp.any():
+                    _run_hook(hook, li, uvals[inv[notp]], act[notp], sva, res, acc, nx_all,
+                              arch.min_page_size)
+        leaf = code == _C_LEAF
         if leaf.any():
             l_idx = act[leaf]
-            l_pte = pte[leaf]
             s = lv.page_size
-            base = l_pte & _U64(arch.addr_mask & ~(s - 1) & 0xFFFF_FFFF_FFFF_FFFF)
-            if arch.pse36_bits and li != last:
-                base |= ((l_pte >> _U64(13)) & _U64((1 << arch.pse36_bits) - 1)) << _U64(32)
-            pa[l_idx] = base | (sva[l_idx] & _U64(s - 1))
+            pa[l_idx] = uaddr[inv[leaf]] | (sva[l_idx] & _U64(s - 1))
             size_out[l_idx] = s
-            fl = (writable[l_idx]).astype(np.int64) * F_WRITABLE | (user[l_idx]).astype(np.int64) * F_USER
-            if arch.nx_groups:
-                fl |= (forbid[:, l_idx].all(axis=0)).astype(np.int64) * F_NX
+            la = a[leaf]
+            fl = (la & np.uint8(F_WRITABLE | F_USER)) | ((r[leaf] >> np.uint8(7)) * np.uint8(F_GLOBAL))
+            if ng:
+                fl |= ((la & nx_all) == nx_all).astype(np.uint8) * np.uint8(F_NX)
             if li != last:
-                fl = fl | F_LARGE
-            if arch.global_bit is not None:
-                fl |= (_bit(l_pte, arch.global_bit)).astype(np.int64) * F_GLOBAL
+                fl |= np.uint8(F_LARGE)
             flags[l_idx] = fl
             reason[l_idx] = R_OK
         if li == last:
             break
-        table[act[table_e]] = pte[table_e] & _U64(arch.addr_mask)
-        act = act[table_e]
+        tab = code == _C_TABLE
+        nxt = act[tab]
+        table[nxt] = uaddr[inv[tab]]
+        act = nxt
     if order is not None:
         out = TranslationResult.empty(n)
         out.pa[order] = pa
@@ -232,19 +261,20 @@ def _run_hook(
     idx: npt.NDArray[np.intp],
     sva: U64Array,
     res: TranslationResult,
-    writable: BoolArray,
-    user: BoolArray,
-    forbid: BoolArray,
+    acc: npt.NDArray[np.uint8],
+    nx_all: np.uint8,
     page_size: int,
 ) -> None:
     """Give the OS layer a chance to resolve non-present entries (one Python call each: only
-    non-present entries reach it, and only when a hook is installed)."""
+    non-present entries reach it, and only when a hook is installed). Rights are those of the
+    levels above the entry."""
     for pte, i in zip(ptes.tolist(), idx.tolist(), strict=True):
         r = hook(int(pte), level, int(sva[i]))
         if r is None:
             continue
-        fl = F_HOOK | (F_WRITABLE if writable[i] else 0) | (F_USER if user[i] else 0)
-        if forbid.shape[0] and bool(forbid[:, i].all()):
+        a = int(acc[i])
+        fl = F_HOOK | (a & (F_WRITABLE | F_USER))
+        if nx_all and (a & int(nx_all)) == int(nx_all):
             fl |= F_NX
         res.pa[i] = r
         res.page_size[i] = page_size
