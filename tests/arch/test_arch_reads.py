@@ -257,3 +257,20 @@ def test_page_table_reads_go_through_a_stacked_page_cache() -> None:
     assert vm.translate(0x10000000) == int(r.pa[0]) and counted.read_pieces == 0
     vm.read(0x10000000, 64)  # data reads are not page-table reads: they pass through
     assert counted.read_pieces > 0
+
+
+def test_small_tlb_overflows_without_wrong_answers_and_page_map_ranges_clip() -> None:
+    t = new_tables("x64", 16 << 20)
+    for i in range(600):
+        t.map(0x40000000 + i * 4096, 3, 0x800000 + ((i * 7919) % 600) * 4096, [RW] * 4)
+    vas = np.arange(0x40000000 - 0x10000, 0x40000000 + 700 * 4096, 512, dtype=np.uint64)
+    tiny = VirtualMemory(t.mem, "x64", t.root, tlb=TlbPolicy(capacity=64))
+    plain = VirtualMemory(t.mem, "x64", t.root, tlb=NO_TLB).translate_batch(vas)
+    for _ in range(3):
+        r = tiny.translate_batch(vas)
+        assert np.array_equal(r.pa, plain.pa) and np.array_equal(r.reason, plain.reason)
+    assert all(tiny.translate(int(v)) == int(p) for v, p in zip(vas[::97], plain.pa[::97], strict=True)
+               if int(p))
+    regions = tiny.page_map(0x40001800, 0x40003800)
+    assert [(g.start, g.end) for g in regions] == [(0x40001800, 0x40003800)]
+    assert tiny.page_map(0x50000000, 0x60000000) == []

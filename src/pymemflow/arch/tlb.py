@@ -149,7 +149,7 @@ class Tlb:
         limit = self._mask + 1
         need = (0 if t is None else t[1][0]) + key.shape[0]
         if t is None or need > t[0].shape[0] // 2:
-            cap = 1 << 12 if t is None else t[0].shape[0]
+            cap = min(1 << 12, limit) if t is None else t[0].shape[0]
             while cap < limit and need > cap // 2:
                 cap <<= 1
             if t is not None and need > cap // 2:  # at the capacity limit: start over
