@@ -51,6 +51,9 @@ def test_release_arch_and_symbols(linux: tuple[LinuxGuest, LinuxOs]) -> None:
     assert os_.vmcoreinfo.osrelease == gt.release
     assert os_.arch == ("x64la57" if lg.kind == "la57" else "x64")
     assert os_.symbols.source == "kallsyms" and len(os_.symbols) > 50_000
+    # Dumps carry VMCOREINFO in a note (no scan); the live RAM file is scanned.
+    from_dump = isinstance(os_.phys, (ElfCore, KdumpCompressed))
+    assert (os_.vmcoreinfo.location is None) == from_dump
     pairs = set((n, a) for n, _t, a in os_.symbols.items())
     assert gt.syms and gt.ksample
     for name, addr in {**gt.syms, **gt.ksample}.items():

@@ -243,3 +243,20 @@ def test_maple_walk_ends_on_self_referencing_nodes() -> None:
     struct.pack_into("<Q", mem, 0x100 + 128, 0xFFFF888000001000)  # one "VMA"
     got = maps.maple_entries(BytesView(mem, base), enc_self | 2, off, (1 << 64) - 1)
     assert got == [0xFFFF888000001000]
+
+
+def test_memory_without_vmcoreinfo_names_what_is_missing(tmp_path: Path) -> None:
+    from pymemflow.connectors.raw import RawFileMemory
+    from pymemflow.errors import OsError_
+    from pymemflow.os.linux.layer import LinuxOs
+
+    f = tmp_path / "zeros.ram"
+    with open(f, "wb") as fh:
+        fh.truncate(64 << 20)
+    with pytest.raises(OsError_, match=r"no VMCOREINFO text .*CONFIG_CRASH_CORE"):
+        LinuxOs(RawFileMemory(f))
+    blob = bytearray(64 << 20)
+    blob[0x5000:0x5000 + len(VMCI)] = VMCI.encode()  # a copy whose page tables do not check out
+    f.write_bytes(bytes(blob))
+    with pytest.raises(OsError_, match=r"1 VMCOREINFO copy found but none gives page tables"):
+        LinuxOs(RawFileMemory(f))
