@@ -104,16 +104,14 @@ class VirtualMemory(MemoryView):
     # ---- translation ------------------------------------------------------------------------------
     def _walk1(self, va: int) -> tuple[int, int, int, int]:
         """(frame of va's 4 KiB piece, page size, flags, reason), through the single-address TLB."""
-        tlb = self.tlb
-        if tlb is not None:
-            if tlb.volatile:
-                tlb.check()
-                self._single = tlb.single.setdefault(self._root, {})
-            single = self._single
-            assert single is not None
+        single = self._single
+        if single is not None:
+            if self._volatile:
+                self.tlb.check()  # type: ignore[union-attr]  # a flush clears the dict in place
             e = single.get(va >> 12)
             if e is not None:
                 return e
+        tlb = self.tlb
         w: Walk = walk_one(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)
         e = (w.pa & ~_PMASK, w.page_size, w.flags, w.reason)
         if tlb is not None and (w.reason == R_OK or tlb.policy.negative):
@@ -145,9 +143,8 @@ class VirtualMemory(MemoryView):
         tlb = self.tlb
         if tlb is None:
             return walk_many(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)
-        if tlb.volatile:
+        if self._volatile:
             tlb.check(va.shape[0])
-            self._single = tlb.single.setdefault(self._root, {})
         vpn = va >> _U64(12)
         hit, val = tlb.lookup(self._root, vpn)
         n = va.shape[0]
