@@ -90,7 +90,7 @@ def walk_vads(kmem: MemoryView, vad_root_addr: int, lay: VadLayout, off: Any = N
     nodes: list[tuple[int, bytes]] = []
     while stack:
         batch, stack = stack, []
-        batch = [n for n in batch if n not in seen]
+        batch = [n for n in dict.fromkeys(batch) if n not in seen]  # a child shared by two parents once
         if not batch:
             continue
         if len(seen) + len(batch) > cap:
