@@ -82,3 +82,27 @@ def test_vol_modules(vol_env: tuple[SyntheticImage, Path, Path, Path]) -> None:
     got = [(r["Base"] & MASK48, r["Size"], r["Name"], r["Path"]) for r in rows]
     want = [(m["base"] & MASK48, m["size"], m["name"], m["path"]) for m in img.facts["kernel_modules"]]
     assert got == want
+
+
+def test_vol_cmdline(vol_env: tuple[SyntheticImage, Path, Path, Path]) -> None:
+    img = vol_env[0]
+    rows = vol(vol_env, "windows.cmdline")
+    got = {r["PID"]: r["Args"] for r in rows if isinstance(r["Args"], str) and r["Args"]}
+    want = {p["pid"]: p["command_line"] for p in img.facts["processes"] if p["peb"]}
+    assert got == want
+
+
+PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 7: "PAGE_EXECUTE_WRITECOPY"}
+
+
+def test_vol_vadinfo(vol_env: tuple[SyntheticImage, Path, Path, Path]) -> None:
+    img = vol_env[0]
+    rows = vol(vol_env, "windows.vadinfo")
+    got: dict[int, set[tuple[int, int, str, int, str | None]]] = {}
+    for r in rows:
+        f = r["File"] if isinstance(r["File"], str) else None
+        got.setdefault(r["PID"], set()).add((r["Start VPN"], r["End VPN"], r["Protection"], r["PrivateMemory"], f))
+    want = {p["pid"]: {(v["start"], v["end"], PAGE_NAMES[v["protection"]], int(v["private"]),
+                        v.get("file_name")) for v in p["vads"]}
+            for p in img.facts["processes"] if p["vads"]}
+    assert got == want

@@ -33,7 +33,7 @@ WANTED_SYMBOLS: tuple[str, ...] = (
     "NtBuildNumber", "NtBuildLab", "MmPfnDatabase", "KiSystemStartup", "KdVersionBlock",
     "MmPhysicalMemoryBlock", "KeNumberProcessors", "MmSystemRangeStart", "MmHighestUserAddress",
     "MmUserProbeAddress", "ObHeaderCookie", "ObTypeIndexTable", "PsIdleProcess", "PspCidTable",
-    "KiKvaShadow", "PsProcessType", "CmNtCSDVersion", "KeServiceDescriptorTable",
+    "KiKvaShadow", "PsProcessType", "CmNtCSDVersion", "KeServiceDescriptorTable", "MmProtectToValue",
 )
 
 

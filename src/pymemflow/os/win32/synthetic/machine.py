@@ -47,6 +47,10 @@ ALIASES = {"win10": "win10-19041-x64", "win7": "win7-7601-x86pae"}
 X86_SYMBOLS = {"PsActiveProcessHead": 0x31F0C8, "PsLoadedModuleList": 0x31F850, "PsInitialSystemProcess": 0x357B38,
                "NtBuildNumber": 0x300D7C, "KdVersionBlock": 0x2FDA18, "MmPhysicalMemoryBlock": 0x31A6E8,
                "KiSystemStartup": 0x0E0E40, "KeNumberProcessors": 0x357B40}
+# MM_* protection index -> PAGE_* value (Windows ABI; 8 base values, then NOCACHE, GUARD, WRITECOMBINE)
+_PAGE_BASE = (0x01, 0x02, 0x10, 0x20, 0x04, 0x08, 0x40, 0x80)
+MM_PROTECT_TO_VALUE = [v if i % 8 == 0 else v | m for m, start in ((0, 0), (0x200, 8), (0x100, 16), (0x400, 24))
+                       for i, v in zip(range(start, start + 8), _PAGE_BASE, strict=True)]
 KERNEL_EXPORTS = ("PsInitialSystemProcess", "PsLoadedModuleList", "NtBuildNumber", "KeNumberProcessors")
 
 STATUS_PENDING = 0x103
@@ -335,6 +339,8 @@ class MachineBuilder:
         blobs[sr["KdVersionBlock"]] = bytes(ver.buf)
         blobs[sr["NtBuildNumber"]] = struct.pack("<I", 0xF0000000 | self.p.build)
         blobs[sr["KeNumberProcessors"]] = struct.pack("<I", 2)
+        if "MmProtectToValue" in self.o:  # read by tools to print VAD protections
+            blobs[self.o["MmProtectToValue"]] = struct.pack("<32i", *MM_PROTECT_TO_VALUE)
         self.map_image(self.kas, self.kbase, blobs,
                        [sr["PsActiveProcessHead"], sr["PsLoadedModuleList"], sr["PsInitialSystemProcess"],
                         sr["MmPhysicalMemoryBlock"]], user=False)
@@ -851,7 +857,10 @@ class MachineBuilder:
             if image and v["file"]:
                 fo = StructBuf(o, "_FILE_OBJECT")
                 fo.put(0, 5, 2)  # Type = IO_TYPE_FILE
-                data = utf16(v["file"][2:] if v["file"][1:2] == ":" else v["file"])
+                # FILE_OBJECT.FileName is the path on its volume: no drive letter (facts: file_name)
+                fname = v["file"][2:] if v["file"][1:2] == ":" else v["file"]
+                v["file_name"] = fname
+                data = utf16(fname)
                 bva = self.ppool.put(data + b"\0\0", 8)
                 base = fo.off("FileName")
                 fo.put(base, len(data), 2)
@@ -866,7 +875,13 @@ class MachineBuilder:
                 sva = self.pool.put(bytes(sub.buf), 16)
                 b.set("Subsection", sva)
                 v["file_object"] = fva
-            va = self.pool.alloc(len(b.buf) + 0x10, 16) + 0x10
+            # a pool allocation: _POOL_HEADER (16 bytes x64, 8 x86) with the tag Windows uses
+            hdr = 16 if self.x64 else 8
+            va = self.pool.alloc(len(b.buf) + hdr, 16) + hdr
+            blocks = (len(b.buf) + hdr + 15) // 16 if self.x64 else (len(b.buf) + hdr + 7) // 8
+            ph = struct.pack("<HH4s", 0, (blocks & 0xFF) | (0x02 << 8) if self.x64 else blocks & 0x1FF,
+                             b"Vad " if image else b"VadS")
+            self.kas.write(va - hdr, ph)
             nodes.append(va)
             bufs.append(b)
             v["node"] = va
