@@ -100,9 +100,7 @@ class Win32Kernel(OsLayer):
         if info.extra.get("kernel"):
             return Win32Process(self, info, VirtualMemory(self.phys, self.facts.arch, self.facts.dtb,
                                                           pte_hook=self.kernel_hook))
-        vm = VirtualMemory(self.phys, self.facts.arch, info.dtb,
-                           pte_hook=self._hook())
-        return Win32Process(self, info, vm)
+        return Win32Process(self, info, self.process_vm(info))  # shared per DTB: its TLB is warm
 
     def kernel_process(self) -> Win32Process:
         """The kernel address space as a pseudo-process (pid 0, name 'kernel', kernel modules)."""

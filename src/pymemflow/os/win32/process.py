@@ -75,8 +75,11 @@ class Win32Process(Process):
         self._modules: list[ModuleInfo] | None = None
 
     def set_dtb(self, dtb: int) -> None:
-        """Translate through ``dtb`` from now on (e.g. the user DTB of a KVA-shadowed process)."""
-        self.vm.set_dtb(dtb)
+        """Translate through ``dtb`` from now on (e.g. the user DTB of a KVA-shadowed process).
+
+        Gets its own address space: the one it had may be shared with other views of the process."""
+        self.vm = VirtualMemory(self.vm.phys, self.vm.arch, dtb, pte_hook=self.vm.pte_hook)
+        self.memory = self.vm
         self.info.dtb = dtb
         self._modules = None
 
