@@ -165,3 +165,17 @@ def test_fuzz_isf_lookups_never_crash(doc: dict, path: str) -> None:
         flatten_isf(isf)
     except (FormatError, NotFoundError):
         pass
+
+
+def test_carried_table_is_what_the_generator_makes(win_data: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "gen_win_offsets.py"), "--shared", str(win_data),
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    fresh = json.loads(lzma.decompress((tmp_path / "win_offsets.json.xz").read_bytes()))
+    assert fresh == load_table()
+    assert (tmp_path / "LICENSE-JPCERT-Windows-Symbol-Tables").read_bytes() == \
+        (win_data / "isf" / "LICENSE-JPCERT-Windows-Symbol-Tables").read_bytes()
