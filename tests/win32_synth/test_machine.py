@@ -294,3 +294,17 @@ def test_demo_connector_hints_and_facts() -> None:
     vm = VirtualMemory(h, "x86pae", h.hints["dtb"])
     assert vm.read(h.hints["kernel_base"], 2) == b"MZ"
     struct.unpack("<I", vm.read(h.hints["PsActiveProcessHead"], 4))
+
+
+@pytest.mark.parametrize("profile,arch,link,pid_off", [("win10", "x64", 0x448, 0x440), ("win7", "x86pae", 0xB8, 0xB4)])
+def test_many_seeds_build_consistent_machines(profile: str, arch: str, link: int, pid_off: int) -> None:
+    for seed in range(1, 6):
+        img = build_image(profile, seed=seed, size=48 << 20)
+        f = img.facts
+        vm = VirtualMemory(phys_of(img), arch, f["dtb"])
+        eps = walk_list(vm, f["symbols"]["PsActiveProcessHead"], link)
+        assert eps == [p["eprocess"] for p in f["processes"]]
+        pids = [vm.read_u64(e + pid_off) if arch == "x64" else vm.read_u32(e + pid_off) for e in eps]
+        assert pids == [p["pid"] for p in f["processes"]] and len(set(pids)) == len(pids)
+        assert all(pid % 4 == 0 for pid in pids)
+        assert max(img.pages) < 48 << 20
