@@ -26,7 +26,8 @@ class GroundTruth:
     ps: dict[int, str] = field(default_factory=dict)
     procs: dict[int, dict] = field(default_factory=dict)
     maps: dict[int, list[tuple[int, int, str, str]]] = field(default_factory=dict)
-    modules: list[str] = field(default_factory=list)
+    modules: list[tuple[str, int, int]] = field(default_factory=list)
+    """(name, size, base) from /proc/modules."""
     dmesg: list[str] = field(default_factory=list)
     btf: bool = False
     marker_pid: int = 0
@@ -59,7 +60,8 @@ def parse_ground_truth(lines: list[str]) -> GroundTruth:
             lo, hi = (int(x, 16) for x in f[1].split("-"))
             gt.maps.setdefault(int(f[0]), []).append((lo, hi, f[2][:3], f[6] if len(f) > 6 else ""))
         elif tag == "PMF_MODULE":
-            gt.modules.append(rest.split()[0])
+            f = rest.split()
+            gt.modules.append((f[0], int(f[1]), int(f[5], 16) if len(f) > 5 else 0))
         elif tag == "PMF_DMESG":
             gt.dmesg.append(rest.split("] ", 1)[1] if "] " in rest else rest)
         elif tag == "PMF_BTF":

@@ -10,6 +10,7 @@ for d in /proc/[0-9]*; do
     while read -r l; do echo "PMF_MAPS $p $l"; done < "$d/maps"
   fi
 done
+for m in /lib/pmf/*.ko; do [ -e "$m" ] && insmod "$m" 2>/dev/null; done
 while read -r l; do echo "PMF_MODULE $l"; done < /proc/modules
 dmesg 2>/dev/null | head -n 40 | while read -r l; do echo "PMF_DMESG $l"; done
 [ -e /sys/kernel/btf/vmlinux ] && echo "PMF_BTF present" || echo "PMF_BTF absent"
