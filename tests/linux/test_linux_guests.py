@@ -168,3 +168,16 @@ def test_i386_discovery_symbols_dmesg_and_missing_btf(kind: str, arch: str, requ
     assert not lg.truth.btf
     with pytest.raises(Exception, match=r"no BTF.*isf=FILE"):
         os_.process_info_list()
+
+
+def test_vmcoreinfo_hint_is_used_without_scanning(lx_x64: LinuxGuest) -> None:
+    scanned = LinuxOs(RawFileMemory(lx_x64.guest.ramfile))
+    phys = RawFileMemory(lx_x64.guest.ramfile)
+    phys.hints["vmcoreinfo"] = scanned.vmcoreinfo.text  # what an ELF/kdump connector hands over
+    hinted = LinuxOs(phys)
+    assert hinted.vmcoreinfo.location is None and scanned.vmcoreinfo.location is not None
+    assert (hinted.root.dtb, hinted.root.arch) == (scanned.root.dtb, scanned.root.arch)
+    phys2 = RawFileMemory(lx_x64.guest.ramfile)
+    phys2.hints["vmcoreinfo"] = scanned.vmcoreinfo.text.replace("NUMBER(phys_base)=", "NUMBER(phys_base)=1")
+    fallback = LinuxOs(phys2)  # a hint whose page tables do not check out is ignored: memory is scanned
+    assert fallback.vmcoreinfo.location == scanned.vmcoreinfo.location
