@@ -200,3 +200,29 @@ class AddressSpace:
             va += k
             n -= k
         return out
+
+
+class Bump:
+    """A bump allocator over a virtual range of an address space, mapping pages on demand."""
+
+    def __init__(self, aspace: AddressSpace, base: int, limit: int, *, user: bool, premapped: bool = False) -> None:
+        self.a, self.base, self.cur, self.limit, self.user = aspace, base, base, limit, user
+        self.premapped = premapped
+        self.mapped_to = base
+
+    def alloc(self, n: int, align: int = 16) -> int:
+        self.cur = (self.cur + align - 1) & ~(align - 1)
+        va = self.cur
+        self.cur += max(n, 1)
+        if self.cur > self.limit:
+            raise MemoryError("synthetic pool exhausted")
+        if not self.premapped:
+            while self.mapped_to < self.cur:
+                self.a.alloc_map(self.mapped_to, 1, user=self.user, nx=True)
+                self.mapped_to += PAGE
+        return va
+
+    def put(self, data: bytes, align: int = 16) -> int:
+        va = self.alloc(len(data), align)
+        self.a.write(va, data)
+        return va

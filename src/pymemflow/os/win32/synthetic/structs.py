@@ -61,3 +61,7 @@ def bits_value(o: Win32Offsets, parts: dict[str, int]) -> int:
         _, pos, ln = b
         v |= (val & ((1 << ln) - 1)) << pos
     return v
+
+
+def utf16(s: str) -> bytes:
+    return s.encode("utf-16-le")

@@ -1,0 +1,44 @@
+"""The machines we can build (kernel build, PDB identity) and Windows ABI constants they use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    arch: str
+    guid_age: str
+    pdb_name: str
+    version: str
+    build: int
+    major: int
+    minor: int
+    default_size: int
+
+
+PROFILES: dict[str, Profile] = {
+    "win10-19041-x64": Profile("win10-19041-x64", "x64", "5278AFF86C341677D7D7835C85B7B8441", "ntkrnlmp.pdb",
+                               "10.0.19041.804", 19041, 10, 0, 1 << 30),
+    "win7-7601-x86pae": Profile("win7-7601-x86pae", "x86pae", "684DA42A30CC450F81C535B4D18944B12",
+                                "ntkrpamp.pdb", "6.1.7601", 7601, 6, 1, 512 << 20),
+}
+ALIASES = {"win10": "win10-19041-x64", "win7": "win7-7601-x86pae"}
+
+# Symbol RVAs of our x86 7601 kernel: no PDB/ISF for ntkrpamp 7601 is carried here, so this
+# layout is synthetic (recorded in facts["symbols"]); the exported ones are found through exports.
+X86_SYMBOLS = {"PsActiveProcessHead": 0x31F0C8, "PsLoadedModuleList": 0x31F850, "PsInitialSystemProcess": 0x357B38,
+               "NtBuildNumber": 0x300D7C, "KdVersionBlock": 0x2FDA18, "MmPhysicalMemoryBlock": 0x31A6E8,
+               "KiSystemStartup": 0x0E0E40, "KeNumberProcessors": 0x357B40}
+# MM_* protection index -> PAGE_* value (Windows ABI; 8 base values, then NOCACHE, GUARD, WRITECOMBINE)
+_PAGE_BASE = (0x01, 0x02, 0x10, 0x20, 0x04, 0x08, 0x40, 0x80)
+MM_PROTECT_TO_VALUE = [v if i % 8 == 0 else v | m for m, start in ((0, 0), (0x200, 8), (0x100, 16), (0x400, 24))
+                       for i, v in zip(range(start, start + 8), _PAGE_BASE, strict=True)]
+KERNEL_EXPORTS = ("PsInitialSystemProcess", "PsLoadedModuleList", "NtBuildNumber", "KeNumberProcessors")
+
+STATUS_PENDING = 0x103
+FILETIME_2021 = 132_600_000_000_000_000  # 2021-03-11 in 100 ns units since 1601
+
+MM_READONLY, MM_EXECUTE_READ, MM_READWRITE, MM_EXECUTE_WRITECOPY = 1, 3, 4, 7
+VAD_NONE, VAD_IMAGE = 0, 2
