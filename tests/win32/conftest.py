@@ -5,22 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import mmap
 from typing import Any
 
 import pytest
-
-from pymemflow.mem.buffer import MmapMemory
-from pymemflow.mem.memmap import MemoryMap
-
-
-def phys_of(img: Any, mm: mmap.mmap | None = None) -> MmapMemory:
-    """Physical memory over a synthetic image (anonymous mmap; untouched pages cost nothing).
-    Pass ``mm`` (filled by the caller) to corrupt bytes before opening."""
-    if mm is None:
-        mm = mmap.mmap(-1, img.size)
-        img.fill(mm)
-    return MmapMemory(mm, MemoryMap.identity(img.size), writable=False)
+from win32_util import phys_of
 
 
 @pytest.fixture(scope="session", params=["win10", "win7"])

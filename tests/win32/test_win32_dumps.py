@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import phys_of
+from win32_util import phys_of
 
 from pymemflow.os.win32.kernel import Win32Kernel
 

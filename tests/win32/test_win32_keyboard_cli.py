@@ -8,7 +8,7 @@ import struct
 import subprocess
 import sys
 
-from sparse import SparseMemory
+from win32_sparse import SparseMemory
 
 from pymemflow.os.win32 import keyboard
 

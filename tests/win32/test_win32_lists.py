@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sparse import SparseMemory
+from win32_sparse import SparseMemory
 
 from pymemflow.os.win32.keyboard import down_keys, is_down
 from pymemflow.os.win32.listwalk import walk_list

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pefile
 import pytest
-from sparse import SparseMemory
+from win32_sparse import SparseMemory
 
 from pymemflow.errors import FormatError
 from pymemflow.os.win32 import pe

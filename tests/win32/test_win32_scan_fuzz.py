@@ -8,7 +8,7 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sparse import SparseMemory
+from win32_sparse import SparseMemory
 
 from pymemflow.errors import FormatError
 from pymemflow.mem.buffer import MmapMemory

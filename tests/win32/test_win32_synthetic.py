@@ -9,7 +9,7 @@ from typing import Any
 
 import pefile
 import pytest
-from conftest import phys_of
+from win32_util import phys_of
 
 from pymemflow.errors import NotFoundError, OsError_, PartialReadError
 from pymemflow.os.win32.kernel import Win32Kernel
