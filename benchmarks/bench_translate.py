@@ -81,6 +81,16 @@ def run(ram: str, dtb: int) -> dict[str, float]:
     assert bool(first.ok.all()), "every sampled address must translate"
     out["batch_warm_per_s"] = N / best(lambda: vm_tlb.translate_batch(vas), 5)
     out["distinct_pages"] = len(np.unique(vas >> np.uint64(12)))
+    # the same, uniform over mapped *bytes* (mostly the 2 MiB pages of the direct map): 1 M
+    # distinct 4 KiB pages would overflow a per-4K TLB; the per-page-size stores hold them
+    cum = np.cumsum(leaves.size.astype(np.float64))
+    at = rng.random(N) * cum[-1]
+    li = np.searchsorted(cum, at, side="right")
+    vas_b = leaves.va[li] + (at - (cum[li] - leaves.size[li].astype(np.float64))).astype(np.uint64)
+    vm_b = VirtualMemory(phys, "x64", dtb)
+    assert bool(vm_b.translate_batch(vas_b).ok.all())
+    out["batch_warm_bytes_per_s"] = N / best(lambda: vm_b.translate_batch(vas_b), 5)
+    out["distinct_pages_bytes"] = len(np.unique(vas_b >> np.uint64(12)))
     vm_cold = VirtualMemory(phys, "x64", dtb, tlb=NO_TLB)
     cold = vm_cold.translate_batch(vas)
     assert np.array_equal(cold.pa, first.pa)
@@ -143,8 +153,11 @@ def run(ram: str, dtb: int) -> dict[str, float]:
 
 
 ROWS = [
-    ("batched translate, 1M random, warm TLB", "batch_warm_per_s", "M/s", ">= 20 M/s", lambda v: v >= 20e6),
+    ("batched translate, 1M random leaves, warm", "batch_warm_per_s", "M/s", ">= 20 M/s", lambda v: v >= 20e6),
     ("  distinct 4 KiB pages among them", "distinct_pages", "", "", None),
+    ("batched translate, 1M uniform over bytes, warm", "batch_warm_bytes_per_s", "M/s", ">= 20 M/s",
+     lambda v: v >= 20e6),
+    ("  distinct 4 KiB pages among them", "distinct_pages_bytes", "", "", None),
     ("batched translate, 1M random, no TLB", "batch_cold_per_s", "M/s", "", None),
     ("single read_u64, warm TLB, 20k addrs", "single_read_u64_us", "us", "<= 1 us", lambda v: v <= 1.0),
     ("  physical read_u64, same addresses", "phys_read_u64_us", "us", "(connector)", None),

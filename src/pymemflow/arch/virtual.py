@@ -67,6 +67,7 @@ class VirtualMemory(MemoryView):
             live_age = getattr(phys, "hints", {}).get("cache_time")  # live targets: short validity
             self.tlb = Tlb(tlb if isinstance(tlb, TlbPolicy) else TlbPolicy(max_age=float(live_age)) if live_age else None)
         self._volatile = self.tlb is not None and self.tlb.volatile
+        self._large_shifts = sorted(lv.shift for lv in self.arch.levels if lv.leaf_allowed and lv.shift > 12)
         self._phys_u64 = phys.read_u64
         self._phys_u32 = phys.read_u32
         self._leaves: Leaves | None = None
@@ -89,6 +90,7 @@ class VirtualMemory(MemoryView):
         self._single: dict[int, tuple[int, int, int, int]] | None = None
         if self.tlb is not None:
             self._single = self.tlb.single.setdefault(self._root, {})
+        self._sget = self._single.get if self._single is not None else _no_entry
         self._leaves = None
 
     def flush_tlb(self) -> None:
@@ -96,6 +98,7 @@ class VirtualMemory(MemoryView):
         if self.tlb is not None:
             self.tlb.flush()
             self._single = self.tlb.single.setdefault(self._root, {})
+            self._sget = self._single.get
         self._leaves = None
 
     def __repr__(self) -> str:
@@ -145,16 +148,31 @@ class VirtualMemory(MemoryView):
             return walk_many(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)
         if self._volatile:
             tlb.check(va.shape[0])
-        vpn = va >> _U64(12)
-        hit, val = tlb.lookup(self._root, vpn)
+        # one store per page size: a 2 MiB page is one entry, not 512 (the 4 KiB store is probed
+        # first, larger ones only for what it missed)
+        hit, val = tlb.lookup((self._root, 12), va >> _U64(12))
         n = va.shape[0]
+        for shift in self._large_shifts:
+            if bool(hit.all()):
+                break
+            if not tlb.has((self._root, shift)):
+                continue
+            pend = np.flatnonzero(~hit)
+            h2, v2 = tlb.lookup((self._root, shift), va[pend] >> _U64(shift))
+            hit[pend[h2]] = True
+            val[pend[h2]] = v2[h2]
         if bool(hit.all()):
             return self._decode(va, val)
         miss = np.flatnonzero(~hit)
         r = walk_many(self.phys, self.arch, self.dtb, va[miss], self.ttbr1, self.pte_hook)
-        packed = pack(r.pa, r.page_size, r.flags, r.reason)
-        keep = r.reason == R_OK if not tlb.policy.negative else slice(None)
-        tlb.insert(self._root, vpn[miss][keep], packed[keep])
+        keep = r.reason == R_OK if not tlb.policy.negative else np.ones(miss.shape[0], dtype=bool)
+        mva = va[miss]
+        for size in np.unique(r.page_size[keep]).tolist():
+            sel = keep & (r.page_size == _U64(size))
+            shift = 12 if size <= _PAGE else int(size).bit_length() - 1
+            base = r.pa[sel] & ~_U64(size - 1 if size else 0)
+            tlb.insert((self._root, shift), mva[sel] >> _U64(shift),
+                       pack(base, r.page_size[sel], r.flags[sel], r.reason[sel]))
         if miss.shape[0] == n:
             return r
         res = self._decode(va, val)
@@ -167,8 +185,8 @@ class VirtualMemory(MemoryView):
     @staticmethod
     def _decode(va: U64Array, val: U64Array) -> TranslationResult:
         reason = ((val >> _U64(8)) & _U64(0xF)).astype(np.uint8)
-        pa = (val & _U64(FRAME_MASK)) | (va & _U64(_PMASK))
         size = _U64(1) << (val >> _U64(56))
+        pa = (val & _U64(FRAME_MASK)) | (va & (size - _U64(1)))
         flags = val.astype(np.uint8)  # the low byte
         if reason.any():
             bad = reason != 0
@@ -201,27 +219,27 @@ class VirtualMemory(MemoryView):
 
     def read_u64(self, addr: int) -> int:
         # the hot path of OS layers: one dict lookup, then the connector's own fast typed read
-        single = self._single
         if self._volatile:
             self.tlb.check()  # type: ignore[union-attr]  # may flush: the dict is cleared in place
-        if single is not None and (addr & _PMASK) <= _PAGE - 8:
-            e = single.get(addr >> 12)
-            if e is not None and not e[3]:
+        e = self._sget(addr >> 12)
+        if e is not None and not e[3]:
+            off = addr & _PMASK
+            if off <= _PAGE - 8:
                 try:
-                    return self._phys_u64(e[0] | (addr & _PMASK))
+                    return self._phys_u64(e[0] | off)
                 except PartialReadError:
                     pass  # report it with the virtual address below
         return super().read_u64(addr)
 
     def read_u32(self, addr: int) -> int:
-        single = self._single
         if self._volatile:
             self.tlb.check()  # type: ignore[union-attr]  # may flush: the dict is cleared in place
-        if single is not None and (addr & _PMASK) <= _PAGE - 4:
-            e = single.get(addr >> 12)
-            if e is not None and not e[3]:
+        e = self._sget(addr >> 12)
+        if e is not None and not e[3]:
+            off = addr & _PMASK
+            if off <= _PAGE - 4:
                 try:
-                    return self._phys_u32(e[0] | (addr & _PMASK))
+                    return self._phys_u32(e[0] | off)
                 except PartialReadError:
                     pass
         return super().read_u32(addr)
@@ -419,6 +437,10 @@ class VirtualMemory(MemoryView):
         p = _U64(pa)
         hit = (lv.pa <= p) & (p - lv.pa < lv.size)
         return sorted(int(v) + (pa - int(b)) for v, b in zip(lv.va[hit].tolist(), lv.pa[hit].tolist(), strict=True))
+
+
+def _no_entry(_vpn: int) -> None:
+    return None
 
 
 def _merge_failures(fs: list[ReadFailure]) -> list[ReadFailure]:
