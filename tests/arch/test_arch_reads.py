@@ -274,3 +274,20 @@ def test_small_tlb_overflows_without_wrong_answers_and_page_map_ranges_clip() ->
     regions = tiny.page_map(0x40001800, 0x40003800)
     assert [(g.start, g.end) for g in regions] == [(0x40001800, 0x40003800)]
     assert tiny.page_map(0x50000000, 0x60000000) == []
+
+
+def test_large_pages_take_one_tlb_entry_each() -> None:
+    t = new_tables("x64", 8 << 20)
+    t.map(0x40000000, 2, 0x200000, [RW] * 4)  # one 2 MiB page
+    t.map(0x80000000, 1, 0, [RW] * 4)  # one 1 GiB page (beyond memory: translation only)
+    vm = VirtualMemory(t.mem, "x64", t.root)
+    vas = np.concatenate([np.arange(0x40000000, 0x40200000, 0x1000, dtype=np.uint64) + np.uint64(5),
+                          np.arange(0x80000000, 0xC0000000, 1 << 20, dtype=np.uint64)])
+    first = vm.translate_batch(vas)
+    second = vm.translate_batch(vas)
+    assert np.array_equal(first.pa, second.pa) and np.array_equal(first.page_size, second.page_size)
+    assert int(second.pa[7]) == 0x200000 + 7 * 0x1000 + 5 and int(second.page_size[-1]) == 1 << 30
+    tlb = vm.tlb
+    assert tlb is not None
+    counts = {k[1]: v[1][0] for k, v in tlb._tables.items()}
+    assert counts == {21: 1, 30: 1}
