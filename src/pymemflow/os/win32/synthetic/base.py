@@ -93,7 +93,7 @@ class BuilderBase:
         return va
 
     def map_image(self, aspace: AddressSpace, base: int, blobs: dict[int, bytes], extra_rvas: list[int],
-                  user: bool, shared_from: AddressSpace | None = None) -> None:
+                  user: bool, shared_from: AddressSpace | None = None, fixed_phys: int | None = None) -> None:
         """Map (sparsely) the pages of an image that hold something and write the blobs."""
         pages: set[int] = set()
         for rva, data in blobs.items():
@@ -106,6 +106,9 @@ class BuilderBase:
                 continue
             if shared_from is not None:
                 aspace.share(shared_from, base + p, 1, user=user, write=False, nx=False)
+            elif fixed_phys is not None:
+                self.phys.page(fixed_phys + p)
+                aspace.map_page(base + p, fixed_phys + p, user=user, write=False, nx=False)
             else:
                 aspace.alloc_map(base + p, 1, user=user, write=False, nx=False)
         if shared_from is None:

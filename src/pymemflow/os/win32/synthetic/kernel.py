@@ -30,7 +30,9 @@ class KernelMixin(BuilderBase):
                                                         "KeNumberProcessors")}
             self.ksize = 0x1046000
         else:
-            self.kbase = 0x82800000 + (self.rand(0, 0x100) << 12)
+            # x86 loads the kernel at physical = virtual - 0x80000000 (volatility's "fixed mapping")
+            kphys = 0x02800000 if self.size >= 96 << 20 else 0x00C00000
+            self.kbase = 0x80000000 + kphys + (self.rand(0, 0x100) << 12)
             self.pool_va = 0x84000000 + (self.rand(0, 0x20) << 21)
             self.ppool_va = 0x8A000000 + (self.rand(0, 0x100) << 12)
             self.session_va = 0x98000000
@@ -38,6 +40,7 @@ class KernelMixin(BuilderBase):
             self.self_ref = 3
             self.symbols_rva = dict(X86_SYMBOLS)
             self.ksize = 0x410000
+            self.alloc.reserve(self.kbase - 0x80000000, self.kbase - 0x80000000 + self.ksize)
         self.facts["kernel_base"] = self.kbase
         self.facts["kernel_size"] = self.ksize
         self.facts["self_ref_index"] = self.self_ref
@@ -49,9 +52,12 @@ class KernelMixin(BuilderBase):
         if self.x64:
             self.phys.put_u64(k.root + self.self_ref * 8, k.root | 0x63)  # P|RW|A|D, self map
         else:
-            # PAE self map: the 4 page directories appear in PD[3] at 0xC0600000 (PD index 0x300..0x303)
+            # PAE: the PDPT page is followed by its four page directories (as Windows 7 lays them out);
+            # PD[3] maps the four directories at 0xC0000000 (PDE_BASE 0xC0600000 is PD[3] itself)
             for i in range(4):
-                k._table_for(i << 30, 1, False)
+                pd = k.root + PAGE * (i + 1)
+                self.phys.page(pd)
+                self.phys.put_u64(k.root + i * 8, pd | 1)
         # nonpaged pool: one 2 MiB large page (facts record it)
         big = self.alloc.large()
         k.map_large(self.pool_va, big)
@@ -117,11 +123,13 @@ class KernelMixin(BuilderBase):
         blobs[sr["KdVersionBlock"]] = bytes(ver.buf)
         blobs[sr["NtBuildNumber"]] = struct.pack("<I", 0xF0000000 | self.p.build)
         blobs[sr["KeNumberProcessors"]] = struct.pack("<I", 2)
-        if "MmProtectToValue" in self.o:  # read by tools to print VAD protections
-            blobs[self.o["MmProtectToValue"]] = struct.pack("<32i", *MM_PROTECT_TO_VALUE)
+        mp = sr.get("MmProtectToValue", self.o.get("MmProtectToValue"))
+        if mp is not None:  # read by tools to print VAD protections
+            blobs[mp] = struct.pack("<32i", *MM_PROTECT_TO_VALUE)
         self.map_image(self.kas, self.kbase, blobs,
                        [sr["PsActiveProcessHead"], sr["PsLoadedModuleList"], sr["PsInitialSystemProcess"],
-                        sr["MmPhysicalMemoryBlock"]], user=False)
+                        sr["MmPhysicalMemoryBlock"]], user=False,
+                       fixed_phys=None if self.x64 else self.kbase - 0x80000000)
         self.nt = Module("ntoskrnl.exe", "\\SystemRoot\\system32\\ntoskrnl.exe", self.kbase, self.ksize,
                          self.p.arch, {n: self.kbase + r for n, r in exports.items()})
         # MmPhysicalMemoryBlock -> _PHYSICAL_MEMORY_DESCRIPTOR

@@ -81,10 +81,18 @@ class FrameAllocator:
             return False
         return not any(base < e and s < base + n for s, e in self._reserved)
 
+    def reserve(self, start: int, end: int) -> None:
+        """Keep [start, end) out of later allocations (fixed-address regions)."""
+        self._reserved.append((start, end))
+
     def large(self) -> int:
-        b = self._large.pop()
-        self._reserved.append((b, b + LARGE))
-        return b
+        while True:
+            if not self._large:
+                raise MemoryError("synthetic machine: no free 2 MiB frame left (raise size=)")
+            b = self._large.pop()
+            if self._usable(b, LARGE, self._runs):
+                self._reserved.append((b, b + LARGE))
+                return b
 
     def frame(self) -> int:
         while True:

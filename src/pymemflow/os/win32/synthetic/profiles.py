@@ -30,7 +30,7 @@ ALIASES = {"win10": "win10-19041-x64", "win7": "win7-7601-x86pae"}
 # layout is synthetic (recorded in facts["symbols"]); the exported ones are found through exports.
 X86_SYMBOLS = {"PsActiveProcessHead": 0x31F0C8, "PsLoadedModuleList": 0x31F850, "PsInitialSystemProcess": 0x357B38,
                "NtBuildNumber": 0x300D7C, "KdVersionBlock": 0x2FDA18, "MmPhysicalMemoryBlock": 0x31A6E8,
-               "KiSystemStartup": 0x0E0E40, "KeNumberProcessors": 0x357B40}
+               "KiSystemStartup": 0x0E0E40, "KeNumberProcessors": 0x357B40, "MmProtectToValue": 0x2F1A40}
 # MM_* protection index -> PAGE_* value (Windows ABI; 8 base values, then NOCACHE, GUARD, WRITECOMBINE)
 _PAGE_BASE = (0x01, 0x02, 0x10, 0x20, 0x04, 0x08, 0x40, 0x80)
 MM_PROTECT_TO_VALUE = [v if i % 8 == 0 else v | m for m, start in ((0, 0), (0x200, 8), (0x100, 16), (0x400, 24))
