@@ -124,3 +124,12 @@ def test_vol_vadinfo(vol_env: tuple[SyntheticImage, Path, Path, Path]) -> None:
                         v.get("file_name")) for v in p["vads"]}
             for p in img.facts["processes"] if p["vads"]}
     assert got == want
+
+
+def test_vol_psscan_carves_every_process_from_pool(vol_env: tuple[SyntheticImage, Path, Path, Path]) -> None:
+    """Pool scanning: _POOL_HEADER tags, _OBJECT_HEADER, ObTypeIndexTable are laid out as Windows does."""
+    img = vol_env[0]
+    rows = vol(vol_env, "windows.psscan")
+    got = {(r["PID"], r["PPID"], r["ImageFileName"], r["ExitTime"] is not None) for r in rows}
+    want = {(p["pid"], p["ppid"], p["image_file_name"], not p["alive"]) for p in img.facts["processes"]}
+    assert got == want

@@ -36,6 +36,7 @@ class BuilderBase:
     session_vmap: dict[int, int]
     session_blobs: tuple[int, dict[int, bytes], list[int]]
     pae_spaces: list[AddressSpace]
+    ob_cookie: int | None
 
     def __init__(self, profile: Profile, seed: int, size: int, offsets: Win32Offsets | None = None) -> None:
         self.p = profile

@@ -9,7 +9,7 @@ from .base import BuilderBase
 from .image import Module
 from .memory import LARGE, PAGE, AddressSpace, Bump
 from .pe import DATA, RDATA, TEXT, PeSpec, Section, build_pe
-from .profiles import FILETIME_2021, KERNEL_EXPORTS, MM_PROTECT_TO_VALUE, X86_SYMBOLS
+from .profiles import FILETIME_2021, KERNEL_EXPORTS, MM_PROTECT_TO_VALUE, OBJECT_TYPES, X86_SYMBOLS
 from .structs import StructBuf, utf16
 
 
@@ -123,6 +123,15 @@ class KernelMixin(BuilderBase):
         blobs[sr["KdVersionBlock"]] = bytes(ver.buf)
         blobs[sr["NtBuildNumber"]] = struct.pack("<I", 0xF0000000 | self.p.build)
         blobs[sr["KeNumberProcessors"]] = struct.pack("<I", 2)
+        tit = sr.get("ObTypeIndexTable", self.o.get("ObTypeIndexTable"))
+        if tit is not None:
+            blobs[tit] = self.object_type_table()
+        # ObHeaderCookie (Windows 10): object headers store TypeIndex ^ cookie ^ address byte
+        self.ob_cookie = None
+        if "ObHeaderCookie" in self.o:
+            self.ob_cookie = self.rand(1, 256)
+            blobs[self.o["ObHeaderCookie"]] = bytes([self.ob_cookie])
+            self.facts["ob_header_cookie"] = self.ob_cookie
         mp = sr.get("MmProtectToValue", self.o.get("MmProtectToValue"))
         if mp is not None:  # read by tools to print VAD protections
             blobs[mp] = struct.pack("<32i", *MM_PROTECT_TO_VALUE)
@@ -142,6 +151,17 @@ class KernelMixin(BuilderBase):
             d.set("Run", (e - s) // PAGE, "p", add=2 * ps * i + ps)
         va = self.pool.put(bytes(d.buf))
         self.kas.write(self.sym("MmPhysicalMemoryBlock"), self.pack_ptr(va))
+
+    def object_type_table(self) -> bytes:
+        """ObTypeIndexTable contents: pointers to _OBJECT_TYPE objects (in the pool) named as Windows does."""
+        ptrs = [0, 0xBAD0B0B0]
+        for i, name in enumerate(OBJECT_TYPES, start=2):
+            t = StructBuf(self.o, "_OBJECT_TYPE")
+            self.unicode_string(t, "Name", name, self.ppool)
+            t.set("Index", i, 1)
+            ptrs.append(self.pool.put(bytes(t.buf), 16))
+        ptrs.append(0)
+        return b"".join(self.pack_ptr(p) for p in ptrs)
 
     def kernel_module_specs(self) -> list[tuple[str, str, int, dict[str, int]]]:
         mods = [("hal.dll", 0x103000, {"HalDispatchTable": 0x5000, "KeQueryPerformanceCounter": 0x2000}),

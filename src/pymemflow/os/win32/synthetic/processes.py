@@ -8,7 +8,7 @@ from typing import Any
 from .image import Module
 from .kernel import KernelMixin
 from .memory import PAGE, AddressSpace
-from .profiles import FILETIME_2021, STATUS_PENDING
+from .profiles import FILETIME_2021, PROCESS_TYPE_INDEX, STATUS_PENDING
 from .structs import StructBuf, utf16
 from .userspace import UserSpaceMixin
 
@@ -94,8 +94,13 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
         else:
             aspace = self.new_user_space()
         ep = StructBuf(o, "_EPROCESS")
-        pool_hdr = 0x80 if self.x64 else 0x40  # room for _POOL_HEADER + _OBJECT_HEADER before the body
-        eva = self.pool.alloc(len(ep.buf) + pool_hdr, 64) + pool_hdr
+        # a pool block: _POOL_HEADER, _OBJECT_HEADER (no optional headers), then the EPROCESS body;
+        # the body ends the block, so both top-down (Windows 8+) and bottom-up carving find it
+        ph = 16 if self.x64 else 8
+        prefix = ph + o["_OBJECT_HEADER.Body"]
+        total = (prefix + len(ep.buf) + ph - 1) // ph * ph
+        block = self.pool.alloc(total, 16 if self.x64 else 8)
+        eva = block + total - len(ep.buf) if not self.modern else block + prefix
         ep.set("Pcb", 3, 1)  # _DISPATCHER_HEADER.Type = ProcessObject
         ep.set("Pcb", len(ep.buf) // 4 & 0xFF, 1, add=2)
         ep.put(o["_EPROCESS.Pcb"] + o["_KPROCESS.DirectoryTableBase"], aspace.root, "p")
@@ -153,10 +158,7 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
         else:
             self.write_list_links(self.kas, eva + o["_EPROCESS.ThreadListHead"], [])
             self.write_list_links(self.kas, eva + o["_EPROCESS.Pcb"] + o["_KPROCESS.ThreadListHead"], [])
-        # pool header + object header in front of the body (tag 'Proc')
-        hdr = bytearray(pool_hdr)
-        hdr[4:8] = b"Proc"
-        self.kas.write(eva - pool_hdr, bytes(hdr))
+        self.write_object_headers(block, eva, total, b"Proc" if self.modern else b"Pro\xe3", PROCESS_TYPE_INDEX)
         # list links are written later (PsActiveProcessHead); thread links were written into ep.buf
         links = o["_EPROCESS.ActiveProcessLinks"]
         thl = o["_EPROCESS.ThreadListHead"]
@@ -169,6 +171,25 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
         self.kas.write(eva, bytes(merged))
         return pf
 
+    def write_object_headers(self, block: int, body: int, total: int, tag: bytes, type_index: int) -> None:
+        """_POOL_HEADER at ``block`` and _OBJECT_HEADER right before ``body`` (TypeIndex encoded with
+        ObHeaderCookie and the header address on Windows 10, as the kernel does)."""
+        o = self.o
+        hoff = o["_OBJECT_HEADER.Body"]
+        oh = StructBuf(o, "_OBJECT_HEADER", hoff)
+        oh.set("PointerCount", 2)
+        oh.set("HandleCount", 1)
+        hdr_va = body - hoff
+        ti = type_index ^ ((hdr_va >> 8) & 0xFF) ^ self.ob_cookie if self.ob_cookie is not None else type_index
+        oh.set("TypeIndex", ti, 1)
+        oh.set("InfoMask", 0, 1)
+        self.kas.write(hdr_va, bytes(oh.buf))
+        if self.x64:
+            ph = struct.pack("<BBBB4sQ", 0, 0, total // 16, 2, tag, 0)
+        else:
+            ph = struct.pack("<I4s", ((total // 8) << 16) | (2 << 25), tag)
+        self.kas.write(block, ph)
+
     def build_thread(self, ep: StructBuf, eva: int, pid: int, pf: dict[str, Any]) -> None:
         o = self.o
         th = StructBuf(o, "_ETHREAD")
@@ -177,6 +198,7 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
         th.set("Cid", pid, "p")
         th.set("Cid", tid, "p", add=self.ps)
         th.put(o["_ETHREAD.Tcb"] + o["_KTHREAD.Teb"], pf.get("teb", 0), "p")
+        th.put(o["_ETHREAD.Tcb"] + o["_KTHREAD.Process"], eva, "p")  # owning process
         th.put(o["_ETHREAD.Tcb"] + 0, 6, 1)  # ThreadObject
         self.kas.write(tva, bytes(th.buf))
         self.write_list_links(self.kas, eva + o["_EPROCESS.ThreadListHead"], [tva + o["_ETHREAD.ThreadListEntry"]])

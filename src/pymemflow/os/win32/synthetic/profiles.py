@@ -30,7 +30,8 @@ ALIASES = {"win10": "win10-19041-x64", "win7": "win7-7601-x86pae"}
 # layout is synthetic (recorded in facts["symbols"]); the exported ones are found through exports.
 X86_SYMBOLS = {"PsActiveProcessHead": 0x31F0C8, "PsLoadedModuleList": 0x31F850, "PsInitialSystemProcess": 0x357B38,
                "NtBuildNumber": 0x300D7C, "KdVersionBlock": 0x2FDA18, "MmPhysicalMemoryBlock": 0x31A6E8,
-               "KiSystemStartup": 0x0E0E40, "KeNumberProcessors": 0x357B40, "MmProtectToValue": 0x2F1A40}
+               "KiSystemStartup": 0x0E0E40, "KeNumberProcessors": 0x357B40, "MmProtectToValue": 0x2F1A40,
+               "ObTypeIndexTable": 0x2F8F00}
 # MM_* protection index -> PAGE_* value (Windows ABI; 8 base values, then NOCACHE, GUARD, WRITECOMBINE)
 _PAGE_BASE = (0x01, 0x02, 0x10, 0x20, 0x04, 0x08, 0x40, 0x80)
 MM_PROTECT_TO_VALUE = [v if i % 8 == 0 else v | m for m, start in ((0, 0), (0x200, 8), (0x100, 16), (0x400, 24))
@@ -42,3 +43,7 @@ FILETIME_2021 = 132_600_000_000_000_000  # 2021-03-11 in 100 ns units since 1601
 
 MM_READONLY, MM_EXECUTE_READ, MM_READWRITE, MM_EXECUTE_WRITECOPY = 1, 3, 4, 7
 VAD_NONE, VAD_IMAGE = 0, 2
+
+# ObTypeIndexTable: index -> object type name (0 unused, 1 a bad-pointer marker, as Windows 7 .. 10)
+OBJECT_TYPES = ("Type", "Directory", "SymbolicLink", "Token", "Job", "Process", "Thread")
+PROCESS_TYPE_INDEX = 2 + OBJECT_TYPES.index("Process")
