@@ -120,6 +120,10 @@ def read_memflow(folder: Path) -> list[dict[str, Any]]:
         if not h.get("pdb_guid"):
             continue  # NT 3.1 / 4.0: no PDB identity to look up by, not useful for discovery
         arch = "x64" if h["arch"].upper() == "X64" else ("x86pae" if pdb == "ntkrpamp.pdb" else "x86")
+        if o.get("list_blink") == 8:
+            # pointer-sized Blink offset 8 => a 64-bit kernel, whatever the header says (memflow's
+            # 10_0_22000_X86 file has x64 offsets: Windows 11 has no 32-bit kernel)
+            arch = "x64"
         fields: dict[str, int] = {}
         for k, name in MEMFLOW_KEYS.items():
             if k in o and not (k == "eproc_wow64" and o[k] == 0):

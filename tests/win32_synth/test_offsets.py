@@ -45,7 +45,8 @@ def test_memflow_tomls_agree_with_table(win_data: Path) -> None:
         d = tomllib.loads(p.read_text())
         if not d["header"].get("pdb_guid"):
             continue
-        arch = "x64" if d["header"]["arch"] == "X64" else "x86pae"
+        # memflow's 10_0_22000_X86 header says X86 but its offsets are 64-bit (Blink at 8): x64
+        arch = "x64" if d["header"]["arch"] == "X64" or d["offsets"]["list_blink"] == 8 else "x86pae"
         o = resolve_offsets(guid_age=d["header"]["pdb_guid"], arch=arch)
         off = d["offsets"]
         assert o["_EPROCESS.UniqueProcessId"] == off["eproc_pid"]
