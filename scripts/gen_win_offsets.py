@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from pymemflow.os.win32.offsets.isf import IsfSymbols  # noqa: E402
-from pymemflow.os.win32.offsets.wanted import WANTED_STRUCTS, flatten_isf  # noqa: E402
+from pymemflow.os.win32.offsets.wanted import WANTED_STRUCTS, flatten_isf, member_struct_types  # noqa: E402
 
 OUT = ROOT / "src/pymemflow/os/win32/offsets/data"
 CARRIED_ISF = "5278AFF86C341677D7D7835C85B7B844-1.json.xz"  # 10.0.19041.804, for the demo machine
@@ -159,6 +159,7 @@ def vol2_family(path: Path) -> dict[str, Any]:
     fields: dict[str, int] = {}
     sizes: dict[str, int] = {}
     bits: dict[str, tuple[int, int, int]] = dict(PAE_PTE_BITS)
+    member_types: dict[str, str] = {}
     for s in WANTED_STRUCTS:
         if s in skip or s not in types:
             continue
@@ -166,12 +167,14 @@ def vol2_family(path: Path) -> dict[str, Any]:
         sizes[s] = int(size)
         for name, (off, t) in sorted(members.items()):
             fields[f"{s}.{name}"] = int(off)
+            if isinstance(t, list) and len(t) == 1 and isinstance(t[0], str) and t[0] in types:
+                member_types[f"{s}.{name}"] = t[0]
             if isinstance(t, list) and t and t[0] == "BitField":
                 a = t[1]
                 bits[f"{s}.{name}"] = (int(off), int(a["start_bit"]), int(a["end_bit"]) - int(a["start_bit"]))
     sizes["_MMPTE"] = 8
     return {"from": "volatility2 win7_sp1_x86_vtypes (facts; PTE bits: PAE format)", "fields": fields,
-            "sizes": sizes, "bitfields": bits}
+            "sizes": sizes, "bitfields": bits, "member_types": member_types}
 
 
 def _calls_to_dicts(node: ast.AST) -> ast.AST:
@@ -227,7 +230,8 @@ def main() -> int:
         f, s, b = flatten_isf(isf)
         key = f"{isf.arch}-{build_of(ver)}"
         families[key] = {"from": f"isf:{p.name} ({ver})", "guid_age": ga, "version": ver,
-                         "fields": f, "sizes": s, "bitfields": {k: list(v) for k, v in b.items()}}
+                         "fields": f, "sizes": s, "bitfields": {k: list(v) for k, v in b.items()},
+                         "member_types": member_struct_types(isf)}
     fam7 = vol2_family(shared / "volatility2/win7_sp1_x86_vtypes.py")
     fam7["bitfields"] = {k: list(v) for k, v in fam7["bitfields"].items()}
     families["x86pae-7601"] = fam7

@@ -180,3 +180,16 @@ def test_carried_table_is_what_the_generator_makes(win_data: Path, tmp_path: Pat
     assert fresh == load_table()
     assert (tmp_path / "LICENSE-JPCERT-Windows-Symbol-Tables").read_bytes() == \
         (win_data / "isf" / "LICENSE-JPCERT-Windows-Symbol-Tables").read_bytes()
+
+
+def test_table_resolves_nested_members_like_the_isf(win_data: Path) -> None:
+    isf = IsfSymbols.load(win_data / "isf" / "5278AFF86C341677D7D7835C85B7B844-1.json.xz")
+    o = resolve_offsets(guid_age=GUID_19041)
+    assert o.source == "table" and o.isf is None
+    for struct, path in (("_EPROCESS", "Pcb.DirectoryTableBase"), ("_EPROCESS", "Pcb.ThreadListHead.Blink"),
+                         ("_ETHREAD", "Tcb.Teb"), ("_MMVAD", "Core.VadNode"), ("_MMVAD", "Core.EndingVpnHigh"),
+                         ("_EPROCESS", "SeAuditProcessCreationInfo.ImageFileName")):
+        assert o[f"{struct}.{path}"] == isf.member_offset(struct, path), path
+    assert o.get("_EPROCESS.Pcb.NoSuchMember") is None
+    w7 = resolve_offsets(guid_age="684DA42A30CC450F81C535B4D18944B12", arch="x86pae")
+    assert w7["_EPROCESS.VadRoot.BalancedRoot"] == 0x278  # volatility2 facts: _MM_AVL_TABLE embedded

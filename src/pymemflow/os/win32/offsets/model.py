@@ -34,6 +34,8 @@ class Win32Offsets:
     pdb_name: str = "ntkrnlmp.pdb"
     notes: list[str] = field(default_factory=list)
     """Where extra (non-primary) facts came from, e.g. 'family constants from isf:...-1'."""
+    member_types: dict[str, str] = field(default_factory=dict)
+    """``"STRUCT.Member"`` -> struct type of embedded members, for nested keys like ``_EPROCESS.Pcb.X``."""
     isf: Any = None
     """The :class:`~.isf.IsfSymbols` when the source was an ISF file (for members not in ``fields``)."""
 
@@ -45,6 +47,9 @@ class Win32Offsets:
         try:
             return self.fields[key]
         except KeyError:
+            nested = self._nested(key)
+            if nested is not None:
+                return nested
             if self.isf is not None:
                 v = self.isf.lookup(key)
                 if v is not None:
@@ -52,6 +57,24 @@ class Win32Offsets:
             raise NotFoundError(
                 f"offset {key!r} not known for {self.version or self.build} ({self.source})"
             ) from None
+
+    def _nested(self, key: str) -> int | None:
+        """``A.b.c``: offset of ``A.b`` plus ``c`` inside the type of ``b`` (bounded depth)."""
+        parts = key.split(".")
+        if len(parts) < 3 or len(parts) > 12:
+            return None
+        total, struct = 0, parts[0]
+        for i, member in enumerate(parts[1:], start=1):
+            k = f"{struct}.{member}"
+            if k not in self.fields:
+                return None
+            total += self.fields[k]
+            if i < len(parts) - 1:
+                nxt = self.member_types.get(k)
+                if nxt is None:
+                    return None
+                struct = nxt
+        return total
 
     def get(self, key: str, default: int | None = None) -> int | None:
         try:

@@ -9,7 +9,7 @@ from ....errors import NotFoundError
 from . import table
 from .isf import IsfSymbols, find_isf
 from .model import Win32Offsets
-from .wanted import flatten_isf
+from .wanted import flatten_isf, member_struct_types
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,8 @@ def offsets_from_isf(isf: IsfSymbols, path: str, build: int | str | None = None,
     b = known.build if known else (table._parse_version(build)[0] if build is not None else 0)
     a = arch if arch in ("x86", "x86pae") and isf.arch == "x86" else isf.arch
     return Win32Offsets(arch=a, version=version, build=b, guid_age=ga, source=f"isf:{path}", fields=fields,
-                        sizes=sizes, bitfields=bits, pdb_name=isf.pdb_name, isf=isf)
+                        sizes=sizes, bitfields=bits, pdb_name=isf.pdb_name, isf=isf,
+                        member_types=member_struct_types(isf))
 
 
 def resolve_offsets(*, guid_age: str | None = None, build: int | str | None = None, arch: str = "x64",

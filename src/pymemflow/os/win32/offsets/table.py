@@ -67,6 +67,7 @@ def to_offsets(e: TableEntry, source: str) -> Win32Offsets:
     sizes: dict[str, int] = {}
     bits: dict[str, tuple[int, int, int]] = {}
     notes = [f"row from {e.origin} ({e.version} {e.guid_age})"]
+    member_types: dict[str, str] = {}
     if e.family:
         fam = family(e.family) or {}
         same_pdb = fam.get("guid_age") == e.guid_age  # symbol RVAs hold only for the ISF's own PDB
@@ -74,11 +75,13 @@ def to_offsets(e: TableEntry, source: str) -> Win32Offsets:
         sizes.update(fam.get("sizes", {}))
         bits.update({k: (v[0], v[1], v[2]) for k, v in fam.get("bitfields", {}).items()})
         notes.append(f"struct members beyond the row: family {e.family} from {fam.get('from')}")
+        member_types = dict(fam.get("member_types", {}))
     fields.update(e.raw["fields"])
     sizes.update(e.raw.get("sizes", {}))
     bits.update({k: (v[0], v[1], v[2]) for k, v in e.raw.get("bitfields", {}).items()})
     return Win32Offsets(arch=e.arch, version=e.version, build=e.build, guid_age=e.guid_age, source=source,
-                        fields=fields, sizes=sizes, bitfields=bits, pdb_name=e.pdb_name, notes=notes)
+                        fields=fields, sizes=sizes, bitfields=bits, pdb_name=e.pdb_name, notes=notes,
+                        member_types=member_types)
 
 
 def lookup_guid(guid_age: str, arch: str | None = None) -> TableEntry | None:

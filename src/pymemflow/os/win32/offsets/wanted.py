@@ -61,3 +61,17 @@ def flatten_isf(isf: Any, structs: tuple[str, ...] = WANTED_STRUCTS,
         if a is not None:
             fields[sym] = a
     return fields, sizes, bits
+
+
+def member_struct_types(isf: Any, structs: tuple[str, ...] = WANTED_STRUCTS) -> dict[str, str]:
+    """``"STRUCT.Member"`` -> type name for members that are embedded structs/unions (lets the table
+    resolve nested keys such as ``_EPROCESS.Pcb.DirectoryTableBase`` without the ISF)."""
+    out: dict[str, str] = {}
+    for s in structs:
+        if not isf.has_type(s):
+            continue
+        for name, f in isf.members(s).items():
+            t = f.get("type") or {}
+            if isinstance(t, dict) and t.get("kind") in ("struct", "union") and isinstance(t.get("name"), str):
+                out[f"{s}.{name}"] = t["name"]
+    return out
