@@ -291,3 +291,15 @@ def test_large_pages_take_one_tlb_entry_each() -> None:
     assert tlb is not None
     counts = {k[1]: v[1][0] for k, v in tlb._tables.items()}
     assert counts == {21: 1, 30: 1}
+
+
+def test_big_reads_over_large_pages_and_holes() -> None:
+    vm, exp = _space()
+    mem = vm.phys
+    assert vm.read(0x10200000 + 100, 1 << 20) == mem.read(0x600000 + 100, 1 << 20)  # one 2 MiB page
+    with pytest.raises(PartialReadError) as ei:  # 128 KiB over 4K pages, a hole, then nothing
+        vm.read(0x10000000, 0x20000)
+    assert [(f.address, f.length) for f in ei.value.failures] == [
+        (0x10003000, 0x1000), (0x10008000, 0x18000)]
+    assert ei.value.data[:0x8000] == exp
+    assert vm.read(0x101ff000, 0x11000, zero_fill=True) == bytes(0x1000) + mem.read(0x600000, 0x10000)

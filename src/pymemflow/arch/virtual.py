@@ -25,6 +25,9 @@ from .walk_scalar import PteHook, Walk, walk_one
 _U64 = np.uint64
 _PAGE = 4096
 _PMASK = _PAGE - 1
+_BIG_READ = 64 << 10
+"""Single reads from this size on first try one translation per page (cheap over large pages)."""
+_BIG_READ_STEPS = 64
 
 
 def _excl_cumsum(a: I64Array) -> I64Array:
@@ -273,6 +276,10 @@ class VirtualMemory(MemoryView):
         return (lengths > 0) & ((addrs + (np.maximum(lengths, 1) - 1).astype(_U64)) < addrs)  # type: ignore[no-any-return]
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
+        if addrs.shape[0] == 1 and int(lengths[0]) >= _BIG_READ:
+            done = self._read_large(int(addrs[0]), int(lengths[0]), out)
+            if done is not None:
+                return done
         wraps = self._wraps(addrs, lengths)
         if wraps.any():
             return self._read_wrapping(addrs, lengths, out, wraps)
@@ -291,6 +298,37 @@ class VirtualMemory(MemoryView):
             return []
         failures.sort(key=lambda f: (f.index, f.address))
         return failures
+
+    def _read_large(self, addr: int, n: int, out: U8Array) -> list[ReadFailure] | None:
+        """One big read over large pages: translate one address per page (scalar TLB), merge the
+        physically contiguous runs and fetch them straight into ``out``. None (use the batched
+        path) when the range meets a failed translation or too many small pages."""
+        end = addr + n
+        if end > 1 << 64:
+            return None
+        runs: list[list[int]] = []  # [pa, length, va]
+        a = addr
+        for _ in range(_BIG_READ_STEPS):
+            if a >= end:
+                break
+            frame, size, _fl, reason = self._walk1(a)
+            if reason:
+                return None
+            chunk = min(end, (a & ~(size - 1)) + size) - a
+            pa = frame | (a & _PMASK)
+            if runs and runs[-1][0] + runs[-1][1] == pa:
+                runs[-1][1] += chunk
+            else:
+                runs.append([pa, chunk, a])
+            a += chunk
+        if a < end:
+            return None
+        pf = self.phys._read_batch(np.array([r[0] for r in runs], dtype=_U64),
+                                   np.array([r[1] for r in runs], dtype=np.int64), out)
+        if not pf or self.zero_fill:
+            return []
+        return _merge_failures([ReadFailure(0, runs[f.index][2] + (f.address - runs[f.index][0]), f.length, f.reason)
+                                for f in pf])
 
     def _read_wrapping(self, addrs: U64Array, lengths: I64Array, out: U8Array,
                        wraps: npt.NDArray[np.bool_]) -> list[ReadFailure]:
