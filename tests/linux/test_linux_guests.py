@@ -167,7 +167,24 @@ def test_i386_discovery_symbols_dmesg_and_missing_btf(kind: str, arch: str, requ
     assert lines[: len(lg.truth.dmesg)] == [ln.strip() for ln in lg.truth.dmesg]
     assert not lg.truth.btf
     with pytest.raises(Exception, match=r"no BTF.*isf=FILE"):
-        os_.process_info_list()
+        _ = os_.types
+    # No BTF, no files: the task layout is inferred from memory (infer.py) and checked like x86-64's.
+    procs = {p.pid: p for p in os_.process_info_list()}
+    assert all(p.extra["layout"] == "inferred" for p in procs.values())
+    checked = 0
+    for pid, t in lg.truth.procs.items():
+        if not _stable(t) or pid not in lg.truth.ps or lg.truth.ps[pid].startswith("kworker"):
+            continue
+        p = procs[pid]
+        assert (p.name, p.ppid, p.command_line) == (lg.truth.ps[pid], t["ppid"], t["cmd"]), pid
+        assert p.extra["kernel_thread"] == (t["exe"] == "" and t["cmd"] == ""), pid
+        checked += 1
+    assert checked >= 20
+    info = lg.guest.info
+    marker = os_.process_by_pid(int(info["MARKER_PID"]))
+    assert marker.read(int(info["MARKER_VA"], 16), len(info["MARKER"])) == info["MARKER"].encode()
+    with pytest.raises(NotImplementedError, match="isf=FILE"):
+        marker.maps()
 
 
 def test_vmcoreinfo_hint_is_used_without_scanning(lx_x64: LinuxGuest) -> None:

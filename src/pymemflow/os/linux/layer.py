@@ -16,6 +16,7 @@ from ...mem.phys import PhysicalMemory
 from ...mem.view import MemoryView
 from ..base import MemoryRegion, ModuleInfo, OsLayer, Process, ProcessInfo
 from . import dmesg as dmesg_mod
+from . import infer as infer_mod
 from . import kallsyms as ks
 from . import maps as maps_mod
 from . import modules as modules_mod
@@ -24,7 +25,7 @@ from .btf import Btf
 from .dentry import PathResolver
 from .discovery import START_KERNEL_MAP, find_vmcoreinfo
 from .isf import IsfTypes, isf_symbols
-from .kread import Layouts, read_obj, read_ptr
+from .kread import Layouts, read_obj, read_ptr, walk_list
 
 BTF_SCAN = 128 << 20
 BTF_MAX = 64 << 20
@@ -53,6 +54,8 @@ class LinuxOs(OsLayer):
         self._voff: maps_mod.VmaOffsets | None = None
         self._paths_: PathResolver | None = None
         self._closed = False
+        self._inferred: infer_mod.InferredLayout | None = None
+        self._no_types_error: OsError_ | None = None
 
     @property
     def types(self) -> Layouts:
@@ -177,6 +180,8 @@ class LinuxOs(OsLayer):
             return 0
 
     def process_info_list(self) -> list[ProcessInfo]:
+        if self._isf is None and self._types is None and self._infer_ok():
+            return self._inferred_process_list()
         off = self._toff
         out = []
         for addr in tasks_mod.task_addresses(self.kmem, self.init_task(), off):
@@ -201,6 +206,54 @@ class LinuxOs(OsLayer):
                                            cmdline=cmd, threads=threads))
         return out
 
+    def _infer_ok(self) -> bool:
+        """True when the kernel has no BTF: then the task layout is inferred from memory (infer.py)."""
+        try:
+            _ = self.types
+            return False
+        except OsError_ as e:
+            self._no_types_error = e
+            return True
+
+    def _inferred_process_list(self) -> list[ProcessInfo]:
+        """pid, ppid, comm, command line and DTB without any type information (kernels without BTF)."""
+        if self._inferred is None:
+            try:
+                start = self.symbols.get("_etext") or self.vmcoreinfo.symbols["_stext"]
+                po = self.root.page_offset if self.root.page_offset is not None else START_KERNEL_MAP
+                self._inferred = infer_mod.infer(self.phys, self.kmem, self.arch, self.root.dtb, start, po)
+            except (OsError_, KeyError) as e:
+                raise OsError_(f"{self._no_types_error}; inferring the task layout from memory failed too: {e}") from None
+        lay = self._inferred
+        ps = self.kmem.pointer_size
+        span = max(lay.comm + 16, lay.pid + 8, lay.real_parent + ps, lay.mm + ps)
+        out = []
+        for node in [lay.init_task + lay.tasks] + walk_list(self.kmem, lay.init_task + lay.tasks, limit=1 << 16):
+            addr = node - lay.tasks
+            t = read_obj(self.kmem, addr, span)
+            if not t.ok:
+                continue
+            parent = t.ptr(lay.real_parent)
+            p = read_obj(self.kmem, parent + lay.pid + 4, 4) if parent and parent != addr else None
+            mm = t.ptr(lay.mm)
+            dtb, cmd = 0, ""
+            if mm and lay.mm_pgd is not None:
+                pgd = read_ptr(self.kmem, mm + lay.mm_pgd)
+                try:
+                    dtb = self.kmem.translate(pgd) if pgd else 0
+                except PymemflowError:
+                    dtb = 0
+                if dtb and lay.mm_arg_start is not None:
+                    m = read_obj(self.kmem, mm + lay.mm_arg_start, 2 * ps)
+                    um = VirtualMemory(self.phys, self.arch, dtb, tlb=False)
+                    cmd = tasks_mod.command_line(um, m.ptr(0), m.ptr(ps)) if m.ok else ""
+            out.append(ProcessInfo(pid=t.i32(lay.pid + 4), ppid=p.i32(0) if p is not None and p.ok else 0,
+                                   name=t.cstr(lay.comm, 16), command_line=cmd, arch=self.proc_arch, dtb=dtb,
+                                   user_dtb=dtb, address=addr,
+                                   extra={"tid": t.i32(lay.pid), "kernel_thread": not mm or addr == lay.init_task,
+                                          "mm": mm, "layout": "inferred"}))
+        return out
+
     def process_from_info(self, info: ProcessInfo) -> Process:
         mem: MemoryView = VirtualMemory(self.phys, self.arch, info.dtb) if info.dtb else self.kmem
         return Process(self, info, mem)
@@ -220,6 +273,8 @@ class LinuxOs(OsLayer):
 
     # ---- per process -------------------------------------------------------------------------------
     def memory_regions(self, proc: Process, **kw: Any) -> list[MemoryRegion]:
+        if proc.info.extra.get("layout") == "inferred":
+            raise NotImplementedError("memory maps need BTF or isf=FILE (only the process list is inferred)")
         if self._voff is None:
             self._voff = maps_mod.VmaOffsets.from_layouts(self.types)
         mm = int(proc.info.extra.get("mm") or 0)
