@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..mem.pagetype import PageType, page_type_hint
-from ..mem.view import MemoryView, U64Array
+from ..mem.view import MemoryView, U8Array, U64Array
 from .spec import (
     F_GLOBAL,
     F_HOOK,
@@ -33,7 +33,6 @@ from .spec import (
 )
 from .walk_scalar import PteHook
 
-U8Array = npt.NDArray[np.uint8]
 BoolArray = npt.NDArray[np.bool_]
 _U64 = np.uint64
 

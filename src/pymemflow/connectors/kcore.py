@@ -19,21 +19,18 @@ import struct
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import FormatError, PluginError, ReadFailure
 from ..live.elf import PT_LOAD, ElfFile
 from ..live.rangemap import HostRange, HostRangeMap
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
+from ..mem.view import I64Array, U8Array, U64Array
 from ..plugins.api import ArgSpec, PluginSpec
 
 PT_NOTE = 4
 NO_PADDR = (1 << 64) - 1
 NO_PADDR32 = (1 << 32) - 1
 
-U8Array = npt.NDArray[np.uint8]
-U64Array = npt.NDArray[np.uint64]
-I64Array = npt.NDArray[np.int64]
 
 
 class KcoreConnector(PhysicalMemory):

@@ -13,19 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import PluginError, ReadFailure
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
+from ..mem.view import I64Array, U8Array, U64Array
 from ..plugins.api import ArgSpec, PluginSpec, parse_bool
 
 PAGE = 4096
 SCATTER_CHUNK = 1024
 BIG_READ = 64 * 1024
 
-U8Array = npt.NDArray[np.uint8]
-U64Array = npt.NDArray[np.uint64]
-I64Array = npt.NDArray[np.int64]
 
 
 def _import_leechcore() -> Any:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import ArgumentError, NotFoundError, PluginError, PymemflowError, ReadFailure
 from ..live import procfs
@@ -42,12 +41,8 @@ from ..live.qemu_regs import paging_arch
 from ..live.qmp import QmpBusyError, QmpClient, QmpError
 from ..live.rangemap import HostRangeMap
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
-from ..mem.view import MemoryView
+from ..mem.view import I64Array, MemoryView, U8Array, U64Array
 from ..plugins.api import ArgSpec, PluginSpec, TargetInfo, choice, parse_bool, parse_duration, parse_int
-
-U8Array = npt.NDArray[np.uint8]
-U64Array = npt.NDArray[np.uint64]
-I64Array = npt.NDArray[np.int64]
 
 DEFAULT_CACHE_TIME = 0.1
 """Seconds a page cache / TLB entry over a running VM stays valid by default (see docs/live.md)."""

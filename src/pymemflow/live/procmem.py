@@ -19,19 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import PymemflowError, ReadFailure
-from ..mem.view import BatchResult, as_pieces
+from ..mem.view import BatchResult, I64Array, U8Array, U64Array, as_pieces
 
 IOV_MAX = 1024
 PAGE = 4096
 _ALIGN_COPY_MIN = 64 * 1024
 """Destinations at least this big that are not cache-line aligned go through an aligned bounce buffer."""
 
-U8Array = npt.NDArray[np.uint8]
-U64Array = npt.NDArray[np.uint64]
-I64Array = npt.NDArray[np.int64]
 
 
 class PtracePermissionError(PymemflowError):

@@ -14,9 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import FormatError, ReadFailure
-
-U64Array = npt.NDArray[np.uint64]
-I64Array = npt.NDArray[np.int64]
+from ..mem.view import I64Array, U64Array
 
 
 @dataclass(frozen=True)

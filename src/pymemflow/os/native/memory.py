@@ -7,7 +7,6 @@ so the batch goes straight to ``process_vm_readv``; unmapped pages come back as 
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from ...errors import ReadFailure
 from ...live.procmem import (
@@ -18,11 +17,7 @@ from ...live.procmem import (
     plan_into,
     read_maybe_bounced,
 )
-from ...mem.view import MemoryView
-
-U8Array = npt.NDArray[np.uint8]
-U64Array = npt.NDArray[np.uint64]
-I64Array = npt.NDArray[np.int64]
+from ...mem.view import I64Array, MemoryView, U8Array, U64Array
 
 
 class ProcessMemoryView(AlignedReadsMixin, SingleReadMixin, MemoryView):
