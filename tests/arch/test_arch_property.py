@@ -20,6 +20,7 @@ from pymemflow.arch import (
     walk_one,
 )
 from pymemflow.arch.spec import R_NON_CANONICAL, R_NOT_PRESENT, R_OK
+from pymemflow.mem.view import SMALL_BATCH
 
 ARCHS = list(LAYOUTS)
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -170,12 +171,13 @@ def read_space(draw: st.DrawFn) -> tuple[VirtualMemory, dict[int, int]]:
     return VirtualMemory(t.mem, "x64", t.root), model
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(space=read_space(), data=st.data())
 def test_batched_reads_equal_a_byte_model(space: tuple[VirtualMemory, dict[int, int]], data: st.DataObject) -> None:
     vm, model = space
     lo = 0x7000_0000_0000 - 0x8000
-    pieces = data.draw(st.lists(st.tuples(st.integers(0, 16 * 4096), st.integers(0, 3 * 4096)), min_size=1,
+    longest = data.draw(st.sampled_from([16, 4096, 3 * 4096]))  # <= a page: the piece-by-piece path
+    pieces = data.draw(st.lists(st.tuples(st.integers(0, 16 * 4096), st.integers(0, longest)), min_size=1,
                                 max_size=12))
     addrs = [lo + a for a, _ in pieces]
     lens = [n for _, n in pieces]
@@ -196,3 +198,14 @@ def test_batched_reads_equal_a_byte_model(space: tuple[VirtualMemory, dict[int, 
         single, fails = vm._read_single(a, n)  # the scalar fast paths agree with the batch
         assert single == bytes(want)
         assert sorted(v for f in fails for v in range(f.address, f.address + f.length)) == bad
+    # the same pieces in a batch too big for the piece-by-piece path: the NumPy path gives the same
+    # bytes and the very same failures (index, address, length, reason) for each copy of the pieces
+    reps = SMALL_BATCH // len(pieces) + 1
+    big = vm.read_batch(addrs * reps, lens * reps)
+    assert len(big) > SMALL_BATCH
+    for r in range(reps):
+        for i in range(len(pieces)):
+            assert big.piece(r * len(pieces) + i) == res.piece(i)
+        got = [(f.index - r * len(pieces), f.address, f.length, f.reason) for f in big.failures
+               if r * len(pieces) <= f.index < (r + 1) * len(pieces)]
+        assert got == [(f.index, f.address, f.length, f.reason) for f in res.failures]

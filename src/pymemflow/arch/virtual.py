@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import PartialReadError, ReadFailure, TranslationError
-from ..mem.view import I64Array, MemoryView, U8Array, U64Array
+from ..mem.view import SMALL_BATCH, I64Array, MemoryView, U8Array, U64Array, read_pieces_singly
 from ..os.base import MemoryRegion
 from .pagemap import Leaves, merge_ranges, protection, size_str, walk_leaves
 from .spec import F_HOOK, F_USER, R_OK, REASONS, Architecture, get_arch
@@ -280,6 +280,11 @@ class VirtualMemory(MemoryView):
             done = self._read_large(int(addrs[0]), int(lengths[0]), out)
             if done is not None:
                 return done
+        if addrs.shape[0] <= SMALL_BATCH and int(lengths.max()) <= _PAGE and int(addrs.max()) + _PAGE <= 1 << 64:
+            # per-piece scalar reads (TLB dict, one physical read each); pieces of at most one page
+            # never send _read_single back here, and nothing runs past 2**64
+            singly = read_pieces_singly(self._read_single, addrs, lengths, out)
+            return _merge_failures(singly) if singly else singly
         wraps = self._wraps(addrs, lengths)
         if wraps.any():
             return self._read_wrapping(addrs, lengths, out, wraps)

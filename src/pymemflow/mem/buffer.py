@@ -22,7 +22,7 @@ from ..errors import PartialReadError, PluginError, ReadFailure, ReadOnlyError
 from .gather import copy_pieces, zero_failures
 from .memmap import MemoryMap
 from .phys import PhysicalMemory, PhysicalMetadata
-from .view import I64Array, U8Array, U64Array, _offsets
+from .view import SMALL_BATCH, I64Array, U8Array, U64Array, _offsets
 
 _LE = {f: struct.Struct("<" + f) for f in "BHIQbhiqfd"}
 _BE = {f: struct.Struct(">" + f) for f in "BHIQbhiqfd"}
@@ -153,6 +153,13 @@ class MmapMemory(PhysicalMemory):
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         self._check_open()
+        if addrs.shape[0] <= SMALL_BATCH:
+            reals = [self._real(a, n) for a, n in zip(addrs.tolist(), lengths.tolist(), strict=True)]
+            if min(reals, default=0) >= 0:  # every piece inside one range: slices of the store
+                mm = self._mm
+                out[:] = np.frombuffer(b"".join([mm[r : r + n] for r, n in zip(reals, lengths.tolist(), strict=True)]),
+                                       dtype=np.uint8)
+                return []
         mp = self._map.split(addrs, lengths)
         copy_pieces(out, None if mp.back_to_back else mp.out_off, self._np, mp.real, mp.length)
         if mp.failures:

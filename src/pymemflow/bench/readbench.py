@@ -1,0 +1,115 @@
+"""memflow's ``read_bench`` for any memory view: random chunks of a range, several per batch.
+
+Why in the library and not only in ``benchmarks/``: users compare their own chains (a live VM, a dump,
+``-o native``) with the same grid memflow prints, so the measurement must run on whatever they open.
+Addresses are drawn before the clock starts (a pool reused in a ring), so the cell measures reads,
+not the random-number generator; unreadable bytes are counted, never hidden.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import PartialReadError
+from ..mem.view import MemoryView
+
+CHUNK_SIZES: tuple[int, ...] = (0x10000, 0x1000, 0x100, 0x10, 0x8)
+BATCH_SIZES: tuple[int, ...] = (1, 8, 32)
+POOL_BATCHES = 512
+"""Batches of addresses drawn up front per cell; the timed loop cycles through them."""
+
+
+@dataclass
+class BenchCell:
+    """One cell of the grid: ``reads`` pieces of ``chunk`` bytes in batches of ``batch``."""
+
+    chunk: int
+    batch: int
+    reads: int
+    bytes: int
+    failed_bytes: int
+    seconds: float
+
+    @property
+    def reads_per_s(self) -> float:
+        return self.reads / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {**asdict(self), "reads_per_s": self.reads_per_s, "mb_per_s": self.mb_per_s}
+
+
+def _pool(rng: np.random.Generator, start: int, size: int, chunk: int, count: int) -> np.ndarray:
+    """``count`` random start addresses with the whole chunk inside [start, start + size)."""
+    span = max(size - chunk, 0)
+    offsets = rng.integers(0, span + 1, count, dtype=np.uint64) if span else np.zeros(count, np.uint64)
+    return np.uint64(start) + offsets
+
+
+def bench_cell(mem: MemoryView, start: int, size: int, chunk: int, batch: int, seconds: float,
+               rng: np.random.Generator) -> BenchCell:
+    """Read for ``seconds`` (at least one batch): single reads for ``batch == 1``, else ``read_batch``."""
+    if chunk <= 0 or batch <= 0:
+        raise ValueError(f"chunk and batch must be positive (got {chunk}, {batch})")
+    pool = _pool(rng, start, size, chunk, POOL_BATCHES * batch)
+    reads = failed = 0
+    deadline_ns = int(seconds * 1e9)
+    if batch == 1:
+        addrs = pool.tolist()
+        read = mem.read
+        t0 = time.perf_counter_ns()
+        while True:
+            for a in addrs:
+                try:
+                    read(a, chunk)
+                except PartialReadError as e:  # the public single-read path; failures are rare
+                    failed += sum(f.length for f in e.failures)
+            reads += len(addrs)
+            if time.perf_counter_ns() - t0 >= deadline_ns:
+                break
+        elapsed = (time.perf_counter_ns() - t0) / 1e9
+    else:
+        batches = list(pool.reshape(POOL_BATCHES, batch))
+        lengths = np.full(batch, chunk, dtype=np.int64)
+        t0 = time.perf_counter_ns()
+        while True:
+            for b in batches:
+                res = mem.read_batch(b, lengths)
+                if res.failures:
+                    failed += sum(f.length for f in res.failures)
+                reads += batch
+                if time.perf_counter_ns() - t0 >= deadline_ns:
+                    break
+            else:
+                continue
+            break
+        elapsed = (time.perf_counter_ns() - t0) / 1e9
+    return BenchCell(chunk, batch, reads, reads * chunk, failed, elapsed)
+
+
+def read_bench(mem: MemoryView, start: int, size: int, *, chunk_sizes: Sequence[int] = CHUNK_SIZES,
+               batch_sizes: Sequence[int] = BATCH_SIZES, seconds: float = 0.3, seed: int = 0,
+               on_cell: Callable[[BenchCell], None] | None = None) -> list[BenchCell]:
+    """The whole grid, chunk sizes outermost (memflow's order). ``size`` must hold the largest chunk
+    that is asked for; a smaller range is an error rather than a benchmark of one address."""
+    if size <= 0:
+        raise ValueError(f"range size must be positive (got {size})")
+    too_big = [c for c in chunk_sizes if c > size]
+    if too_big:
+        raise ValueError(f"chunk size {too_big[0]:#x} is larger than the range ({size:#x} bytes)")
+    rng = np.random.default_rng(seed)
+    cells = []
+    for chunk in chunk_sizes:
+        for batch in batch_sizes:
+            cell = bench_cell(mem, start, size, chunk, batch, seconds, rng)
+            cells.append(cell)
+            if on_cell is not None:
+                on_cell(cell)
+    return cells
