@@ -8,6 +8,8 @@ it reports "Unable to locate ntoskrnl.exe", which the report shows as the reason
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zlib
 from importlib.metadata import version as dist_version
 from typing import Any
@@ -17,6 +19,14 @@ from harness import Workload, bytes_u64_sum, crc_sum, u64_sum
 
 NAME = "MemProcFS"
 QUIET = ["-disable-symbolserver", "-disable-python", "-norefresh"]
+
+
+def why_not(image: str) -> str:
+    """MemProcFS's own log of a failed open (printed by its C code, so from a child process)."""
+    code = f"import memprocfs\ntry: memprocfs.Vmm(['-device', {image!r}, '-printf', '-v', *{QUIET!r}])\nexcept Exception: pass"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = [ln.strip() for ln in res.stdout.splitlines() if "Unable" in ln or "Failed" in ln]
+    return " / ".join(dict.fromkeys(lines)) or "(no reason logged)"
 
 
 def version() -> str:
@@ -62,7 +72,10 @@ def workloads(st: dict[str, Any]) -> dict[str, Workload]:
     win = plan.get("windows")
     if win:
         def open_ps() -> int:
-            vmm = memprocfs.Vmm(["-device", win["image"], *QUIET])  # raises: see the module docstring
+            try:
+                vmm = memprocfs.Vmm(["-device", win["image"], *QUIET])
+            except Exception as e:
+                raise RuntimeError(f"{e} MemProcFS says: {why_not(win['image'])}") from None
             try:
                 return len(vmm.process_list())
             finally:
