@@ -23,6 +23,7 @@ from pymemflow.arch import (
 from pymemflow.arch.spec import R_BAD_ENTRY, R_NOT_PRESENT, R_OK, R_READ_FAILED
 from pymemflow.connectors.dummy import DummyMemory
 from pymemflow.errors import FormatError, PartialReadError, TranslationError
+from pymemflow.mem.view import SMALL_BATCH
 
 RW = Perm(True, True, False)
 DATA = 0x400000  # data pages live from 4 MiB in the 8 MiB dummy memory
@@ -303,3 +304,30 @@ def test_big_reads_over_large_pages_and_holes() -> None:
         (0x10003000, 0x1000), (0x10008000, 0x18000)]
     assert ei.value.data[:0x8000] == exp
     assert vm.read(0x101ff000, 0x11000, zero_fill=True) == bytes(0x1000) + mem.read(0x600000, 0x10000)
+
+
+def test_big_single_read_bytes_path_equals_batch_path() -> None:
+    """read() of >= 64 KiB returns the physical runs' bytes directly (one copy); it must give the same
+    bytes and failures as the batched path, also when a run ends past the end of physical memory."""
+    mem = DummyMemory(7 << 20)  # the second 2 MiB page below runs 1 MiB past the end of memory
+    p, rw, ps = 1, 2, 0x80
+    mem.write_u64(0x1000, 0x2000 | p | rw)
+    mem.write_u64(0x2000, 0x3000 | p | rw)
+    mem.write_u64(0x3000 + 8 * 1, (4 << 20) | p | rw | ps)  # va 2M -> pa 4M (2 MiB)
+    mem.write_u64(0x3000 + 8 * 2, (6 << 20) | p | rw | ps)  # va 4M -> pa 6M, half of it beyond 7M
+    mem.write_u64(0x3000 + 8 * 3, (2 << 20) | p | rw | ps)  # va 6M -> pa 2M (not contiguous)
+    rng = np.random.default_rng(5)
+    mem.write(2 << 20, rng.integers(0, 256, 5 << 20, dtype=np.uint8).tobytes())
+    vm = VirtualMemory(mem, "x64", 0x1000)
+    good_va, good_n = (2 << 20) + 123, 128 << 10
+    assert vm.read(good_va, good_n) == mem.read((4 << 20) + 123, good_n)
+    span = (6 << 20) - (2 << 20) + (64 << 10)  # three pages, two physical runs, a hole inside
+    with pytest.raises(PartialReadError) as e:
+        vm.read(2 << 20, span)
+    batch = vm.read_batch([2 << 20] * (SMALL_BATCH + 1), [span] * (SMALL_BATCH + 1))  # the NumPy path
+    assert e.value.data == batch.piece(0)
+    assert [(f.address, f.length, f.reason) for f in e.value.failures] == \
+        [(f.address, f.length, f.reason) for f in batch.failures if f.index == 0]
+    assert [(f.address, f.length) for f in e.value.failures] == [((5 << 20), 1 << 20)]
+    assert vm.read(2 << 20, span, zero_fill=True) == e.value.data
+

@@ -218,6 +218,10 @@ class VirtualMemory(MemoryView):
             d0, f0 = self._read_single(addr, first)
             d1, f1 = self._read_single(addr + first, n - first)
             return d0 + d1, f0 + f1
+        if n >= _BIG_READ:
+            done = self._read_large_bytes(addr, n)
+            if done is not None:
+                return done
         return super()._read_single(addr, n)
 
     def read_u64(self, addr: int) -> int:
@@ -304,14 +308,13 @@ class VirtualMemory(MemoryView):
         failures.sort(key=lambda f: (f.index, f.address))
         return failures
 
-    def _read_large(self, addr: int, n: int, out: U8Array) -> list[ReadFailure] | None:
-        """One big read over large pages: translate one address per page (scalar TLB), merge the
-        physically contiguous runs and fetch them straight into ``out``. None (use the batched
-        path) when the range meets a failed translation or too many small pages."""
+    def _large_runs(self, addr: int, n: int) -> list[list[int]] | None:
+        """Physically contiguous runs ``[pa, length, va]`` of one big read, from one scalar translation
+        per page; None (use the batched path) on a failed translation or too many small pages."""
         end = addr + n
         if end > 1 << 64:
             return None
-        runs: list[list[int]] = []  # [pa, length, va]
+        runs: list[list[int]] = []
         a = addr
         for _ in range(_BIG_READ_STEPS):
             if a >= end:
@@ -326,14 +329,36 @@ class VirtualMemory(MemoryView):
             else:
                 runs.append([pa, chunk, a])
             a += chunk
-        if a < end:
-            return None
-        pf = self.phys._read_batch(np.array([r[0] for r in runs], dtype=_U64),
-                                   np.array([r[1] for r in runs], dtype=np.int64), out)
+        return runs if a >= end else None
+
+    def _run_failures(self, runs: list[list[int]], pf: list[ReadFailure]) -> list[ReadFailure]:
         if not pf or self.zero_fill:
             return []
         return _merge_failures([ReadFailure(0, runs[f.index][2] + (f.address - runs[f.index][0]), f.length, f.reason)
                                 for f in pf])
+
+    def _read_large(self, addr: int, n: int, out: U8Array) -> list[ReadFailure] | None:
+        """One big read over large pages, fetched run by run straight into ``out``."""
+        runs = self._large_runs(addr, n)
+        if runs is None:
+            return None
+        pf = self.phys._read_batch(np.array([r[0] for r in runs], dtype=_U64),
+                                   np.array([r[1] for r in runs], dtype=np.int64), out)
+        return self._run_failures(runs, pf)
+
+    def _read_large_bytes(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]] | None:
+        """The same for ``read()``, which returns bytes: each run is one physical single read (an mmap
+        slice is one copy) and a lone run is returned as is -- filling an array and then calling
+        ``tobytes()`` copied every byte twice (16 MiB: 3.2 GB/s against memcpy's 9)."""
+        runs = self._large_runs(addr, n)
+        if runs is None or len(runs) > _BIG_READ_STEPS // 4:
+            return None
+        parts, pf = [], []
+        for i, (pa, ln, _va) in enumerate(runs):
+            data, fails = self.phys._read_single(pa, ln)
+            parts.append(data)
+            pf += [ReadFailure(i, f.address, f.length, f.reason) for f in fails]
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), self._run_failures(runs, pf)
 
     def _read_wrapping(self, addrs: U64Array, lengths: I64Array, out: U8Array,
                        wraps: npt.NDArray[np.bool_]) -> list[ReadFailure]:
