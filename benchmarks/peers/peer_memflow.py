@@ -55,9 +55,6 @@ def workloads(st: dict[str, Any]) -> dict[str, Workload]:
 
     r = proc.read
 
-    def open_ps() -> int:
-        return len(st["os"].process_info_list())
-
     label = "own dummy OS; "
     return {
         "single8": Workload(lambda: [r(va, u64) for va in single], len(single), 8 * len(single),
@@ -68,7 +65,6 @@ def workloads(st: dict[str, Any]) -> dict[str, Workload]:
                            label + "read(va, c_uint8 * 4096)", no_digest),
         "read16m": Workload(lambda: r(mod.base, big_t), 1, big_n, label + f"read(va, c_uint8 * {big_n:#x})",
                             no_digest),
-        "open_ps": Workload(open_ps, 1, 0, label + "process_info_list (nothing to open)", no_digest),
     }
 
 

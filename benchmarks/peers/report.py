@@ -130,6 +130,7 @@ def chart(results_path: str, out_png: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     doc = json.loads(Path(results_path).read_text())
     rows = rows_by_workload(doc["results"])
@@ -151,6 +152,7 @@ def chart(results_path: str, out_png: str) -> None:
         for i, v in enumerate(vals):
             ax.text(v, i, " " + _fmt(v), va="center", fontsize=7.5)
         ax.tick_params(axis="x", labelsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow log range would print overlapping labels
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     fig.suptitle("pymemflow and its peers: same machine, same image, one run (log scale)", fontsize=11)
