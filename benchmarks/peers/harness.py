@@ -37,6 +37,23 @@ WORKLOADS: dict[str, tuple[str, str]] = {
 }
 
 
+@dataclass
+class Addresses:
+    """The plan's virtual addresses, per workload, as plain lists (what a peer's loop iterates)."""
+
+    single: list[int]
+    batch: list[int]
+    pages: list[int]
+    big_va: int
+    big_n: int
+    translate: list[int]
+
+    @classmethod
+    def of(cls, plan: dict[str, Any]) -> Addresses:
+        return cls(plan["single8"]["va"], plan["batch8"]["va"], plan["read4k"]["va"], plan["read16m"]["va"],
+                   plan["read16m"]["size"], plan["translate"]["va"])
+
+
 def _identity(result: Any) -> Any:
     return result
 

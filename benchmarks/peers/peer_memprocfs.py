@@ -15,7 +15,7 @@ from importlib.metadata import version as dist_version
 from typing import Any
 
 import memprocfs
-from harness import Workload, bytes_u64_sum, crc_sum, u64_sum
+from harness import Addresses, Workload, bytes_u64_sum, crc_sum, u64_sum
 
 NAME = "MemProcFS"
 QUIET = ["-disable-symbolserver", "-disable-python", "-norefresh"]
@@ -40,11 +40,8 @@ def setup(plan: dict[str, Any]) -> dict[str, Any]:
 
 def workloads(st: dict[str, Any]) -> dict[str, Workload]:
     plan, mem = st["plan"], st["mem"]
-    single = plan["single8"]["va"]
-    batch = plan["batch8"]["va"]
-    pages = plan["read4k"]["va"]
-    big_va, big_n = plan["read16m"]["va"], plan["read16m"]["size"]
-    tr = plan["translate"]["va"]
+    a = Addresses.of(plan)
+    single, batch, pages, big_va, big_n, tr = a.single, a.batch, a.pages, a.big_va, a.big_n, a.translate
 
     def batch8() -> list[bytes]:
         sc = mem.scatter_initialize()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import Workload, crc_sum, u64_sum
+from harness import Addresses, Workload, crc_sum, u64_sum
 
 import pymemflow
 from pymemflow.arch import VirtualMemory
@@ -35,12 +35,10 @@ def setup(plan: dict[str, Any]) -> dict[str, Any]:
 
 def workloads(st: dict[str, Any]) -> dict[str, Workload]:
     plan, vm = st["plan"], st["vm"]
-    single = plan["single8"]["va"]
-    batch = np.array(plan["batch8"]["va"], dtype=np.uint64)
-    pages = plan["read4k"]["va"]
+    a = Addresses.of(plan)
+    single, pages, big_va, big_n, tr = a.single, a.pages, a.big_va, a.big_n, a.translate
+    batch = np.array(a.batch, dtype=np.uint64)
     pages_np = np.array(pages, dtype=np.uint64)
-    big_va, big_n = plan["read16m"]["va"], plan["read16m"]["size"]
-    tr = plan["translate"]["va"]
     tr_np = np.array(tr, dtype=np.uint64)
 
     def batch8() -> Any:

@@ -18,7 +18,7 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from harness import Workload, bytes_u64_sum, crc_sum, u64_sum
+from harness import Addresses, Workload, bytes_u64_sum, crc_sum, u64_sum
 from volatility3.framework import contexts
 from volatility3.framework.layers import intel, physical
 
@@ -42,11 +42,8 @@ def setup(plan: dict[str, Any]) -> dict[str, Any]:
 
 def workloads(st: dict[str, Any]) -> dict[str, Workload]:
     plan, layer = st["plan"], st["layer"]
-    single = plan["single8"]["va"]
-    batch = plan["batch8"]["va"]
-    pages = plan["read4k"]["va"]
-    big_va, big_n = plan["read16m"]["va"], plan["read16m"]["size"]
-    tr = plan["translate"]["va"]
+    a = Addresses.of(plan)
+    single, batch, pages, big_va, big_n, tr = a.single, a.batch, a.pages, a.big_va, a.big_n, a.translate
 
     r = layer.read
 
