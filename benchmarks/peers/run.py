@@ -83,14 +83,12 @@ def run_worker(py: Path, peer: str, plan_path: Path, out: Path, timeout: float) 
     return res
 
 
-def write_docs(results: list[dict[str, Any]], plan: dict[str, Any], cache: Path, args: argparse.Namespace,
+def write_docs(results: list[dict[str, Any]], plan: dict[str, Any], chart_python: Path, full: bool,
                results_path: Path) -> None:
     DOCS.mkdir(exist_ok=True)
     png = DOCS / "performance.png"
-    if args.chart_python:
-        subprocess.run([str(args.chart_python), str(HERE / "report.py"), "chart", str(results_path), str(png)],
-                       check=True)
-    cmd = "python benchmarks/peers/run.py" + (" --full" if args.full else "")
+    subprocess.run([str(chart_python), str(HERE / "report.py"), "chart", str(results_path), str(png)], check=True)
+    cmd = "python benchmarks/peers/run.py" + (" --full" if full else "")
     section = "\n".join([
         BEGIN,
         f"Produced by `{cmd}` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} cores). "
@@ -159,8 +157,8 @@ def main() -> int:
             print(f"{r['peer']}: {r['error']}")
     print(f"\nraw results: {results_path}")
     if not args.no_docs:
-        args.chart_python = env_python(cache, "chart", args.upgrade)
-        write_docs([r for r in results if r.get("results")], plan, cache, args, results_path)
+        write_docs([r for r in results if r.get("results")], plan, env_python(cache, "chart", args.upgrade),
+                   args.full, results_path)
     return 0
 
 

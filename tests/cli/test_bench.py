@@ -92,7 +92,8 @@ def test_bench_text_output_and_usage_errors(capsys: pytest.CaptureFixture[str]) 
     for argv, msg in ((["--start", "0x1000"], "--start and --size go together"),
                       (["--start", "0", "--size", "0x10"], "larger than the range"),
                       (["--chunks", "0"], "positive numbers"),
-                      (["--seconds", "0"], "--seconds must be positive")):
+                      (["--seconds", "0"], "--seconds must be positive"),
+                      (["--start", "0x1000", "--size", "0"], "bench: empty range")):
         assert main(["-c", "dummy:size=1m", "bench", *argv]) == 2
         assert msg in capsys.readouterr().err
     assert main(["-c", "demo", "-o", "win32", "bench", "--start", "0", "--size", "0x10000"]) == 2

@@ -8,6 +8,7 @@ not the random-number generator; unreadable bytes are counted, never hidden.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -48,9 +49,7 @@ class BenchCell:
 
 def _pool(rng: np.random.Generator, start: int, size: int, chunk: int, count: int) -> np.ndarray:
     """``count`` random start addresses with the whole chunk inside [start, start + size)."""
-    span = max(size - chunk, 0)
-    offsets = rng.integers(0, span + 1, count, dtype=np.uint64) if span else np.zeros(count, np.uint64)
-    return np.uint64(start) + offsets
+    return np.uint64(start) + rng.integers(0, max(size - chunk, 0) + 1, count, dtype=np.uint64)
 
 
 def bench_cell(mem: MemoryView, start: int, size: int, chunk: int, batch: int, seconds: float,
@@ -76,20 +75,15 @@ def bench_cell(mem: MemoryView, start: int, size: int, chunk: int, batch: int, s
                 break
         elapsed = (time.perf_counter_ns() - t0) / 1e9
     else:
-        batches = list(pool.reshape(POOL_BATCHES, batch))
         lengths = np.full(batch, chunk, dtype=np.int64)
         t0 = time.perf_counter_ns()
-        while True:
-            for b in batches:
-                res = mem.read_batch(b, lengths)
-                if res.failures:
-                    failed += sum(f.length for f in res.failures)
-                reads += batch
-                if time.perf_counter_ns() - t0 >= deadline_ns:
-                    break
-            else:
-                continue
-            break
+        for b in itertools.cycle(list(pool.reshape(POOL_BATCHES, batch))):
+            res = mem.read_batch(b, lengths)
+            if res.failures:
+                failed += sum(f.length for f in res.failures)
+            reads += batch
+            if time.perf_counter_ns() - t0 >= deadline_ns:
+                break
         elapsed = (time.perf_counter_ns() - t0) / 1e9
     return BenchCell(chunk, batch, reads, reads * chunk, failed, elapsed)
 

@@ -154,10 +154,11 @@ class MmapMemory(PhysicalMemory):
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         self._check_open()
         if addrs.shape[0] <= SMALL_BATCH:
-            reals = [self._real(a, n) for a, n in zip(addrs.tolist(), lengths.tolist(), strict=True)]
+            lens = lengths.tolist()
+            reals = [self._real(a, n) for a, n in zip(addrs.tolist(), lens, strict=True)]
             if min(reals, default=0) >= 0:  # every piece inside one range: slices of the store
                 mm = self._mm
-                out[:] = np.frombuffer(b"".join([mm[r : r + n] for r, n in zip(reals, lengths.tolist(), strict=True)]),
+                out[:] = np.frombuffer(b"".join([mm[r : r + n] for r, n in zip(reals, lens, strict=True)]),
                                        dtype=np.uint8)
                 return []
         mp = self._map.split(addrs, lengths)

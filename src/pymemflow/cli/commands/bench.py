@@ -38,8 +38,8 @@ def _int_list(text: str) -> list[int]:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="read benchmark (memflow's read_bench): MB/s and reads/s per chunk size")
-    p.add_argument("-p", "--process", help="pid or name (default: the first process with a readable module)")
-    p.add_argument("-m", "--module", help="module name (default: the process's first module)")
+    p.add_argument("-p", "--process", help="pid or name (default: the process whose module reads best)")
+    p.add_argument("-m", "--module", help="module name (default: the process's most readable module)")
     p.add_argument("--start", type=parse_int, help="benchmark this address range instead of a module (with --size)")
     p.add_argument("--size", type=parse_int, help="length of the --start range")
     p.add_argument("--phys", action="store_true", help="benchmark the connector's physical memory")
@@ -94,6 +94,7 @@ def _pick_process(os_: OsLayer, module: str | None, need: int) -> tuple[Any, Any
 
 
 def _target(ctx: CommandContext) -> tuple[MemoryView, int, int, dict[str, Any]]:
+    """The memory, range and description of what to read; ``readable_fraction`` included."""
     a = ctx.args
     need = max(a.chunks)
     if (a.start is None) != (a.size is None):
@@ -103,27 +104,41 @@ def _target(ctx: CommandContext) -> tuple[MemoryView, int, int, dict[str, Any]]:
         phys = ctx.connector()
         start = a.start if a.start is not None else 0
         size = a.size if a.size is not None else int(phys.metadata.max_address) - start
-        return phys, start, size, {"memory": "physical", "start": start, "size": size}
+        _check_range(start, size)
+        return phys, start, size, {"memory": "physical", "start": start, "size": size,
+                                   "readable_fraction": readable_fraction(phys, start, size)}
     os_: OsLayer = ctx.os()
     if a.process is not None:
         proc = os_.process(a.process)
-        mod = None
+        mod, frac = None, 0.0
         if a.start is None:
-            mod, _ = _best_module(proc, a.module, need)
+            mod, frac = _best_module(proc, a.module, need)
             if mod is None:
                 raise ArgumentError(f"bench: process {proc.info.name} ({proc.info.pid}) has no module of at least "
                                     f"{need:#x} bytes; give -m or --start/--size")
     elif a.start is not None:
         raise ArgumentError("bench: --start/--size need -p PROCESS (or --phys)")
     else:
-        proc, mod, _ = _pick_process(os_, a.module, need)
-    start, size = (a.start, a.size) if mod is None else (mod.base, mod.size)
+        proc, mod, frac = _pick_process(os_, a.module, need)
+    if mod is None:  # an explicit range
+        start, size = a.start, a.size
+        _check_range(start, size)
+        frac = readable_fraction(proc.memory, start, size)
+    else:
+        start, size = mod.base, mod.size
     target = {"memory": "virtual", "pid": proc.info.pid, "process": proc.info.name,
-              "module": mod.name if mod is not None else None, "start": start, "size": size}
+              "module": mod.name if mod is not None else None, "start": start, "size": size,
+              "readable_fraction": frac}
     return proc.memory, start, size, target
 
 
-def _rows(cells: list[BenchCell], batches: list[int]) -> list[dict[str, Any]]:
+def _check_range(start: int, size: int) -> None:
+    if size <= 0 or start < 0:
+        raise ArgumentError(f"bench: empty range (start {start:#x}, size {size:#x}): give --start below the end "
+                            "of memory and a positive --size")
+
+
+def _rows(cells: list[BenchCell]) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     for c in cells:
         row = rows.setdefault(c.chunk, {"size": f"{c.chunk:#x}"})
@@ -137,7 +152,6 @@ def run_bench(ctx: CommandContext) -> int:
     if a.seconds <= 0:
         raise ArgumentError("bench: --seconds must be positive")
     mem, start, size, target = _target(ctx)
-    target["readable_fraction"] = readable_fraction(mem, start, size)
     try:
         with ctx.progress(len(a.chunks) * len(a.batches), "bench") as bar:
             cells = read_bench(mem, start, size, chunk_sizes=a.chunks, batch_sizes=a.batches, seconds=a.seconds,
@@ -152,7 +166,7 @@ def run_bench(ctx: CommandContext) -> int:
              if target["memory"] == "virtual" else "physical memory")
     ctx.out.write(f"read bench: {where}, {start:#x}..{start + size:#x} ({size:#x} bytes, "
                   f"{target['readable_fraction']:.0%} of pages readable), {a.seconds:g} s per cell\n")
-    ctx.emit(_rows(cells, a.batches))
+    ctx.emit(_rows(cells))
     if failed:
         total = sum(c.bytes for c in cells)
         ctx.err.write(f"pymemflow: warning: {failed} of {total} bytes read were unreadable (zero-filled)\n")
