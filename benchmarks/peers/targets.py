@@ -102,13 +102,18 @@ def _sample_vas(vm: VirtualMemory, ram: int, n: int, align: int, rng: np.random.
     _, inverse, counts = np.unique(lv.pa, return_inverse=True, return_counts=True)
     keep = np.nonzero(counts[inverse] < ALIASED)[0]
     out = np.empty(0, dtype=np.uint64)
-    while out.shape[0] < n:
+    for _ in range(20):
+        if out.shape[0] >= n or keep.shape[0] == 0:
+            break
         pick = keep[rng.integers(0, keep.shape[0], 2 * n)]
         off = (rng.random(2 * n) * lv.size[pick].astype(np.float64)).astype(np.uint64)
         off &= np.uint64(~(align - 1) & M64)
         off = np.minimum(off, lv.size[pick] - np.uint64(align))
         va, pa = lv.va[pick] + off, lv.pa[pick] + off
         out = np.concatenate([out, va[pa + np.uint64(align) <= np.uint64(ram)]])
+    if out.shape[0] < n:  # a wrong CR3 or not an x86-64 image: its "leaves" point outside the file
+        raise SystemExit(f"peers: only {out.shape[0]} of {n} sampled addresses map into the image's RAM "
+                         f"({len(lv)} leaves under CR3 {vm.dtb:#x}): is this the right CR3 for an x86-64 image?")
     return out[:n]
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from testbed import Guest
 
@@ -83,3 +84,15 @@ def test_plan_refuses_translations_that_disagree_with_qemu(
     wrong = [(pairs[0][0], pairs[0][1] ^ 0x1000), *pairs[1:]]
     with pytest.raises(SystemExit, match="disagrees with QEMU for 1 of"):
         targets.build_plan(image, dtb, wrong, COUNTS, None, REPEATS)
+
+
+
+@pytest.mark.parametrize("content", ["zeros", "random"])
+def test_plan_on_a_wrong_image_or_cr3_says_so(content: str, tmp_path: Path) -> None:
+    """Tables of zeros (no leaves) or of random bytes (leaves far outside the file): a clear error
+    naming the CR3, not an endless sampling loop."""
+    image = tmp_path / "bad.raw"
+    rng = np.random.default_rng(1)
+    image.write_bytes(bytes(4 << 20) if content == "zeros" else rng.integers(0, 256, 4 << 20, np.uint8).tobytes())
+    with pytest.raises(SystemExit, match="right CR3 for an x86-64 image"):
+        targets.build_plan(image, 0x1000, [], COUNTS, None, REPEATS)
