@@ -1,6 +1,6 @@
 """Windows layer benchmark: from opening a 1 GiB memory image to the full process list with modules.
 
-The image is the synthetic x64 Windows 10 19041 machine (``pymemflow.os.win32.synthetic``) written as
+The image is the synthetic x64 Windows 10 19041 machine (``pymemflow.demo``) written as
 a raw file. One iteration = open the ``raw`` connector, find Windows from bare memory (low stub,
 ntoskrnl PE scan, CodeView, offsets), walk ActiveProcessLinks and every process's PEB loader lists.
 "Warm" = the file is in the page cache and Python modules are imported (best and median of N runs).
@@ -25,7 +25,7 @@ from typing import Any
 
 from pymemflow.connectors.raw import RawFileMemory
 from pymemflow.os.win32.kernel import Win32Kernel
-from pymemflow.os.win32.synthetic.machine import build_image
+from pymemflow.demo.machine import build_image
 
 GOAL_MS = 50.0
 ISF = Path(__file__).resolve().parents[2] / "shared" / "data" / "windows" / "isf"

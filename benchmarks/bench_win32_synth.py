@@ -12,8 +12,8 @@ import argparse
 import statistics
 import time
 
-from pymemflow.connectors.demo import DemoMemory
-from pymemflow.os.win32.synthetic import build_image
+from pymemflow.demo.connector import DemoMemory
+from pymemflow.demo import build_image
 
 GOAL_S = 1.0
 

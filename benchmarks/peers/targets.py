@@ -80,7 +80,7 @@ def linux_image(cache: Path, mem: str, fresh: bool) -> tuple[Path, dict[str, Any
 
 def windows_image(cache: Path) -> dict[str, Any]:
     """The synthetic Windows 10 x64 machine (1 GiB) as a raw file, with its process count."""
-    from pymemflow.os.win32.synthetic.machine import build_image
+    from pymemflow.demo.machine import build_image
 
     path = cache / f"{WIN_PROFILE}.raw"
     meta_path = cache / f"{WIN_PROFILE}.json"

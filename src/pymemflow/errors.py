@@ -81,9 +81,8 @@ class TranslationError(PymemflowError):
         super().__init__(f"cannot translate {address:#x}: {reason}")
 
 
-class OsError_(PymemflowError):
-    """An OS layer could not find or walk what it was asked for (named with a trailing _ to keep
-    the builtin ``OSError`` distinct)."""
+class OsLayerError(PymemflowError):
+    """An OS layer could not find or walk what it was asked for (not the builtin ``OSError``)."""
 
 
 class NotFoundError(PymemflowError):

@@ -247,16 +247,16 @@ def test_maple_walk_ends_on_self_referencing_nodes() -> None:
 
 def test_memory_without_vmcoreinfo_names_what_is_missing(tmp_path: Path) -> None:
     from pymemflow.connectors.raw import RawFileMemory
-    from pymemflow.errors import OsError_
+    from pymemflow.errors import OsLayerError
     from pymemflow.os.linux.layer import LinuxOs
 
     f = tmp_path / "zeros.ram"
     with open(f, "wb") as fh:
         fh.truncate(64 << 20)
-    with pytest.raises(OsError_, match=r"no VMCOREINFO text .*CONFIG_CRASH_CORE"):
+    with pytest.raises(OsLayerError, match=r"no VMCOREINFO text .*CONFIG_CRASH_CORE"):
         LinuxOs(RawFileMemory(f))
     blob = bytearray(64 << 20)
     blob[0x5000:0x5000 + len(VMCI)] = VMCI.encode()  # a copy whose page tables do not check out
     f.write_bytes(bytes(blob))
-    with pytest.raises(OsError_, match=r"1 VMCOREINFO copy found but none gives page tables"):
+    with pytest.raises(OsLayerError, match=r"1 VMCOREINFO copy found but none gives page tables"):
         LinuxOs(RawFileMemory(f))

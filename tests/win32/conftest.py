@@ -22,13 +22,13 @@ def machine(request: Any, win10_image: Any, win7_image: Any) -> tuple[Any, Any]:
 
 @pytest.fixture(scope="session")
 def win10_image() -> Any:
-    from pymemflow.os.win32.synthetic.machine import build_image
+    from pymemflow.demo.machine import build_image
 
     return build_image("win10-19041-x64", seed=0)
 
 
 @pytest.fixture(scope="session")
 def win7_image() -> Any:
-    from pymemflow.os.win32.synthetic.machine import build_image
+    from pymemflow.demo.machine import build_image
 
     return build_image("win7-7601-x86pae", seed=0)

@@ -11,7 +11,7 @@ import pefile
 import pytest
 from win32_util import phys_of
 
-from pymemflow.errors import NotFoundError, OsError_, PartialReadError
+from pymemflow.errors import NotFoundError, OsLayerError, PartialReadError
 from pymemflow.os.win32.kernel import Win32Kernel
 from pymemflow.os.win32.plugin import PLUGIN
 
@@ -269,7 +269,7 @@ def test_no_windows_says_what_was_tried() -> None:
 
     mm = mmap.mmap(-1, 8 << 20)
     mm[0x5000:0x5010] = b"not windows here"
-    with pytest.raises(OsError_) as e:
+    with pytest.raises(OsLayerError) as e:
         Win32Kernel.open(MmapMemory(mm, MemoryMap.identity(8 << 20), writable=False), progress=False)
     msg = str(e.value)
     assert "step 1" in msg and "low stub" in msg and "PAE" in msg and "x86 page-directory" in msg
@@ -291,7 +291,7 @@ def test_memory_runs_pushed_to_connector(win10_image: Any) -> None:
 
 
 def test_dump_header_hints_are_used() -> None:
-    from pymemflow.connectors.demo import DemoMemory
+    from pymemflow.demo.connector import DemoMemory
 
     phys = DemoMemory("win10", hints=True)
     k = Win32Kernel.open(phys)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pymemflow.os.win32.synthetic import SyntheticImage, build_image
+from pymemflow.demo import SyntheticImage, build_image
 
 ISF_19041 = "5278AFF86C341677D7D7835C85B7B844-1.json.xz"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pymemflow.os.win32.synthetic import SyntheticImage, build_image
+from pymemflow.demo import SyntheticImage, build_image
 
 from .conftest import ISF_19041
 from .vtypes_isf import isf_from_vtypes

@@ -20,8 +20,8 @@ BUILTIN_MODULES: list[str] = [
     "pymemflow.connectors.qemu",
     "pymemflow.connectors.kcore",
     "pymemflow.connectors.leechcore",
-    # connectors: built-in demo machines
-    "pymemflow.connectors.demo",
+    # connectors: built-in demo machines (the synthetic Windows machines, pymemflow.demo)
+    "pymemflow.demo.connector",
     # OS layers
     "pymemflow.os.win32.plugin",
     "pymemflow.os.linux.plugin",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...arch import VirtualMemory
-from ...errors import OsError_, PymemflowError
+from ...errors import OsLayerError, PymemflowError
 from ...mem.view import MemoryView
 from . import vmcoreinfo as vci
 
@@ -90,5 +90,5 @@ def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int
     what = (f"{tried} VMCOREINFO cop{'y' if tried == 1 else 'ies'} found but none gives page tables that map "
             "swapper_pg_dir onto itself" if tried else
             f"no VMCOREINFO text ('OSRELEASE=<release>') in {max_address:#x} bytes of physical memory")
-    raise OsError_(f"linux: {what}; the kernel needs CONFIG_CRASH_CORE/VMCOREINFO (or use a dump whose "
+    raise OsLayerError(f"linux: {what}; the kernel needs CONFIG_CRASH_CORE/VMCOREINFO (or use a dump whose "
                    "header carries it, or pass dtb= and system_map=)")

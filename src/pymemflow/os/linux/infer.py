@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 
 from ...arch import VirtualMemory
-from ...errors import OsError_, PymemflowError
+from ...errors import OsLayerError, PymemflowError
 from ...mem.view import MemoryView
 from .kread import read_obj, walk_list
 
@@ -57,9 +57,9 @@ def infer(phys: MemoryView, kmem: MemoryView, arch: str, dtb: int, start_va: int
     for comm_va in hits:
         try:
             return _from_idle_comm(phys, kmem, arch, dtb, comm_va, fmt, ps)
-        except (OsError_, PymemflowError):
+        except (OsLayerError, PymemflowError):
             continue
-    raise OsError_("linux: no BTF and the task layout could not be inferred (no idle task 'swapper/0' with a "
+    raise OsLayerError("linux: no BTF and the task layout could not be inferred (no idle task 'swapper/0' with a "
                    "consistent task list found); pass isf=FILE")
 
 
@@ -86,7 +86,7 @@ def _from_idle_comm(phys: MemoryView, kmem: MemoryView, arch: str, dtb: int, com
         if best is None or len(nodes) > len(best[1]):
             best = (delta, nodes)
     if best is None:
-        raise OsError_("no tasks list")
+        raise OsLayerError("no tasks list")
     delta, nodes = best
     head = comm_va - delta
     # 2. pid/tgid relative to the tasks node: 0 in the idle task, equal pairs, distinct across tasks
@@ -103,7 +103,7 @@ def _from_idle_comm(phys: MemoryView, kmem: MemoryView, arch: str, dtb: int, com
             pid_rel = off - WINDOW
             break
     if pid_rel is None:
-        raise OsError_("no pid field")
+        raise OsLayerError("no pid field")
     # 3. real_parent: a pointer that, for every task, lands at (some task's node - K) for one constant K
     node_set = set([head] + nodes)
     parent_rel = tasks_off = None
@@ -116,7 +116,7 @@ def _from_idle_comm(phys: MemoryView, kmem: MemoryView, arch: str, dtb: int, com
             parent_rel, tasks_off = off - WINDOW, k
             break
     if parent_rel is None or tasks_off is None:
-        raise OsError_("no real_parent field")
+        raise OsLayerError("no real_parent field")
     init_task = head - tasks_off
     # 4. mm / active_mm: equal adjacent pointers in user tasks, mm NULL and active_mm set in the idle task
     mm_rel = None
@@ -129,7 +129,7 @@ def _from_idle_comm(phys: MemoryView, kmem: MemoryView, arch: str, dtb: int, com
             mm_rel = off - WINDOW
             break
     if mm_rel is None:
-        raise OsError_("no mm field")
+        raise OsLayerError("no mm field")
     mm_off = tasks_off + mm_rel
     pgd_off, arg_off = _mm_fields(phys, kmem, arch, dtb, [o.u(mm_rel + WINDOW, fmt) for o in objs[1:]], init_task, fmt, ps)
     return InferredLayout(init_task=init_task, tasks=tasks_off, comm=tasks_off + delta, pid=tasks_off + pid_rel,

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from ...arch import VirtualMemory
-from ...errors import FormatError, NotFoundError, OsError_, PymemflowError
+from ...errors import FormatError, NotFoundError, OsLayerError, PymemflowError
 from ...mem.phys import PhysicalMemory
 from ...mem.view import MemoryView
 from ..base import MemoryRegion, ModuleInfo, OsLayer, Process, ProcessInfo
@@ -39,7 +39,7 @@ class LinuxOs(OsLayer):
         hints = getattr(phys, "hints", {}) or {}
         max_addr = int(getattr(getattr(phys, "metadata", None), "max_address", 0) or 0)
         if not max_addr:
-            raise OsError_("linux: the connector does not say how much physical memory it has (max_address)")
+            raise OsLayerError("linux: the connector does not say how much physical memory it has (max_address)")
         self.vmcoreinfo, self.root = find_vmcoreinfo(phys, hints, max_addr)
         vi = self.vmcoreinfo
         self.arch = self.root.arch
@@ -55,7 +55,7 @@ class LinuxOs(OsLayer):
         self._paths_: PathResolver | None = None
         self._closed = False
         self._inferred: infer_mod.InferredLayout | None = None
-        self._no_types_error: OsError_ | None = None
+        self._no_types_error: OsLayerError | None = None
 
     @property
     def types(self) -> Layouts:
@@ -99,7 +99,7 @@ class LinuxOs(OsLayer):
                 return ks.decode(self.kmem, tables, check={"_stext": stext} if stext else None, pointer_size=ps)
         if isf:
             return self._isf_symbols(isf)
-        raise OsError_(f"linux {vi.osrelease}: no symbol table: VMCOREINFO lists no kallsyms tables "
+        raise OsLayerError(f"linux {vi.osrelease}: no symbol table: VMCOREINFO lists no kallsyms tables "
                        "(kernels before 6.x); pass system_map=FILE (System.map) or isf=FILE")
 
     def _isf_symbols(self, isf: str) -> ks.SymbolTable:
@@ -117,7 +117,7 @@ class LinuxOs(OsLayer):
             return IsfTypes.load(isf)
         blob, where = self._find_btf()
         if blob is None:
-            raise OsError_(f"linux {self.vmcoreinfo.osrelease}: no BTF type information in this kernel "
+            raise OsLayerError(f"linux {self.vmcoreinfo.osrelease}: no BTF type information in this kernel "
                            f"({where}; CONFIG_DEBUG_INFO_BTF is off?): pass isf=FILE "
                            "(a volatility3 Linux ISF for this exact kernel)")
         return Btf(blob, source=where, pointer_size=self.kmem.pointer_size)
@@ -165,7 +165,7 @@ class LinuxOs(OsLayer):
     def init_task(self) -> int:
         a = self.symbols.get("init_task")
         if a is None:
-            raise OsError_("linux: no init_task symbol (kallsyms without CONFIG_KALLSYMS_ALL?): pass system_map=FILE")
+            raise OsLayerError("linux: no init_task symbol (kallsyms without CONFIG_KALLSYMS_ALL?): pass system_map=FILE")
         return a
 
     def _user_dtb(self, mm: int) -> int:
@@ -211,7 +211,7 @@ class LinuxOs(OsLayer):
         try:
             _ = self.types
             return False
-        except OsError_ as e:
+        except OsLayerError as e:
             self._no_types_error = e
             return True
 
@@ -222,8 +222,8 @@ class LinuxOs(OsLayer):
                 start = self.symbols.get("_etext") or self.vmcoreinfo.symbols["_stext"]
                 po = self.root.page_offset if self.root.page_offset is not None else START_KERNEL_MAP
                 self._inferred = infer_mod.infer(self.phys, self.kmem, self.arch, self.root.dtb, start, po)
-            except (OsError_, KeyError) as e:
-                raise OsError_(f"{self._no_types_error}; inferring the task layout from memory failed too: {e}") from None
+            except (OsLayerError, KeyError) as e:
+                raise OsLayerError(f"{self._no_types_error}; inferring the task layout from memory failed too: {e}") from None
         lay = self._inferred
         ps = self.kmem.pointer_size
         span = max(lay.comm + 16, lay.pid + 8, lay.real_parent + ps, lay.mm + ps)

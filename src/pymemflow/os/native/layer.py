@@ -13,7 +13,7 @@ import platform
 import shlex
 from typing import Any
 
-from ...errors import FormatError, NotFoundError, OsError_
+from ...errors import FormatError, NotFoundError, OsLayerError
 from ...live import procfs
 from ...live.elf import (
     ET_EXEC,
@@ -133,7 +133,7 @@ class NativeOs(OsLayer):
         except FileNotFoundError:
             raise NotFoundError(f"process {proc.info.pid} exited") from None
         except PermissionError:
-            raise OsError_(f"cannot read {path}: permission denied (needs ptrace access: same user, or "
+            raise OsLayerError(f"cannot read {path}: permission denied (needs ptrace access: same user, or "
                            "root with CAP_SYS_PTRACE)") from None
 
     def memory_regions(self, proc: Process, **kw: Any) -> list[MemoryRegion]:
@@ -180,7 +180,7 @@ class NativeOs(OsLayer):
         except FileNotFoundError:
             raise NotFoundError(f"module file {module.path} is gone") from None
         except PermissionError:
-            raise OsError_(f"cannot read module file {module.path}: permission denied") from None
+            raise OsLayerError(f"cannot read module file {module.path}: permission denied") from None
         try:
             loads = [p for p in elf.program_headers() if p.type == PT_LOAD]
             first = min((p.vaddr - p.offset for p in loads), default=0) if loads else 0

@@ -1,7 +1,7 @@
 """Finding Windows in bare physical memory: page-table root, ntoskrnl, its PDB, build, offsets.
 
 Each step uses what the caller or the dump header already knows (``dtb``, ``kernel_base``,
-``PsActiveProcessHead`` ...) and falls back to scanning. When nothing works, :class:`OsError_` says
+``PsActiveProcessHead`` ...) and falls back to scanning. When nothing works, :class:`OsLayerError` says
 which step failed and lists every attempt, so a user can tell "no Windows here" from "wrong arch".
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...arch import VirtualMemory
-from ...errors import NotFoundError, OsError_, PymemflowError
+from ...errors import NotFoundError, OsLayerError, PymemflowError
 from ...mem.memmap import MemoryMap
 from ...mem.view import MemoryView
 from . import pe, rootscan
@@ -196,7 +196,7 @@ def physical_runs(vm: MemoryView, ptr_addr: int, ptr_size: int, cap: int = 256) 
     desc = vm.read_u64(ptr_addr) if ptr_size == 8 else vm.read_u32(ptr_addr)
     n = vm.read_u32(desc)
     if not 0 < n <= cap:
-        raise OsError_(f"MmPhysicalMemoryBlock at {desc:#x}: implausible NumberOfRuns {n}")
+        raise OsLayerError(f"MmPhysicalMemoryBlock at {desc:#x}: implausible NumberOfRuns {n}")
     first = desc + 2 * ptr_size
     raw = vm.read(first, n * 2 * ptr_size)
     vals = np.frombuffer(raw, "<u8" if ptr_size == 8 else "<u4").astype(np.uint64).reshape(n, 2)
@@ -235,7 +235,7 @@ def discover(
     kernel_base = kernel_base if kernel_base is not None else hints.get("kernel_base")
     arch = arch or hints.get("arch")
     if arch not in (None, "x64", "x86", "x86pae"):
-        raise OsError_(f"win32: arch {arch!r} is not a Windows architecture (x64, x86, x86pae)")
+        raise OsLayerError(f"win32: arch {arch!r} is not a Windows architecture (x64, x86, x86pae)")
     meta = getattr(phys, "metadata", None)
     max_address = int(meta.max_address) if meta is not None else 1 << 32
     bar = Progress(progress)
@@ -255,7 +255,7 @@ def discover(
             for r in roots:
                 r.kernel_hint = kernel_hint or kernel_base
     if not roots:
-        raise OsError_("win32: step 1 (page-table root) failed; tried: " + "; ".join(tried))
+        raise OsLayerError("win32: step 1 (page-table root) failed; tried: " + "; ".join(tried))
 
     # step 2: ntoskrnl in each root's kernel space
     for root in roots:
@@ -268,7 +268,7 @@ def discover(
         how.append(f"ntoskrnl at {base:#x}")
         return _finish(phys, vm, root.arch, root.dtb, base, hints, symbols, symstore, symcache,
                        push_mem_map, how, tried)
-    raise OsError_("win32: step 2 (find ntoskrnl.exe) failed; tried: " + "; ".join(tried))
+    raise OsLayerError("win32: step 2 (find ntoskrnl.exe) failed; tried: " + "; ".join(tried))
 
 
 def _finish(phys: Any, vm: VirtualMemory, arch: str, dtb: int, base: int, hints: dict[str, Any],
@@ -289,7 +289,7 @@ def _finish(phys: Any, vm: VirtualMemory, arch: str, dtb: int, base: int, hints:
                               symbols_dir=symbols, symstore=symstore, cache_dir=symcache,
                               pdb_name=cv.pdb_name if cv else "ntkrnlmp.pdb")
     except NotFoundError as e:
-        raise OsError_(f"win32: step 3 (offsets) failed for kernel at {base:#x} build {build}: {e}") from e
+        raise OsLayerError(f"win32: step 3 (offsets) failed for kernel at {base:#x} build {build}: {e}") from e
     how.append(f"offsets from {off.source}")
     ps = off.pointer_size
 
@@ -319,7 +319,7 @@ def _finish(phys: Any, vm: VirtualMemory, arch: str, dtb: int, base: int, hints:
         except PymemflowError as e:
             tried.append(f"System EPROCESS {system:#x} ActiveProcessLinks.Blink: {e}")
     if not head:
-        raise OsError_("win32: step 4 (process list head) failed: no PsActiveProcessHead symbol or hint, "
+        raise OsLayerError("win32: step 4 (process list head) failed: no PsActiveProcessHead symbol or hint, "
                        "and no System process; tried: " + "; ".join(tried))
     if not system:
         try:

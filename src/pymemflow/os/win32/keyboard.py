@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...errors import NotFoundError, OsError_, PymemflowError
+from ...errors import NotFoundError, OsLayerError, PymemflowError
 from ...mem.view import MemoryView
 from . import pe
 
@@ -95,7 +95,7 @@ def open_keyboard(k: Win32Kernel) -> Keyboard:
     procs = [i for i in k.process_info_list() if i.name.lower() in SESSION_PROCESSES and i.state == "alive"]
     procs.sort(key=lambda i: SESSION_PROCESSES.index(i.name.lower()))
     if not procs:
-        raise OsError_("keyboard: no session process (winlogon.exe, csrss.exe, explorer.exe) found")
+        raise OsLayerError("keyboard: no session process (winlogon.exe, csrss.exe, explorer.exe) found")
     if k.facts.build >= 22000 and "win32ksgd.sys" in kmods:
         mod = kmods["win32ksgd.sys"]
         for info in procs:
@@ -122,4 +122,4 @@ def open_keyboard(k: Win32Kernel) -> Keyboard:
                 tried.append(f"win32kbase.sys through {info.name} ({info.pid}): {e}")
     else:
         tried.append("no win32kbase.sys among the kernel modules")
-    raise OsError_("keyboard: async key state not found; tried: " + "; ".join(tried))
+    raise OsLayerError("keyboard: async key state not found; tried: " + "; ".join(tried))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..offsets import Win32Offsets
+from ..os.win32.offsets import Win32Offsets
 from .image import Module
 from .memory import PAGE, AddressSpace, Bump
 from .pe import DATA, RDATA, TEXT, PeSpec, Section, build_pe

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..mem.buffer import MmapMemory
 from ..mem.memmap import MemoryMap
-from ..os.win32.synthetic import ALIASES, PROFILES, build_image
 from ..plugins.api import ArgSpec, PluginSpec, TargetInfo, parse_bool, parse_int, parse_size
+from .machine import ALIASES, PROFILES, build_image
 
 
 class DemoMemory(MmapMemory):

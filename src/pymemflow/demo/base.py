@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..offsets import Win32Offsets, resolve_offsets
+from ..os.win32.offsets import Win32Offsets, resolve_offsets
 from .image import Module
 from .memory import PAGE, AddressSpace, Bump, FrameAllocator, SparsePhys
 from .profiles import PROFILES, Profile

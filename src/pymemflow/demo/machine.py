@@ -10,7 +10,7 @@ The parts live in kernel.py, processes.py, userspace.py and vad.py; this module 
 
 from __future__ import annotations
 
-from ..offsets import Win32Offsets
+from ..os.win32.offsets import Win32Offsets
 from .image import Module, SyntheticImage
 from .processes import ProcessMixin
 from .profiles import ALIASES, PROFILES, Profile

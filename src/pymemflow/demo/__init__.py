@@ -2,7 +2,7 @@
 
 Public API::
 
-    from pymemflow.os.win32.synthetic import build_image, PROFILES
+    from pymemflow.demo import build_image, PROFILES
     img = build_image("win10-19041-x64", seed=0, size=1 << 30)   # or "win7-7601-x86pae" / "win10" / "win7"
     img.facts            # ground truth: processes, modules, dtb, kernel_base, symbols, keyboard, ...
     img.write_raw(path)  # flat raw image;  img.array() / img.fill(buf) / img.read(pa, n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from ..offsets import Win32Offsets
+from ..os.win32.offsets import Win32Offsets
 
 
 class StructBuf:
