@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate pymemflow's built-in Windows offset table from ../shared/data/windows/.
+"""Generate pymemflow's built-in Windows offset table from the reference data in tests/data/windows/.
 
 Sources (all facts; attribution and licence texts are copied next to the table):
 - ``ntkrnlmp_offsets_x64.csv``: 213 x64 ntkrnlmp.pdb builds (JPCERT/CC Windows-Symbol-Tables, BSD-3).
@@ -8,18 +8,17 @@ Sources (all facts; attribution and licence texts are copied next to the table):
   member list (ppid, CreateTime, VAD, PEB32, KUSER_SHARED_DATA, PTE bits ...) for its *build family*;
   a CSV/TOML row of the same arch and build gets those extra facts only if every offset it has
   agrees with the ISF (checked here), and the row records which ISF they came from.
-- ``volatility2/win7_sp1_x86_vtypes.py``: Windows 7 SP1 x86 layouts (facts only, read with
-  ``ast.literal_eval``, never imported or copied) for the x86 7601 family; PTE layouts are left out
-  because that file is the non-PAE kernel and our x86 7601 row is the PAE kernel (ntkrpamp.pdb).
+- ``win7_sp1_x86_layouts.json``: Windows 7 SP1 x86 layouts (facts from Volatility 2's vtypes, made by
+  ``scripts/gen_win7_x86_layouts.py``) for the x86 7601 family; PTE layouts are left out because those
+  are the non-PAE kernel's and our x86 7601 row is the PAE kernel (ntkrpamp.pdb).
 
-Run: ``python scripts/gen_win_offsets.py [--shared ../shared/data/windows]``. Output:
+Run: ``python scripts/gen_win_offsets.py [--data tests/data/windows]``. Output:
 ``src/pymemflow/os/win32/offsets/data/win_offsets.json.xz`` (+ LICENSE files, + the 19041 ISF).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import json
 import lzma
@@ -31,6 +30,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from gen_win7_x86_layouts import load_layouts  # noqa: E402
 
 from pymemflow.os.win32.offsets.isf import IsfSymbols  # noqa: E402
 from pymemflow.os.win32.offsets.wanted import WANTED_STRUCTS, flatten_isf, member_struct_types  # noqa: E402
@@ -146,14 +148,8 @@ def read_memflow(folder: Path) -> list[dict[str, Any]]:
 
 
 def vol2_family(path: Path) -> dict[str, Any]:
-    """Windows 7 SP1 x86 facts from the Volatility 2 vtypes (literal dict, parsed not executed)."""
-    src = path.read_text()
-    tree = ast.parse(src)
-    types: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
-            types = ast.literal_eval(_calls_to_dicts(node.value))
-            break
+    """Windows 7 SP1 x86 facts from the table generated out of Volatility 2's vtypes."""
+    types = load_layouts(path)
     skip = {"_MMPTE", "_MMPTE_HARDWARE", "_MMPTE_SOFTWARE", "_MMPTE_TRANSITION", "_MMPTE_PROTOTYPE",
             "_HARDWARE_PTE"}  # non-PAE layouts; the PAE ones are PAE_PTE_BITS
     fields: dict[str, int] = {}
@@ -177,20 +173,6 @@ def vol2_family(path: Path) -> dict[str, Any]:
             "sizes": sizes, "bitfields": bits, "member_types": member_types}
 
 
-def _calls_to_dicts(node: ast.AST) -> ast.AST:
-    """vtypes use ``dict(start_bit=..)``: rewrite those calls into dict literals for literal_eval."""
-
-    class T(ast.NodeTransformer):
-        def visit_Call(self, n: ast.Call) -> ast.AST:
-            self.generic_visit(n)
-            if isinstance(n.func, ast.Name) and n.func.id == "dict" and not n.args:
-                return ast.Dict(keys=[ast.Constant(k.arg) for k in n.keywords],
-                                values=[k.value for k in n.keywords])
-            return n
-
-    return ast.fix_missing_locations(T().visit(node))
-
-
 def agrees(row: dict[str, Any], fam: dict[str, Any]) -> list[str]:
     """Struct offsets of a row that contradict the family (symbol RVAs differ per revision: ignored)."""
     bad = []
@@ -203,27 +185,27 @@ def agrees(row: dict[str, Any], fam: dict[str, Any]) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared/data/windows"))
+    ap.add_argument("--data", default=str(ROOT / "tests/data/windows"), help="the reference data folder")
     ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args()
-    shared, out = Path(a.shared), Path(a.out)
+    data, out = Path(a.data), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    rows = read_csv(shared / "ntkrnlmp_offsets_x64.csv")
+    rows = read_csv(data / "ntkrnlmp_offsets_x64.csv")
     csv_guids = {r["guid_age"] for r in rows}
-    for r in read_memflow(shared / "memflow-offsets"):
+    for r in read_memflow(data / "memflow-offsets"):
         if r["guid_age"] in csv_guids:
             continue  # the CSV row has more; memflow's agrees (checked by tests)
         rows.append(r)
 
     families: dict[str, Any] = {}
     versions = {}
-    vt = (shared / "isf/JPCERT-version-table.md").read_text()
+    vt = (data / "isf/JPCERT-version-table.md").read_text()
     for line in vt.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 2 and re.match(r"^\d+\.\d+\.\d+\.\d+$", cells[0]) and len(cells[1]) >= 33:
             versions[cells[1].upper()] = cells[0]
-    for p in sorted((shared / "isf").glob("*.json.xz")):
+    for p in sorted((data / "isf").glob("*.json.xz")):
         isf = IsfSymbols.load(p)
         ga = isf.guid_age or ""
         ver = versions.get(ga, "")
@@ -232,7 +214,7 @@ def main() -> int:
         families[key] = {"from": f"isf:{p.name} ({ver})", "guid_age": ga, "version": ver,
                          "fields": f, "sizes": s, "bitfields": {k: list(v) for k, v in b.items()},
                          "member_types": member_struct_types(isf)}
-    fam7 = vol2_family(shared / "volatility2/win7_sp1_x86_vtypes.py")
+    fam7 = vol2_family(data / "win7_sp1_x86_layouts.json")
     fam7["bitfields"] = {k: list(v) for k, v in fam7["bitfields"].items()}
     families["x86pae-7601"] = fam7
 
@@ -258,11 +240,11 @@ def main() -> int:
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     with lzma.open(out / "win_offsets.json.xz", "wb", preset=9) as f:
         f.write(raw)
-    shutil.copyfile(shared / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "LICENSE-JPCERT-Windows-Symbol-Tables")
-    shutil.copyfile(shared / "memflow-offsets/LICENSE-memflow-win32", out / "LICENSE-memflow-win32")
+    shutil.copyfile(data / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "LICENSE-JPCERT-Windows-Symbol-Tables")
+    shutil.copyfile(data / "memflow-offsets/LICENSE-memflow-win32", out / "LICENSE-memflow-win32")
     (out / "isf").mkdir(exist_ok=True)
-    shutil.copyfile(shared / "isf" / CARRIED_ISF, out / "isf" / CARRIED_ISF)
-    shutil.copyfile(shared / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "isf/LICENSE-JPCERT-Windows-Symbol-Tables")
+    shutil.copyfile(data / "isf" / CARRIED_ISF, out / "isf" / CARRIED_ISF)
+    shutil.copyfile(data / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "isf/LICENSE-JPCERT-Windows-Symbol-Tables")
     print(f"{len(rows)} entries, {len(families)} families ({', '.join(sorted(families))}), "
           f"{sum(1 for r in rows if r.get('family'))} with family facts; notes: {len(notes)}")
     for n in notes:

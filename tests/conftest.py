@@ -46,7 +46,12 @@ def guest_x86() -> Iterator[Guest]:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not DATA.exists():
-        pytest.skip(f"reference data not found at {DATA} (expected ../shared/data beside the project)")
+def ref_data() -> Path:
+    """tests/data: reference data carried in the repository (``windows/`` holds ISFs and offset tables)."""
     return DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data(ref_data: Path) -> Path:
+    """Old name of ``ref_data`` (the data used to live in ../shared/data; same folder layout)."""
+    return ref_data

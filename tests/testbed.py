@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 TESTBEDS = SHARED / "testbeds"
-DATA = SHARED / "data"
+DATA = ROOT / "tests" / "data"
 
 
 def skip_reason() -> str | None:

@@ -32,3 +32,16 @@ def win7_image() -> Any:
     from pymemflow.demo.machine import build_image
 
     return build_image("win7-7601-x86pae", seed=0)
+
+
+@pytest.fixture(scope="session")
+def pe_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real PE files linked here by clang + lld-link (tests/win32/pe_build.py): ``<arch>/<name>``."""
+    from pe_build import build_all, missing_tools
+
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: apt-get install clang lld (builds the PE test files)")
+    out = tmp_path_factory.mktemp("pe")
+    build_all(out)
+    return out

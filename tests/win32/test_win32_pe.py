@@ -1,4 +1,5 @@
-"""PE parsing over real PE files (Wine's ntoskrnl/ntdll/kernel32) laid out in memory as a loader would."""
+"""PE parsing over real PE files (ntoskrnl/ntdll/kernel32 linked by lld-link, see pe_build.py) laid out in
+memory as a loader would."""
 
 from __future__ import annotations
 
@@ -10,15 +11,6 @@ from win32_sparse import SparseMemory
 
 from pymemflow.errors import FormatError
 from pymemflow.os.win32 import pe
-
-WINE = Path(__file__).resolve().parents[3] / "shared" / "data" / "windows" / "wine"
-
-
-def _wine(arch: str, name: str) -> Path:
-    p = WINE / arch / name
-    if not p.exists():
-        pytest.skip(f"Wine PE files not found at {p} (../shared/data/windows/wine)")
-    return p
 
 
 def load_into(mem: SparseMemory, path: Path, base: int) -> pefile.PE:
@@ -37,9 +29,10 @@ def load_into(mem: SparseMemory, path: Path, base: int) -> pefile.PE:
     ("x86_64", "ntoskrnl.exe", 0xFFFFF80000400000),
     ("x86_64", "kernel32.dll", 0x7FF800000000),
     ("i386", "ntdll.dll", 0x77000000),
+    ("i386", "kernel32.dll", 0x76000000),
 ])
-def test_exports_match_pefile_on_file(arch: str, name: str, base: int) -> None:
-    path = _wine(arch, name)
+def test_exports_match_pefile_on_file(pe_files: Path, arch: str, name: str, base: int) -> None:
+    path = pe_files / arch / name
     mem = SparseMemory(8 if arch == "x86_64" else 4)
     ref = load_into(mem, path, base)
     ref.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]])
@@ -60,8 +53,8 @@ def test_exports_match_pefile_on_file(arch: str, name: str, base: int) -> None:
     assert {e.name for e in exports if e.forwarder} == fwd_ref
 
 
-def test_ntoskrnl_exports_kernel_symbols() -> None:
-    path = _wine("x86_64", "ntoskrnl.exe")
+def test_ntoskrnl_exports_kernel_symbols(pe_files: Path) -> None:
+    path = pe_files / "x86_64" / "ntoskrnl.exe"
     mem = SparseMemory()
     base = 0xFFFFF80000400000
     load_into(mem, path, base)
@@ -70,8 +63,8 @@ def test_ntoskrnl_exports_kernel_symbols() -> None:
     assert {"PsInitialSystemProcess", "NtBuildNumber"} <= names
 
 
-def test_imports_and_sections_match_pefile() -> None:
-    path = _wine("x86_64", "kernel32.dll")
+def test_imports_and_sections_match_pefile(pe_files: Path) -> None:
+    path = pe_files / "x86_64" / "kernel32.dll"
     mem = SparseMemory()
     base = 0x7FF800000000
     ref = load_into(mem, path, base)
@@ -89,8 +82,8 @@ def test_imports_and_sections_match_pefile() -> None:
     assert all(s.address == base + r.VirtualAddress for s, r in zip(secs, ref.sections, strict=True))
 
 
-def test_rebuilt_pe_loads_with_pefile() -> None:
-    path = _wine("i386", "kernel32.dll")
+def test_rebuilt_pe_loads_with_pefile(pe_files: Path) -> None:
+    path = pe_files / "i386" / "kernel32.dll"
     mem = SparseMemory(4)
     base = 0x76000000
     ref = load_into(mem, path, base)

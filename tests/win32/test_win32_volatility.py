@@ -1,6 +1,6 @@
 """Agreement with volatility3 (from PyPI) on the synthetic x64 Windows 10 image: pslist, dlllist, modules.
 
-volatility3 gets a private copy of the ISF and a private cache folder (see ../shared/data/README.md:
+volatility3 gets a private copy of the ISF and a private cache folder (see tests/data/windows/README.md:
 a stale shared cache once made it delete the ISF it was pointed at). The raw image is written to a
 temporary file and opened by both tools; our side uses the ``raw`` connector.
 """
@@ -17,7 +17,7 @@ import pytest
 
 from pymemflow.os.win32.kernel import Win32Kernel
 
-ISF = Path(__file__).resolve().parents[3] / "shared" / "data" / "windows" / "isf"
+ISF = Path(__file__).resolve().parents[1] / "data" / "windows" / "isf"
 GUID = "5278AFF86C341677D7D7835C85B7B844-1"
 MASK48 = (1 << 48) - 1
 
@@ -30,8 +30,6 @@ def vol_results(win10_image: Any, tmp_path_factory: pytest.TempPathFactory) -> t
     if vol is None:
         pytest.skip("volatility3 (vol) not installed: pip install volatility3")
     src = ISF / f"{GUID}.json.xz"
-    if not src.exists():
-        pytest.skip(f"ISF {src} not found (../shared/data/windows/isf)")
     d = tmp_path_factory.mktemp("vol")
     symdir = d / "symbols" / "windows" / "ntkrnlmp.pdb"
     symdir.mkdir(parents=True)

@@ -1,5 +1,5 @@
 """The synthetic Windows machines, checked independently of the builder: our page walker
-(pymemflow.arch) and the ISF / memflow / volatility2 facts from ../shared, pefile for PE files."""
+(pymemflow.arch) and the ISF / memflow / Windows 7 x86 layout facts of tests/data/windows, pefile for PE files."""
 
 from __future__ import annotations
 

@@ -173,7 +173,7 @@ def test_carried_table_is_what_the_generator_makes(win_data: Path, tmp_path: Pat
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    r = subprocess.run([sys.executable, str(root / "scripts" / "gen_win_offsets.py"), "--shared", str(win_data),
+    r = subprocess.run([sys.executable, str(root / "scripts" / "gen_win_offsets.py"), "--data", str(win_data),
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     fresh = json.loads(lzma.decompress((tmp_path / "win_offsets.json.xz").read_bytes()))

@@ -29,7 +29,7 @@ MASK48 = (1 << 48) - 1
 def vol_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             win_data: Path) -> tuple[SyntheticImage, Path, Path, Path]:
     """x64: the real 19041 ISF. x86-PAE Windows 7: no ntkrpamp ISF exists here, so one is made in the
-    private folder from the Volatility 2 vtypes facts (tests/win32_synth/vtypes_isf.py) plus the
+    private folder from the Windows 7 x86 layouts table (tests/win32_synth/vtypes_isf.py) plus the
     synthetic kernel's own symbol RVAs -- the structures volatility3 reads are then independent facts."""
     d = tmp_path_factory.mktemp(f"vol-{request.param}")
     if request.param == "win10":
@@ -41,7 +41,7 @@ def vol_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         img = build_image("win7-7601-x86pae", seed=11, size=64 << 20)
         f = img.facts
         guid, age = f["guid_age"][:32], int(f["guid_age"][32:], 16)
-        doc = isf_from_vtypes(win_data / "volatility2" / "win7_sp1_x86_vtypes.py", guid, age, f["pdb_name"],
+        doc = isf_from_vtypes(win_data / "win7_sp1_x86_layouts.json", guid, age, f["pdb_name"],
                               f["symbol_rvas"])
         sym = d / "symbols" / "windows" / f["pdb_name"]
         sym.mkdir(parents=True)

@@ -1,10 +1,11 @@
-"""Build a volatility3 ISF for the synthetic Windows 7 x86 kernel from the Volatility 2 vtypes in
-``../shared`` (facts only: read with ``ast.literal_eval``, written to a private temp folder, never into
-the repository). Used so that volatility3 can check the x86-PAE machine too."""
+"""Build a volatility3 ISF for the synthetic Windows 7 x86 kernel from the Windows 7 SP1 x86 layouts table
+(``tests/data/windows/win7_sp1_x86_layouts.json``: facts generated from Volatility 2's vtypes by
+``scripts/gen_win7_x86_layouts.py``), written to a private temp folder. Used so that volatility3 can check
+the x86-PAE machine too."""
 
 from __future__ import annotations
 
-import ast
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,6 @@ BASE = {
     "wchar": ("int", 2, True), "pointer": ("int", 4, False), "void": ("void", 0, True),
     "unsigned be short": ("int", 2, False),
 }
-
-
-def _calls_to_dicts(node: ast.AST) -> ast.AST:
-    class T(ast.NodeTransformer):
-        def visit_Call(self, n: ast.Call) -> ast.AST:
-            self.generic_visit(n)
-            if isinstance(n.func, ast.Name) and n.func.id == "dict" and not n.args:
-                return ast.Dict(keys=[ast.Constant(k.arg) for k in n.keywords], values=[k.value for k in n.keywords])
-            return n
-
-    return ast.fix_missing_locations(T().visit(node))
 
 
 def _conv(spec: Any, types: dict[str, Any]) -> dict[str, Any]:
@@ -48,10 +38,9 @@ def _conv(spec: Any, types: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "base", "name": "void"}
 
 
-def isf_from_vtypes(vtypes: Path, guid: str, age: int, pdb_name: str, symbols: dict[str, int]) -> dict[str, Any]:
-    tree = ast.parse(vtypes.read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Dict))
-    types: dict[str, Any] = ast.literal_eval(_calls_to_dicts(node.value))
+def isf_from_vtypes(layouts: Path, guid: str, age: int, pdb_name: str, symbols: dict[str, int]) -> dict[str, Any]:
+    types: dict[str, Any] = json.loads(layouts.read_text())
+    types.pop("_source", None)
     user = {}
     for tname, (size, members) in types.items():
         user[tname] = {"kind": "struct", "size": int(size),
