@@ -55,3 +55,16 @@ def ref_data() -> Path:
 def shared_data(ref_data: Path) -> Path:
     """Old name of ``ref_data`` (the data used to live in ../shared/data; same folder layout)."""
     return ref_data
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-cases", type=int, default=None,
+                     help="fuzz cases per target for long runs (sets PYMEMFLOW_FUZZ_CASES; see tests/fuzz/harness.py)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    n = config.getoption("--fuzz-cases", None)
+    if n is not None:
+        import os
+
+        os.environ["PYMEMFLOW_FUZZ_CASES"] = str(n)
