@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import ArgumentError
+
 # ---- flags of a translation (bit mask, uint8) ---------------------------------------------------
 F_WRITABLE = 0x01
 F_USER = 0x02
@@ -232,8 +234,6 @@ def get_arch(name: str | Architecture) -> Architecture:
     alias such as ``x86_64``, ``i386``, ``pae``, ``la57``, ``arm64``)."""
     if isinstance(name, Architecture):
         return name
-    from ..errors import ArgumentError
-
     a = _BY_ALIAS.get(str(name).strip().lower())
     if a is None:
         raise ArgumentError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from ..errors import PartialReadError, ReadFailure, TranslationError
 from ..mem.view import SMALL_BATCH, I64Array, MemoryView, U8Array, U64Array, read_pieces_singly
-from ..os.base import MemoryRegion
+from ..types import MemoryRegion
 from .pagemap import Leaves, merge_ranges, protection, size_str, walk_leaves
 from .spec import F_HOOK, F_USER, R_OK, REASONS, Architecture, get_arch
 from .tlb import FRAME_MASK, Tlb, TlbPolicy, pack

@@ -14,8 +14,15 @@ from typing import Any
 
 from ..errors import FormatError
 from ..mem.phys import PhysicalMemory
-from ..plugins.api import ArgSpec, PluginSpec, parse_bool, parse_int
+from ..types import ArgSpec, PluginSpec, parse_bool, parse_int
+from .avml import AvmlDump
+from .crashdump import CrashDump
+from .elf import ElfCore
 from .formats.source import read_magic
+from .kdump import KdumpCompressed
+from .lime import LimeDump
+from .raw import PLUGIN as RAW
+from .vmware import VmwareSnapshot
 
 TRIED = ("elf (\\x7fELF)", "kdump (KDUMP   / DISKDUMP / makedumpfile)", "crashdump (PAGEDUMP / PAGEDU64)",
          "lime (EMiL)", "avml (AVML)", "vmware (.vmem + .vmss/.vmsn, or a .vmss/.vmsn state file)")
@@ -44,18 +51,11 @@ def detect(path: str | Path) -> str | None:
 
 
 def _openers() -> dict[str, Callable[..., PhysicalMemory]]:
-    from .avml import AvmlDump
-    from .crashdump import CrashDump
-    from .elf import ElfCore
-    from .kdump import KdumpCompressed
-    from .lime import LimeDump
-    from .vmware import VmwareSnapshot
-
     return {"elf": ElfCore, "kdump": KdumpCompressed, "crashdump": CrashDump, "lime": LimeDump,
             "avml": AvmlDump, "vmware": VmwareSnapshot}
 
 
-def open_dump(path: str | Path, *, cache: int | None = None, raw: bool = False,
+def open_dump(path: str | Path, *, chunk_cache: int | None = None, raw: bool = False,
               memmap: str | None = None) -> PhysicalMemory:
     """Open ``path`` with the connector its format needs."""
     p = Path(path)
@@ -64,20 +64,18 @@ def open_dump(path: str | Path, *, cache: int | None = None, raw: bool = False,
     fmt = detect(p)
     if fmt is None:
         if raw:
-            from .raw import PLUGIN as RAW  # the raw connector (another module's) maps any file
-
             mem: PhysicalMemory = RAW.factory({"target": str(p), "memmap": memmap}, None)
             return mem
         raise FormatError(p, 0, "magic", "unknown dump format; tried " + ", ".join(TRIED)
                           + " (a raw image has no magic: open it with raw:PATH)")
     opener = _openers()[fmt]
-    if cache is not None and fmt in ("kdump", "avml"):
-        return opener(p, cache=cache)
+    if chunk_cache is not None and fmt in ("kdump", "avml"):
+        return opener(p, chunk_cache=chunk_cache)
     return opener(p)
 
 
 def _factory(args: dict[str, Any], _input: Any = None) -> PhysicalMemory:
-    return open_dump(args["target"], cache=args.get("cache"), raw=bool(args.get("raw")) or bool(args.get("memmap")),
+    return open_dump(args["target"], chunk_cache=args.get("chunk_cache"), raw=bool(args.get("raw")) or bool(args.get("memmap")),
                      memmap=args.get("memmap"))
 
 
@@ -85,7 +83,9 @@ PLUGIN = PluginSpec(
     "connector", "auto", "any dump file, format detected by magic (ELF, kdump, crash dump, LiME, AVML, VMware)",
     _factory,
     args=[ArgSpec("target", "path of the dump file", required=True),
-          ArgSpec("cache", "decoded chunks kept by compressed formats", default=None, parse=parse_int),
+          ArgSpec("chunk_cache", "decoded chunks (pages/frames) kept by compressed formats "
+                  "(not the page cache: that is the middleware key, NAME:TARGET:cache=true)",
+                  default=None, parse=parse_int),
           ArgSpec("raw", "open a file without a known magic as a raw image", default=False, parse=parse_bool),
           ArgSpec("memmap", "memory-map TOML for a raw image (implies raw=true)")],
 )

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..plugins.api import PluginSpec
+from ..types import PluginSpec
 from .formats import codecs
 from .formats.base import file_plugin_args
 from .formats.chunked import ChunkedMemory
@@ -35,9 +35,9 @@ class AvmlDump(ChunkedMemory):
     name = "avml"
     format_name = "avml"
 
-    def __init__(self, path: str | Path, cache: int = 256, source: FileSource | None = None) -> None:
+    def __init__(self, path: str | Path, chunk_cache: int = 256, source: FileSource | None = None) -> None:
         super().__init__(source or FileSource(path))
-        self.cache_chunks = max(1, cache)
+        self.cache_chunks = max(1, chunk_cache)
         src = self.source
         starts: list[int] = []
         lengths: list[int] = []
@@ -143,7 +143,7 @@ class AvmlDump(ChunkedMemory):
 
 
 def open_avml(args: dict[str, Any], _input: Any = None) -> AvmlDump:
-    return AvmlDump(args["target"], cache=int(args.get("cache") or 256))
+    return AvmlDump(args["target"], chunk_cache=int(args.get("chunk_cache") or 256))
 
 
 PLUGIN = PluginSpec("connector", "avml", "AVML memory dump (snappy-compressed LiME-like blocks)", open_avml,

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ReadFailure
 from ..mem.view import I64Array, MemoryView, U8Array, U64Array
-from ..plugins.api import PluginSpec
+from ..types import PluginSpec
 from .formats.base import file_plugin_args
 from .formats.bitmaps import bitmap_pfns
 from .formats.runs import RunMap, RunMappedMemory

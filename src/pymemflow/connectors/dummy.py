@@ -10,7 +10,7 @@ from typing import Any
 
 from ..mem.buffer import MmapMemory
 from ..mem.memmap import MemoryMap
-from ..plugins.api import ArgSpec, PluginSpec, TargetInfo, parse_size
+from ..types import ArgSpec, PluginSpec, TargetInfo, parse_size
 
 
 class DummyMemory(MmapMemory):

@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ..plugins.api import PluginSpec
+from ..types import PluginSpec
 from .formats.base import file_plugin_args
 from .formats.notes import parse_elf_notes, refine_arch
 from .formats.runs import ZERO_FILL, RunMap, RunMappedMemory

@@ -25,7 +25,7 @@ from ..live.elf import PT_LOAD, ElfFile
 from ..live.rangemap import HostRange, HostRangeMap
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
 from ..mem.view import I64Array, U8Array, U64Array
-from ..plugins.api import ArgSpec, PluginSpec
+from ..types import ArgSpec, PluginSpec
 
 PT_NOTE = 4
 NO_PADDR = (1 << 64) - 1

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..plugins.api import PluginSpec
+from ..types import PluginSpec
 from .formats import codecs
 from .formats.base import file_plugin_args
 from .formats.bitmaps import bitmap_pfns
 from .formats.chunked import ChunkedMemory
 from .formats.flattened import FLAT_SIGNATURE, FlattenedStore
-from .formats.notes import parse_elf_notes, refine_arch
+from .formats.notes import parse_elf_notes, parse_vmcoreinfo, refine_arch
 from .formats.source import FileSource
 
 KDUMP_SIGNATURE = b"KDUMP   "
@@ -44,10 +44,10 @@ class KdumpCompressed(ChunkedMemory):
     name = "kdump"
     format_name = "kdump"
 
-    def __init__(self, path: str | Path, cache: int = 1024, source: FileSource | None = None) -> None:
+    def __init__(self, path: str | Path, chunk_cache: int = 1024, source: FileSource | None = None) -> None:
         src = source or FileSource(path)
         super().__init__(src)
-        self.cache_chunks = max(1, cache)
+        self.cache_chunks = max(1, chunk_cache)
         head = src.read(0, min(src.size, 16), "signature")
         self.flattened = head.startswith(FLAT_SIGNATURE)
         store: Any = FlattenedStore(src) if self.flattened else src
@@ -163,8 +163,6 @@ class KdumpCompressed(ChunkedMemory):
             self.hints.update(parse_elf_notes(blob, "<", not self.is32, None, o))
         n, o = sub.get("size_vmcoreinfo", 0), sub.get("offset_vmcoreinfo", 0)
         if 0 < n <= MAX_VMCOREINFO and o > 0:
-            from .formats.notes import parse_vmcoreinfo
-
             text = store.read(o, n, "kdump_sub_header.offset_vmcoreinfo").rstrip(b"\0").decode("utf-8", "replace")
             self.hints["vmcoreinfo"] = text
             self.hints.update(parse_vmcoreinfo(text))
@@ -186,7 +184,7 @@ class KdumpCompressed(ChunkedMemory):
 
 
 def open_kdump(args: dict[str, Any], _input: Any = None) -> KdumpCompressed:
-    return KdumpCompressed(args["target"], cache=int(args.get("cache") or 1024))
+    return KdumpCompressed(args["target"], chunk_cache=int(args.get("chunk_cache") or 1024))
 
 
 PLUGIN = PluginSpec("connector", "kdump",

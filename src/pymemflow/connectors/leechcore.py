@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import PluginError, ReadFailure
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
 from ..mem.view import I64Array, U8Array, U64Array
-from ..plugins.api import ArgSpec, PluginSpec, parse_bool
+from ..types import ArgSpec, PluginSpec, parse_bool
 
 PAGE = 4096
 SCATTER_CHUNK = 1024

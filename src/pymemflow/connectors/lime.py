@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ..plugins.api import PluginSpec
+from ..types import PluginSpec
 from .formats.base import file_plugin_args
 from .formats.runs import RunMap, RunMappedMemory
 from .formats.source import FileSource

@@ -32,6 +32,7 @@ from ..live.procmem import (
     PtracePermissionError,
     SingleReadMixin,
     aligned_empty,
+    plan_into,
     ptrace_advice,
     read_maybe_bounced,
 )
@@ -42,7 +43,7 @@ from ..live.qmp import QmpBusyError, QmpClient, QmpError
 from ..live.rangemap import HostRangeMap
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
 from ..mem.view import I64Array, MemoryView, U8Array, U64Array
-from ..plugins.api import ArgSpec, PluginSpec, TargetInfo, choice, parse_bool, parse_duration, parse_int
+from ..types import ArgSpec, PluginSpec, TargetInfo, choice, parse_bool, parse_duration, parse_int
 
 DEFAULT_CACHE_TIME = 0.1
 """Seconds a page cache / TLB entry over a running VM stays valid by default (see docs/live.md)."""
@@ -137,8 +138,6 @@ class _LocalAccess(_HostAccess):
 
     def write(self, data: U8Array, host: U64Array, lengths: U64Array, offsets: U64Array,
               index: I64Array) -> list[ReadFailure]:
-        from ..live.procmem import plan_into
-
         return self.io.transfer(plan_into(data, host, lengths, offsets, index), write=True)
 
     def close(self) -> None:

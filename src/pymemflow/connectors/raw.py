@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ArgumentError, PluginError
 from ..mem.buffer import MmapMemory
 from ..mem.memmap import MemoryMap
-from ..plugins.api import ArgSpec, PluginSpec, parse_bool, parse_size
+from ..types import ArgSpec, PluginSpec, parse_bool, parse_size
 
 
 class RawFileMemory(MmapMemory):

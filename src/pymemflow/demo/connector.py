@@ -12,7 +12,7 @@ from typing import Any
 
 from ..mem.buffer import MmapMemory
 from ..mem.memmap import MemoryMap
-from ..plugins.api import ArgSpec, PluginSpec, TargetInfo, parse_bool, parse_int, parse_size
+from ..types import ArgSpec, PluginSpec, TargetInfo, parse_bool, parse_int, parse_size
 from .machine import ALIASES, PROFILES, build_image
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, ReadFailure
+from ..types import parse_int
 from .view import I64Array, U64Array
 
 if sys.version_info >= (3, 11):
@@ -104,8 +105,6 @@ def _parse_value(raw: Any, path: object, field_name: str) -> int:
     if isinstance(raw, int):
         value = raw
     elif isinstance(raw, str):
-        from ..plugins.api import parse_int
-
         try:
             value = parse_int(raw)
         except ValueError as e:

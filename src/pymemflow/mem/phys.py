@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ReadFailure
+from .gather import copy_pieces, zero_failures
 from .view import I64Array, MemoryView, U8Array, U64Array, _offsets
 
 if TYPE_CHECKING:
@@ -95,8 +96,6 @@ class PhysicalMemory(MemoryView):
         return out.tobytes(), failures
 
     def _mapped_read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
-        from .gather import copy_pieces, zero_failures
-
         assert self.mem_map is not None
         inner = type(self)._read_batch
         mp = self.mem_map.split(addrs, lengths)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import NotFoundError
 from ..mem.view import MemoryView
+from ..types import MemoryRegion as MemoryRegion  # re-exported; defined at the bottom (arch uses it too)
 
 
 @dataclass
@@ -82,28 +83,6 @@ class SectionInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class MemoryRegion:
-    """One mapped range of a process: from page tables, VADs, or /proc/PID/maps."""
-
-    start: int
-    end: int
-    protection: str = ""
-    """'r-x', 'rw-', ... """
-    kind: str = ""
-    """'private', 'mapped', 'image', 'large-page', 'stack', ..."""
-    path: str = ""
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["size"] = self.size
-        return d
 
 
 class Process:

@@ -3,112 +3,36 @@
 A plugin module defines ``PLUGIN = PluginSpec(...)`` (or ``PLUGINS = [...]``). Third-party packages
 point an entry point in group ``pymemflow.connectors`` or ``pymemflow.os`` at a ``PluginSpec``
 (or at a module holding ``PLUGIN``); plugin folders hold ``.py`` files that define ``PLUGIN``.
+
+The names are defined in :mod:`pymemflow.types` (the bottom layer, so connectors, OS layers and
+middleware can declare arguments without importing the plugin machinery above them); this module is
+the stable import path for plugin authors. See docs/plugins.md and docs/architecture.md.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from ..types import (
+    TARGET_ARG,
+    ArgSpec,
+    PluginKind,
+    PluginSpec,
+    TargetInfo,
+    choice,
+    parse_bool,
+    parse_duration,
+    parse_int,
+    parse_size,
+)
 
-PluginKind = Literal["connector", "os"]
-
-_SIZE_SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-                "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40,
-                "tib": 1 << 40}
-_NUM_RE = re.compile(r"^\s*(0x[0-9a-f_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_]*)\s*([kmgt]i?b?|b)?\s*$", re.I)
-
-
-def parse_int(text: str | int) -> int:
-    """Decimal, ``0x`` hex, ``0o``/``0b``, with an optional size suffix (``k``, ``m``, ``g``, ``t``,
-    ``kb``, ``mib`` ...; powers of 1024). Raises ValueError with a message that says what is allowed."""
-    if isinstance(text, int):
-        return text
-    m = _NUM_RE.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a number (use decimal, 0x hex, optionally with k/m/g/t suffix)")
-    return int(m.group(1).replace("_", ""), 0) * _SIZE_SUFFIX[(m.group(2) or "").lower()]
-
-
-parse_size = parse_int
-
-
-def parse_bool(text: str | bool) -> bool:
-    if isinstance(text, bool):
-        return text
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on", "y", ""):
-        return True
-    if t in ("0", "false", "no", "off", "n"):
-        return False
-    raise ValueError(f"{text!r} is not a boolean (use true/false, yes/no, 1/0, on/off)")
-
-
-def parse_duration(text: str | float) -> float:
-    """Seconds: ``1.5``, ``250ms``, ``10us``, ``2s``, ``1m``."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    m = re.match(r"^\s*([0-9]*\.?[0-9]+)\s*(ns|us|ms|s|m|min)?\s*$", text)
-    if not m:
-        raise ValueError(f"{text!r} is not a duration (e.g. 1.5, 250ms, 10us, 2s, 1m)")
-    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0}[m.group(2)]
-    return float(m.group(1)) * scale
-
-
-def choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
-        return text
-
-    parse.__doc__ = "one of " + ", ".join(allowed)
-    return parse
-
-
-@dataclass(frozen=True)
-class ArgSpec:
-    name: str
-    description: str
-    required: bool = False
-    default: Any = None
-    parse: Callable[[str], Any] = str
-    """Converts and validates the text; raises ValueError whose message says what is allowed."""
-
-
-@dataclass(frozen=True)
-class TargetInfo:
-    """Something a plugin can open, for ``pymemflow targets -c NAME``."""
-
-    name: str
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PluginSpec:
-    kind: PluginKind
-    name: str
-    description: str
-    factory: Callable[[dict[str, Any], Any], Any]
-    """``factory(args, input)``: args are parsed values with defaults applied (the positional part of
-    the argument string is ``args["target"]``); ``input`` is the previous link of the chain (a
-    connector for an OS layer, an OS layer for a connector) or None. Returns a ``PhysicalMemory``
-    (connectors) or an ``OsLayer`` (OS layers)."""
-    version: str = "0.1.0"
-    args: list[ArgSpec] = field(default_factory=list)
-    targets: Callable[[], list[TargetInfo]] | None = None
-    accepts_input: bool = False
-    """An OS layer that needs a connector, or a connector that can run on top of an OS layer."""
-    requires_input: bool = False
-    origin: str = "builtin"
-    """Set by the inventory: 'builtin', 'entry point DIST', or a plugin file path."""
-
-    def arg(self, name: str) -> ArgSpec | None:
-        for a in self.args:
-            if a.name == name:
-                return a
-        return None
-
-
-TARGET_ARG = "target"
+__all__ = [
+    "TARGET_ARG",
+    "ArgSpec",
+    "PluginKind",
+    "PluginSpec",
+    "TargetInfo",
+    "choice",
+    "parse_bool",
+    "parse_duration",
+    "parse_int",
+    "parse_size",
+]

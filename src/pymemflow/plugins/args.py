@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArgumentError
+from ..mem.middleware import MIDDLEWARE_ARGS
 from .api import TARGET_ARG, ArgSpec, PluginSpec
 
 QUOTES = "\"'`"
@@ -124,20 +125,25 @@ def _names(specs: Iterable[ArgSpec]) -> str:
     return ", ".join(a.name for a in specs) or "(none)"
 
 
-def _middleware_specs() -> list[ArgSpec]:
-    try:
-        from ..mem.middleware import MIDDLEWARE_ARGS
-    except ImportError:  # the middleware package is optional for argument parsing
-        return []
-    return list(MIDDLEWARE_ARGS)
-
-
-MIDDLEWARE_KEYS = ("cache", "cache_size", "cache_time", "cache_page_size", "delay", "metrics")
-
-
 def middleware_keys() -> set[str]:
     """Names of the ``:``-section keys (what ``Chain().connector(**kw)`` routes to the middleware)."""
-    return {a.name for a in _middleware_specs()} or set(MIDDLEWARE_KEYS)
+    return {a.name for a in MIDDLEWARE_ARGS}
+
+
+RENAMED_ARGS = {"cache": "chunk_cache"}
+"""Plugin arguments that were renamed: old name -> new name (named in the error for the old one)."""
+
+
+def _unknown_argument(who: str, key: str, specs: list[ArgSpec]) -> str:
+    """The error for a key the plugin does not take; says where a middleware key belongs and what a
+    renamed argument is called now."""
+    msg = f"{who}: unknown argument {key!r}; valid arguments: {_names(specs)}"
+    new = RENAMED_ARGS.get(key)
+    if new is not None and any(a.name == new for a in specs):
+        msg += f"; the decompression cache is now {new}=N ({who}:TARGET,{new}=N)"
+    if key in middleware_keys():
+        msg += f"; {key!r} is a middleware option: write it after a second ':' ({who}:TARGET:{key}=...)"
+    return msg
 
 
 def _convert(who: str, spec: ArgSpec, value: Any) -> Any:
@@ -160,6 +166,8 @@ def validate_against(who: str, specs: list[ArgSpec], given: Mapping[str, Any], *
             if key == TARGET_ARG and what == "argument":
                 raise ArgumentError(f"{who}: takes no target ({given[key]!r} given); "
                                     f"valid {what}s: {_names(specs)}")
+            if what == "argument":
+                raise ArgumentError(_unknown_argument(who, key, specs))
             raise ArgumentError(f"{who}: unknown {what} {key!r}; valid {what}s: {_names(specs)}")
     out: dict[str, Any] = {}
     for spec in specs:
@@ -181,10 +189,7 @@ def validate_middleware(plugin: str, given: Mapping[str, Any]) -> dict[str, Any]
     """The ``:``-section of a connector, parsed; only the keys given (the rest stay off)."""
     if not given:
         return {}
-    specs = _middleware_specs()
-    if not specs:
-        raise ArgumentError(f"{plugin}: middleware ({', '.join(given)}) is not available in this build")
-    return validate_against(plugin, specs, given, what="middleware option", defaults=False)
+    return validate_against(plugin, list(MIDDLEWARE_ARGS), given, what="middleware option", defaults=False)
 
 
 def format_args_help(specs: list[ArgSpec], indent: str = "  ") -> str:
@@ -218,8 +223,8 @@ def format_plugin_help(spec: PluginSpec) -> str:
         usage += "[:MIDDLEWARE]"
     text = [f"{spec.name} ({spec.kind}, {spec.version}, {spec.origin}): {spec.description}",
             f"  usage: {usage}", format_args_help(spec.args, "    ")]
-    if spec.kind == "connector" and _middleware_specs():
-        text += ["  middleware (after the second ':'):", format_args_help(_middleware_specs(), "    ")]
+    if spec.kind == "connector":
+        text += ["  middleware (after the second ':'):", format_args_help(list(MIDDLEWARE_ARGS), "    ")]
     return "\n".join(text)
 
 

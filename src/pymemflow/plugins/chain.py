@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArgumentError
+from ..mem.middleware import wrap
 from .api import TARGET_ARG, PluginSpec
 from .args import format_link, middleware_keys, parse_link, validate, validate_middleware
 from .registry import Inventory, default_inventory
@@ -160,8 +161,6 @@ def open_links(specs: Sequence[LinkSpec], inventory: Inventory | None = None) ->
             if obj is None:
                 raise ArgumentError(f"{ls.name}: the plugin's factory returned nothing")
             if mw:
-                from ..mem.middleware import wrap
-
                 try:
                     obj = wrap(obj, mw)
                 except BaseException:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...arch import VirtualMemory
 from ...errors import ArgumentError, PartialReadError
 from ...os.base import ModuleInfo, Process
 from ...plugins.api import parse_int
@@ -130,10 +131,6 @@ def run_maps(ctx: CommandContext) -> int:
 
 def _page_map_rows(ctx: CommandContext, dtb: int, arch: str) -> list[dict[str, Any]]:
     """Mappings of a page-table root, from the translation layer's ``VirtualMemory.page_map()``."""
-    try:
-        from ...arch import VirtualMemory
-    except ImportError:
-        raise ArgumentError("maps --dtb: address translation (pymemflow.arch) is not available in this build") from None
     vm = VirtualMemory(ctx.connector(), arch, dtb)
     return [r.as_dict() for r in vm.page_map()]
 

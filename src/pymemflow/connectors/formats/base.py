@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...mem.phys import PhysicalMemory, PhysicalMetadata
+from ...types import ArgSpec, parse_int
 from .source import FileSource
 
 
@@ -50,12 +51,14 @@ class SnapshotMemory(PhysicalMemory):
         self.source.close()
 
 
-def file_plugin_args() -> list[Any]:
-    """The arguments every snapshot connector takes: ``NAME:PATH[,cache=N]``."""
-    from ...plugins.api import ArgSpec, parse_int
+def file_plugin_args() -> list[ArgSpec]:
+    """The arguments every snapshot connector takes: ``NAME:PATH[,chunk_cache=N]``.
 
+    ``chunk_cache`` (decoded chunks kept by compressed formats) is not called ``cache``: that name is
+    the page-cache middleware key (``NAME:PATH:cache=true``)."""
     return [
         ArgSpec("target", "path of the dump file", required=True),
-        ArgSpec("cache", "decoded chunks (pages) kept in the decompression cache", default=1024,
-                parse=parse_int),
+        ArgSpec("chunk_cache", "decoded chunks (pages/frames) kept by compressed formats; the format's "
+                "default when not given (not the page cache: that is NAME:PATH:cache=true)",
+                default=None, parse=parse_int),
     ]

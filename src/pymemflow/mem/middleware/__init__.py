@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...plugins.api import ArgSpec, parse_bool, parse_duration, parse_size
+from ...types import ArgSpec, parse_bool, parse_duration, parse_size
 from ..pagetype import DEFAULT_CACHED, PageType
 from ..phys import PhysicalMemory
 from .base import Middleware

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ReadFailure
+from ...types import parse_duration
 from ..gather import copy_pieces
 from ..memmap import MemoryMap
 from ..pagetype import DEFAULT_CACHED, PageType, current_page_type_bits
@@ -79,8 +80,6 @@ def parse_validity(text: str | float | Validity) -> Validity:
     m = _COUNT_RE.match(text)
     if m:
         return CountValidity(int(m.group(1)))
-    from ...plugins.api import parse_duration
-
     t = text.strip()
     if re.fullmatch(r"[0-9]*\.?[0-9]+", t):
         return TimeValidity(float(t) / 1000.0)

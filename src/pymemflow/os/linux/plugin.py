@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ArgumentError
-from ...plugins.api import ArgSpec, PluginSpec
+from ...types import ArgSpec, PluginSpec
 from .layer import LinuxOs
 
 

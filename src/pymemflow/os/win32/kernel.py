@@ -25,6 +25,7 @@ from ..base import (
 from . import pe
 from .discovery import KernelFacts, discover
 from .fields import kernel_ldr_layout, user_layout
+from .keyboard import Keyboard, open_keyboard
 from .modules import walk_ldr
 from .process import EprocessLayout, Win32Process, kernel_info, process_infos, wow64_peb
 from .pte import PagefileBits, WindowsPteHook
@@ -247,9 +248,7 @@ class Win32Kernel(OsLayer):
         return regions
 
     # ---- keyboard ------------------------------------------------------------------------------
-    def keyboard(self) -> Any:
-        from .keyboard import open_keyboard
-
+    def keyboard(self) -> Keyboard:
         return open_keyboard(self)
 
     def close(self) -> None:

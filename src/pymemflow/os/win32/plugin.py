@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ArgumentError
-from ...plugins.api import ArgSpec, PluginSpec, choice, parse_bool, parse_int
+from ...types import ArgSpec, PluginSpec, choice, parse_bool, parse_int
 from .kernel import Win32Kernel
 
 

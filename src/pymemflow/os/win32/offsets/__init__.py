@@ -7,9 +7,10 @@ Public API::
     o["_EPROCESS.UniqueProcessId"], o["PsActiveProcessHead"], o.size("_EPROCESS"), o.bits("_MMVAD_FLAGS.Protection")
 """
 
+from .fromisf import offsets_from_isf
 from .isf import IsfMember, IsfSymbols, find_isf
 from .model import Win32Offsets
-from .resolve import offsets_from_isf, resolve_offsets
+from .resolve import resolve_offsets
 from .table import builtin_isf_path, fixed_constants
 
 __all__ = ["IsfMember", "IsfSymbols", "Win32Offsets", "builtin_isf_path", "find_isf", "fixed_constants",

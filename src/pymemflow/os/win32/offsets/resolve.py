@@ -7,24 +7,12 @@ from pathlib import Path
 
 from ....errors import NotFoundError
 from . import table
+from .fromisf import offsets_from_isf
 from .isf import IsfSymbols, find_isf
 from .model import Win32Offsets
-from .wanted import flatten_isf, member_struct_types
+from .symstore import offsets_from_symstore
 
 log = logging.getLogger(__name__)
-
-
-def offsets_from_isf(isf: IsfSymbols, path: str, build: int | str | None = None,
-                     arch: str | None = None) -> Win32Offsets:
-    fields, sizes, bits = flatten_isf(isf)
-    ga = isf.guid_age
-    known = table.lookup_guid(ga) if ga else None
-    version = known.version if known else (str(build) if isinstance(build, str) else "")
-    b = known.build if known else (table._parse_version(build)[0] if build is not None else 0)
-    a = arch if arch in ("x86", "x86pae") and isf.arch == "x86" else isf.arch
-    return Win32Offsets(arch=a, version=version, build=b, guid_age=ga, source=f"isf:{path}", fields=fields,
-                        sizes=sizes, bitfields=bits, pdb_name=isf.pdb_name, isf=isf,
-                        member_types=member_struct_types(isf))
 
 
 def resolve_offsets(*, guid_age: str | None = None, build: int | str | None = None, arch: str = "x64",
@@ -48,8 +36,6 @@ def resolve_offsets(*, guid_age: str | None = None, build: int | str | None = No
             return table.to_offsets(exact, "table")
         tried.append(f"{guid_age} not in the built-in table")
     if guid_age and symstore:
-        from .symstore import offsets_from_symstore
-
         try:
             return offsets_from_symstore(symstore, pdb_name, guid_age, cache_dir=cache_dir, arch=arch,
                                          build=build)

@@ -16,10 +16,10 @@ import urllib.request
 from pathlib import Path
 
 from ....errors import NotFoundError
+from .fromisf import offsets_from_isf
 from .isf import IsfSymbols, find_isf
 from .model import Win32Offsets
 from .pdb import PdbReader
-from .resolve import offsets_from_isf
 
 MAX_DOWNLOAD = 512 << 20
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pymemflow" / "symbols"
