@@ -7,7 +7,10 @@ import importlib
 
 import pytest
 
+from pymemflow import chain
 from pymemflow.connectors.kdump import KdumpCompressed
+from pymemflow.errors import ArgumentError
+from pymemflow.mem.middleware import PageCache
 from pymemflow.mem.phys import PhysicalMemory
 from pymemflow.writers.kdump import write_kdump
 
@@ -29,7 +32,7 @@ def test_plugin_spec_opens(tmp_path, name):
         path = make(CASES[name], tmp_path)
     except Exception as e:  # a codec package missing
         pytest.skip(str(e))
-    mem = spec.factory({"target": str(path), "cache": 8}, None)
+    mem = spec.factory({"target": str(path), "chunk_cache": 8}, None)
     try:
         assert isinstance(mem, PhysicalMemory)
         assert_same_pages(mem, HIGH_AT, expected()[HIGH_AT])
@@ -75,3 +78,23 @@ def test_pymemflow_open_detects_formats(tmp_path):
             assert_same_pages(mem, HIGH_AT, expected()[HIGH_AT])
         finally:
             mem.close()
+
+
+@pytest.mark.parametrize("name", ["kdump", "avml", "auto"])
+def test_chunk_cache_is_the_decompression_cache_and_cache_the_page_cache(tmp_path, name):
+    """``cache`` means one thing: the page-cache middleware key. The compressed formats' cache of
+    decoded chunks is ``chunk_cache=N``; the old spelling gets an error naming both."""
+    try:
+        path = make(CASES[name] if name != "auto" else "kdump-zlib-plain", tmp_path)
+    except Exception as e:  # a codec package missing
+        pytest.skip(str(e))
+    with chain(["-c", f"{name}:{path},chunk_cache=3:cache=true"]) as ch:
+        assert isinstance(ch.connector, PageCache)
+        assert ch.connector.inner.cache_chunks == 3
+        assert_same_pages(ch.connector, HIGH_AT, expected()[HIGH_AT])
+    with pytest.raises(ArgumentError) as e:
+        chain(["-c", f"{name}:{path},cache=true"])
+    msg = str(e.value)
+    assert msg.startswith(f"{name}: unknown argument 'cache'; valid arguments: target, chunk_cache")
+    assert f"the decompression cache is now chunk_cache=N ({name}:TARGET,chunk_cache=N)" in msg
+    assert f"'cache' is a middleware option: write it after a second ':' ({name}:TARGET:cache=...)" in msg
