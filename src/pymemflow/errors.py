@@ -87,3 +87,23 @@ class OsLayerError(PymemflowError):
 
 class NotFoundError(PymemflowError):
     """A process, module, export or symbol that does not exist."""
+
+
+class PymemflowWarning(UserWarning):
+    """Base of pymemflow's warnings: a result is usable but not everything could be read."""
+
+
+class IncompleteWalkWarning(PymemflowWarning):
+    """A list or tree walk stopped early (bad link, loop, cap); the result holds what was read."""
+
+
+class CappedSizeWarning(PymemflowWarning):
+    """A size read from the target was implausible or larger than what the target maps; it was cut."""
+
+
+class DegradedWarning(PymemflowWarning):
+    """Part of the target's metadata (symbols, types) is damaged; the layer works with the rest."""
+
+
+class DeclaredSizeWarning(PymemflowWarning):
+    """A target declares far more memory than it stores (a corrupt or hostile header)."""

@@ -220,11 +220,14 @@ def test_list_walk_stops_at_cycles_and_limits() -> None:
     # head(0x1000) -> 0x1010 -> 0x1020 -> 0x1010 (cycle not through head)
     struct.pack_into("<QQQ", mem, 0, base + 0x10, 0, base + 0x20)
     struct.pack_into("<Q", mem, 0x20, base + 0x10)
-    assert walk_list(BytesView(mem, base), base) == [base + 0x10, base + 0x20]
+    w = walk_list(BytesView(mem, base), base)
+    assert w.entries == [base + 0x10, base + 0x20]
+    assert len(w.warnings) == 1 and "loop" in w.warnings[0]
     chain = bytearray(0x1000)
     for i in range(0, 0x1000 - 8, 8):
         struct.pack_into("<Q", chain, i, base + i + 8)
-    assert len(walk_list(BytesView(chain, base), base, limit=100)) == 100
+    w = walk_list(BytesView(chain, base), base, limit=100)
+    assert len(w.entries) == 100 and "cap" in w.warnings[0]
 
 
 def test_maple_walk_ends_on_self_referencing_nodes() -> None:

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -112,6 +113,12 @@ def _setup_logging(verbose: int) -> None:
     root.setLevel(level)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Python warnings (cut-short walks, capped sizes, damaged symbols) as one stderr line each."""
+    print(f"pymemflow: warning: {message}", file=sys.stderr)
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().replace("\n", " | ") or type(e).__name__
     return text
@@ -121,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = _pre_verbosity(argv)
     _setup_logging(verbose)
+    shown = warnings.showwarning
+    if verbose < 3:  # -vvv keeps Python's own format (file and line)
+        warnings.showwarning = _show_warning
     ctx: CommandContext | None = None
     command = "this command"
     try:
@@ -162,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(e, verbose, f"internal error: {type(e).__name__}: {_one_line(e)}")
         return 1
     finally:
+        warnings.showwarning = shown
         if ctx is not None:
             try:
                 ctx.close()

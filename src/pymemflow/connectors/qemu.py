@@ -41,7 +41,7 @@ from ..live.qemu_ram import RamLayout, RamNotFoundError, layout_from_heuristic, 
 from ..live.qemu_regs import paging_arch
 from ..live.qmp import QmpBusyError, QmpClient, QmpError
 from ..live.rangemap import HostRangeMap
-from ..mem.phys import PhysicalMemory, PhysicalMetadata
+from ..mem.phys import PhysicalMemory, PhysicalMetadata, PhysRange
 from ..mem.view import I64Array, MemoryView, U8Array, U64Array
 from ..types import ArgSpec, PluginSpec, TargetInfo, choice, parse_bool, parse_duration, parse_int
 
@@ -285,6 +285,10 @@ class QemuConnector(AlignedReadsMixin, SingleReadMixin, PhysicalMemory):
         finally:
             if not was:
                 self.resume()
+
+    def phys_ranges(self) -> list[PhysRange]:
+        """The guest's RAM blocks (from QMP or the heuristic), not the MMIO holes between them."""
+        return [PhysRange(r.base, r.end) for r in self.map.ranges]
 
     # -- reads ----------------------------------------------------------------------------------
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:

@@ -17,6 +17,8 @@ from typing import Any
 from ..errors import ArgumentError, PluginError
 from ..mem.buffer import MmapMemory
 from ..mem.memmap import MemoryMap
+from ..mem.phys import PhysRange, merge_ranges
+from ..mem.sparse import backed_parts, data_extents
 from ..types import ArgSpec, PluginSpec, parse_bool, parse_size
 
 
@@ -43,6 +45,10 @@ class RawFileMemory(MmapMemory):
                 size = os.lseek(fd, 0, os.SEEK_END)
             if offset < 0 or offset > size:
                 raise ArgumentError(f"raw: offset {offset:#x} is outside the file ({size:#x} bytes)")
+            # where a sparse file holds data: scans skip the holes (None: fully backed / unknown)
+            self._extents = data_extents(fd, size) if stat.S_ISREG(st.st_mode) else None
+            if self._extents is not None and sum(e - s for s, e in self._extents) >= size:
+                self._extents = None
             if size:
                 mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
             else:
@@ -56,6 +62,16 @@ class RawFileMemory(MmapMemory):
         self.mem_map = mem_map
         self.metadata.max_address = base_map.max_address
         self.hints["file"] = str(self.path)
+
+    def phys_ranges(self) -> list[PhysRange]:
+        """The map's ranges, with the file's holes (a sparse file) marked as not backed."""
+        ranges = super().phys_ranges()
+        if self._extents is None:
+            return ranges
+        out: list[PhysRange] = []
+        for r in self._map:
+            out += [PhysRange(s, e, b) for s, e, b in backed_parts(r.base, r.end, r.real_base, self._extents)]
+        return merge_ranges(out)
 
     def set_mem_map(self, mem_map: MemoryMap | None) -> None:
         """Replace the map; ``real_base`` values are file offsets after ``offset=``."""

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import PartialReadError, PluginError, ReadFailure, ReadOnlyError
 from .gather import copy_pieces, zero_failures
 from .memmap import MemoryMap
-from .phys import PhysicalMemory, PhysicalMetadata
+from .phys import PhysicalMemory, PhysicalMetadata, PhysRange, merge_ranges
 from .view import SMALL_BATCH, I64Array, U8Array, U64Array, _offsets
 
 _LE = {f: struct.Struct("<" + f) for f in "BHIQbhiqfd"}
@@ -64,6 +64,14 @@ class MmapMemory(PhysicalMemory):
     def memory_map(self) -> MemoryMap:
         """The effective map (clipped to what the backing store holds)."""
         return self._map
+
+    def phys_ranges(self) -> list[PhysRange]:
+        """The map's ranges that the backing store really holds."""
+        return merge_ranges([PhysRange(r.base, r.end) for r in self._map])
+
+    def direct(self, addr: int, n: int) -> tuple[Any, int] | None:
+        r = self._real(addr, n)
+        return (self._mm, r) if r >= 0 and self._mm is not None else None
 
     # ---- single reads: pure Python ---------------------------------------------------------------
     def _real(self, addr: int, n: int) -> int:

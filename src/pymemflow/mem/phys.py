@@ -20,6 +20,35 @@ if TYPE_CHECKING:
     from .memmap import MemoryMap
 
 
+@dataclass(frozen=True)
+class PhysRange:
+    """``[start, end)`` of physical addresses a connector really has.
+
+    ``backed`` is False for ranges that read as zeros without any storage behind them (an ELF
+    segment's ``p_memsz`` beyond its ``p_filesz``, a hole in a sparse raw file): a scan can skip them
+    without reading, because zeros never match anything it looks for.
+    """
+
+    start: int
+    end: int
+    backed: bool = True
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def merge_ranges(ranges: list[PhysRange]) -> list[PhysRange]:
+    """Sort, drop empty ranges and join neighbours of the same kind."""
+    out: list[PhysRange] = []
+    for r in sorted((r for r in ranges if r.end > r.start), key=lambda r: r.start):
+        if out and out[-1].end >= r.start and out[-1].backed == r.backed:
+            out[-1] = PhysRange(out[-1].start, max(out[-1].end, r.end), r.backed)
+        else:
+            out.append(r)
+    return out
+
+
 @dataclass
 class PhysicalMetadata:
     max_address: int
@@ -126,6 +155,24 @@ class PhysicalMemory(MemoryView):
             failures.append(_back(f, int(mp.index[j]), int(mp.real[j]), int(mp.addr[j])))
         failures.sort(key=lambda f: (f.index, f.address))
         return failures
+
+    def phys_ranges(self) -> list[PhysRange]:
+        """The physical ranges this connector has, sorted, with which of them are backed by data.
+
+        Scans visit these instead of ``0..max_address`` (holes included). This base version uses the
+        map set with :meth:`set_mem_map`, else ``0..metadata.max_address``; connectors that know
+        better (dump runs, mmap maps, sparse files, a VM's RAM blocks) override it.
+        """
+        if self.mem_map is not None:
+            return merge_ranges([PhysRange(r.base, r.end) for r in self.mem_map])
+        meta = getattr(self, "metadata", None)
+        return [PhysRange(0, int(meta.max_address))] if meta is not None and meta.max_address else []
+
+    def direct(self, addr: int, n: int) -> tuple[Any, int] | None:
+        """``(buffer, offset)`` when ``[addr, addr+n)`` lies contiguously in one in-process buffer
+        (an mmap, bytes) -- scans then search it in place (``mmap.find``, ``np.frombuffer``) instead
+        of copying. None when the bytes have to be fetched (the default)."""
+        return None
 
     def close(self) -> None:
         """Release resources. Idempotent."""

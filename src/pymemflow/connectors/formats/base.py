@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...mem.phys import PhysicalMemory, PhysicalMetadata
+from ...mem.phys import PhysicalMemory, PhysicalMetadata, PhysRange
 from ...types import ArgSpec, parse_int
 from .source import FileSource
 
@@ -37,6 +37,9 @@ class SnapshotMemory(PhysicalMemory):
     def memory_map(self) -> list[tuple[int, int]]:
         """Backed physical ranges as ``(start, end)`` pairs (end exclusive), sorted."""
         return list(self._map)
+
+    def phys_ranges(self) -> list[PhysRange]:
+        return [PhysRange(s, e) for s, e in self._map]
 
     def info(self) -> dict[str, Any]:
         d = super().info()

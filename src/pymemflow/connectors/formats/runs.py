@@ -8,10 +8,12 @@ boundary or a hole takes a slow path that splits it and reports the holes.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Any
 
 import numpy as np
 
 from ...errors import ReadFailure
+from ...mem.phys import PhysRange, merge_ranges
 from ...mem.view import I64Array, U8Array, U64Array, _offsets
 from .base import SnapshotMemory
 from .source import FileSource
@@ -93,6 +95,19 @@ class RunMappedMemory(SnapshotMemory):
         self._starts_l: list[int] = runs.starts.tolist()
         self._ends_l: list[int] = runs.ends.tolist()
         self._fos_l: list[int] = runs.file_offsets.tolist()
+
+    def phys_ranges(self) -> list[PhysRange]:
+        """Runs with file bytes are backed; zero-fill runs (ELF ``p_memsz > p_filesz``) are not."""
+        rm = self.runs
+        return merge_ranges([PhysRange(s, e, fo != ZERO_FILL) for s, e, fo in
+                             zip(rm.starts.tolist(), rm.ends.tolist(), rm.file_offsets.tolist(), strict=True)])
+
+    def direct(self, addr: int, n: int) -> tuple[Any, int] | None:
+        j = bisect_right(self._starts_l, addr) - 1
+        buf = self.source.buffer
+        if j >= 0 and addr + n <= self._ends_l[j] and self._fos_l[j] >= 0 and buf is not None:
+            return buf, self._fos_l[j] + addr - self._starts_l[j]
+        return None
 
     def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
         """One read inside one run: a bisect and a slice of the mapping, no NumPy set-up."""

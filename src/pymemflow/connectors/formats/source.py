@@ -36,6 +36,11 @@ class FileSource:
         else:
             self.data = np.zeros(0, dtype=np.uint8)
 
+    @property
+    def buffer(self) -> mmap.mmap | None:
+        """The file's mapping (searchable in place with ``find``), None for an empty or closed file."""
+        return self._mm
+
     def error(self, offset: int | None, field: str, message: str) -> FormatError:
         return FormatError(self.path, offset, field, message)
 

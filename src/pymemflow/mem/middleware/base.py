@@ -6,7 +6,7 @@ from typing import Any
 
 from ...errors import ReadFailure
 from ..memmap import MemoryMap
-from ..phys import PhysicalMemory, PhysicalMetadata
+from ..phys import PhysicalMemory, PhysicalMetadata, PhysRange
 from ..view import I64Array, U8Array, U64Array
 
 
@@ -56,6 +56,9 @@ class Middleware(PhysicalMemory):
     @property
     def mem_map(self) -> MemoryMap | None:  # type: ignore[override]
         return self.inner.mem_map
+
+    def phys_ranges(self) -> list[PhysRange]:
+        return self.inner.phys_ranges()
 
     def close(self) -> None:
         self.inner.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from ...arch import VirtualMemory
 from ...errors import OsLayerError, PymemflowError
+from ...mem.scan import CancelToken, describe
 from ...mem.view import MemoryView
 from . import vmcoreinfo as vci
 
@@ -66,8 +67,8 @@ def kernel_root(phys: MemoryView, info: vci.VmcoreInfo, max_address: int) -> Ker
     return None
 
 
-def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int
-                    ) -> tuple[vci.VmcoreInfo, KernelRoot]:
+def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int,
+                    cancel: CancelToken | None = None) -> tuple[vci.VmcoreInfo, KernelRoot]:
     """The first VMCOREINFO (dump hint first, then physical memory, lowest first) whose root checks out."""
     tried = 0
     hint = hints.get("vmcoreinfo")
@@ -80,7 +81,7 @@ def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int
         except PymemflowError:
             pass
         tried += 1
-    for info in vci.scan(phys, max_address):
+    for info in vci.scan(phys, max_address, cancel=cancel):
         tried += 1
         root = kernel_root(phys, info, max_address)
         if root is not None:
@@ -89,6 +90,6 @@ def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int
             break
     what = (f"{tried} VMCOREINFO cop{'y' if tried == 1 else 'ies'} found but none gives page tables that map "
             "swapper_pg_dir onto itself" if tried else
-            f"no VMCOREINFO text ('OSRELEASE=<release>') in {max_address:#x} bytes of physical memory")
+            f"no VMCOREINFO text ('OSRELEASE=<release>') in {describe(phys)}")
     raise OsLayerError(f"linux: {what}; the kernel needs CONFIG_CRASH_CORE/VMCOREINFO (or use a dump whose "
                    "header carries it, or pass dtb= and system_map=)")

@@ -73,7 +73,7 @@ def _from_idle_comm(phys: MemoryView, kmem: MemoryView, arch: str, dtb: int, com
         nxt = win.u(WINDOW - delta, fmt)
         if nxt < 0xC0000000 if ps == 4 else nxt < 0xFFFF800000000000:
             continue
-        nodes = walk_list(kmem, x, limit=MAX_TASKS)
+        nodes = walk_list(kmem, x, limit=MAX_TASKS).entries  # probing: a failed walk is just no match
         if len(nodes) < 2 or len(nodes) >= MAX_TASKS:
             continue
         # the ring must close: the last node points back to the head

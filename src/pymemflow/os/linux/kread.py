@@ -5,7 +5,10 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
+from ...errors import OsLayerError
 from ...mem.view import MemoryView
+from ..walk import DEFAULT_CAP, ListWalk
+from ..walk import walk_list as shared_walk
 
 
 class Layouts(Protocol):
@@ -50,26 +53,40 @@ class Obj:
         return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+def _outside(mem: MemoryView, addr: int, size: int) -> bool:
+    """An object that cannot exist: below 0 or running past the top of the address space (a bad
+    pointer minus a member offset) -- read as unreadable instead of overflowing."""
+    return addr < 0 or size < 0 or addr + size > 1 << (8 * mem.pointer_size)
+
+
 def read_obj(mem: MemoryView, addr: int, size: int) -> Obj:
+    if _outside(mem, addr, size):
+        return Obj(addr, b"", False, mem.pointer_size)
     data, failures = mem._read_single(addr, size)
     return Obj(addr, data, not failures, mem.pointer_size)
 
 
 def read_ptr(mem: MemoryView, addr: int) -> int | None:
+    if _outside(mem, addr, mem.pointer_size):
+        return None
     data, failures = mem._read_single(addr, mem.pointer_size)
     if failures:
         return None
     return int.from_bytes(data, "little")
 
 
-def walk_list(mem: MemoryView, head: int, *, limit: int = 1 << 16) -> list[int]:
-    """Addresses of the ``list_head`` nodes after ``head`` (excluding it); stops at a cycle, an
-    unreadable or null pointer, or ``limit`` nodes."""
-    out: list[int] = []
-    seen = {head}
-    cur = read_ptr(mem, head)
-    while cur and cur not in seen and len(out) < limit:
-        seen.add(cur)
-        out.append(cur)
-        cur = read_ptr(mem, cur)
-    return out
+def _read_link(mem: MemoryView, addr: int) -> int:
+    v = read_ptr(mem, addr)
+    if v is None:
+        raise OsLayerError(f"unreadable at {addr:#x}")
+    return v
+
+
+def walk_list(mem: MemoryView, head: int, *, limit: int = DEFAULT_CAP, what: str = "list",
+              link_offset: int = 0, span: int = 0) -> ListWalk:
+    """The ``list_head`` nodes after ``head`` (excluding it) with the shared walker of
+    :mod:`pymemflow.os.walk`: stops with a warning at a cycle, an unreadable, null or impossible
+    pointer (one that leaves no room for the ``link_offset`` bytes of the structure before the
+    node), or after ``limit`` nodes."""
+    return shared_walk(mem, head, ptr_size=mem.pointer_size, cap=limit, what=what, link_offset=link_offset,
+                       span=span, reader=lambda a: _read_link(mem, a))

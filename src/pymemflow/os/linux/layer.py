@@ -13,8 +13,10 @@ from typing import Any
 from ...arch import VirtualMemory
 from ...errors import FormatError, NotFoundError, OsLayerError, PymemflowError
 from ...mem.phys import PhysicalMemory
+from ...mem.scan import CancelToken
 from ...mem.view import MemoryView
 from ..base import MemoryRegion, ModuleInfo, OsLayer, Process, ProcessInfo
+from ..walk import report
 from . import dmesg as dmesg_mod
 from . import infer as infer_mod
 from . import kallsyms as ks
@@ -34,13 +36,14 @@ BTF_MAX = 64 << 20
 class LinuxOs(OsLayer):
     name = "linux"
 
-    def __init__(self, phys: PhysicalMemory, *, system_map: str | None = None, isf: str | None = None) -> None:
+    def __init__(self, phys: PhysicalMemory, *, system_map: str | None = None, isf: str | None = None,
+                 cancel: CancelToken | None = None) -> None:
         self.phys = phys
         hints = getattr(phys, "hints", {}) or {}
         max_addr = int(getattr(getattr(phys, "metadata", None), "max_address", 0) or 0)
         if not max_addr:
             raise OsLayerError("linux: the connector does not say how much physical memory it has (max_address)")
-        self.vmcoreinfo, self.root = find_vmcoreinfo(phys, hints, max_addr)
+        self.vmcoreinfo, self.root = find_vmcoreinfo(phys, hints, max_addr, cancel)
         vi = self.vmcoreinfo
         self.arch = self.root.arch
         self.proc_arch = "x64" if vi.is_64bit else "x86"
@@ -56,6 +59,8 @@ class LinuxOs(OsLayer):
         self._closed = False
         self._inferred: infer_mod.InferredLayout | None = None
         self._no_types_error: OsLayerError | None = None
+        self.warnings: list[str] = []
+        """What walks and decoders could not read (also issued as Python warnings)."""
 
     @property
     def types(self) -> Layouts:
@@ -184,7 +189,8 @@ class LinuxOs(OsLayer):
             return self._inferred_process_list()
         off = self._toff
         out = []
-        for addr in tasks_mod.task_addresses(self.kmem, self.init_task(), off):
+        lost: list[str] = []
+        for addr in tasks_mod.task_addresses(self.kmem, self.init_task(), off, lost):
             t = read_obj(self.kmem, addr, off.size)
             if not t.ok:
                 continue
@@ -201,10 +207,15 @@ class LinuxOs(OsLayer):
                     if dtb:
                         um = VirtualMemory(self.phys, self.arch, dtb, tlb=False)
                         cmd = tasks_mod.command_line(um, m.ptr(off.mm_arg_start), m.ptr(off.mm_arg_end))
-            threads = tasks_mod.thread_ids(self.kmem, t, off)
+            threads = tasks_mod.thread_ids(self.kmem, t, off, lost)
             out.append(tasks_mod.make_info(d, address=addr, arch=self.proc_arch, dtb=dtb, path=path,
                                            cmdline=cmd, threads=threads))
+        self._warn(lost)
         return out
+
+    def _warn(self, texts: list[str]) -> None:
+        """Python warnings (stderr in the CLI) and kept in ``self.warnings``."""
+        report("linux", texts, self.warnings)
 
     def _infer_ok(self) -> bool:
         """True when the kernel has no BTF: then the task layout is inferred from memory (infer.py)."""
@@ -228,7 +239,9 @@ class LinuxOs(OsLayer):
         ps = self.kmem.pointer_size
         span = max(lay.comm + 16, lay.pid + 8, lay.real_parent + ps, lay.mm + ps)
         out = []
-        for node in [lay.init_task + lay.tasks] + walk_list(self.kmem, lay.init_task + lay.tasks, limit=1 << 16):
+        walk = walk_list(self.kmem, lay.init_task + lay.tasks, what="init_task.tasks", link_offset=lay.tasks, span=span)
+        self._warn(walk.warnings)
+        for node in [lay.init_task + lay.tasks] + walk.entries:
             addr = node - lay.tasks
             t = read_obj(self.kmem, addr, span)
             if not t.ok:
@@ -266,7 +279,10 @@ class LinuxOs(OsLayer):
         head = self.symbols.get("modules")
         if head is None:
             raise NotFoundError("linux: no 'modules' symbol (kallsyms without CONFIG_KALLSYMS_ALL?)")
-        return modules_mod.kernel_modules(self.kmem, head, self.types, self.proc_arch)
+        lost: list[str] = []
+        mods = modules_mod.kernel_modules(self.kmem, head, self.types, self.proc_arch, lost)
+        self._warn(lost)
+        return mods
 
     def dmesg(self) -> list[dmesg_mod.LogRecord]:
         return dmesg_mod.read_log(self.kmem, self.vmcoreinfo)
@@ -280,7 +296,10 @@ class LinuxOs(OsLayer):
         mm = int(proc.info.extra.get("mm") or 0)
         if proc.info.extra.get("kernel_thread"):
             return []
-        return maps_mod.regions(self.kmem, mm, self._voff, self._paths)
+        lost: list[str] = []
+        out = maps_mod.regions(self.kmem, mm, self._voff, self._paths, lost)
+        self._warn([f"pid {proc.info.pid}: {w}" for w in lost])
+        return out
 
     def module_list(self, proc: Process) -> list[ModuleInfo]:
         """Mapped files of a process (one record per file: lowest start to highest end)."""

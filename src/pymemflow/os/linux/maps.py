@@ -72,8 +72,11 @@ def _is_node(entry: int) -> bool:
     return entry & 3 == 2 and entry > 4096
 
 
-def maple_entries(kmem: MemoryView, root: int, off: VmaOffsets, ulong_max: int) -> list[int]:
-    """Every non-null leaf entry (VMA pointer) of a maple tree, in index order."""
+def maple_entries(kmem: MemoryView, root: int, off: VmaOffsets, ulong_max: int,
+                  warnings: list[str] | None = None) -> list[int]:
+    """Every non-null leaf entry (VMA pointer) of a maple tree, in index order; nodes that are
+    unreadable, met twice, too deep, or past the caps add to ``warnings``."""
+    lost: list[str] = [] if warnings is None else warnings
     if not root:
         return []
     if not _is_node(root):
@@ -86,7 +89,11 @@ def maple_entries(kmem: MemoryView, root: int, off: VmaOffsets, ulong_max: int) 
         enode, lo, hi, depth = stack.pop()
         node = enode & ~0xFF
         ntype = (enode >> 3) & 0xF
-        if node in seen or depth > MAX_DEPTH:
+        if node in seen:
+            lost.append(f"maple tree: node {node:#x} reached twice (loop); not followed")
+            continue
+        if depth > MAX_DEPTH:
+            lost.append(f"maple tree: node {node:#x} deeper than {MAX_DEPTH} levels; not followed")
             continue
         seen.add(node)
         if ntype == 3:
@@ -97,6 +104,7 @@ def maple_entries(kmem: MemoryView, root: int, off: VmaOffsets, ulong_max: int) 
             continue  # dense nodes are not used for mm trees
         n = read_obj(kmem, node, NODE_SIZE)
         if not n.ok:
+            lost.append(f"maple tree: node {node:#x} unreadable")
             continue
         children: list[tuple[int, int, int, int]] = []
         cur_lo = lo
@@ -116,14 +124,17 @@ def maple_entries(kmem: MemoryView, root: int, off: VmaOffsets, ulong_max: int) 
                 break
             cur_lo = piv + 1
         stack.extend(reversed(children))
+    if stack:
+        lost.append(f"maple tree: stopped at {len(seen)} nodes / {len(out)} entries (cap)")
     return out
 
 
-def vma_list(kmem: MemoryView, mm: int, off: VmaOffsets) -> list[int]:
+def vma_list(kmem: MemoryView, mm: int, off: VmaOffsets, warnings: list[str] | None = None) -> list[int]:
     ulong_max = (1 << (8 * kmem.pointer_size)) - 1
+    lost: list[str] = [] if warnings is None else warnings
     if off.mm_mt_root is not None:
         root = read_ptr(kmem, mm + off.mm_mt_root) or 0
-        return maple_entries(kmem, root, off, ulong_max)
+        return maple_entries(kmem, root, off, ulong_max, lost)
     if off.mm_mmap is not None and off.next is not None:
         out: list[int] = []
         seen: set[int] = set()
@@ -131,13 +142,21 @@ def vma_list(kmem: MemoryView, mm: int, off: VmaOffsets) -> list[int]:
         while cur and cur not in seen and len(out) < MAX_VMAS:
             seen.add(cur)
             out.append(cur)
-            cur = read_ptr(kmem, cur + off.next) or 0
+            nxt = read_ptr(kmem, cur + off.next)
+            if nxt is None:
+                lost.append(f"VMA list: vm_next of {cur:#x} unreadable after {len(out)} entries")
+            cur = nxt or 0
+        if cur:
+            lost.append(f"VMA list: stopped at {cur:#x} after {len(out)} entries (loop or cap)")
         return out
     return []
 
 
-def regions(kmem: MemoryView, mm: int, off: VmaOffsets, paths: PathResolver) -> list[MemoryRegion]:
-    """``/proc/PID/maps`` as :class:`MemoryRegion` records, sorted by start."""
+def regions(kmem: MemoryView, mm: int, off: VmaOffsets, paths: PathResolver,
+            warnings: list[str] | None = None) -> list[MemoryRegion]:
+    """``/proc/PID/maps`` as :class:`MemoryRegion` records, sorted by start; what could not be
+    read adds to ``warnings``."""
+    lost: list[str] = [] if warnings is None else warnings
     if not mm:
         return []
     span = max(off.start, off.end, off.flags, off.file, off.pgoff) + 8
@@ -145,9 +164,10 @@ def regions(kmem: MemoryView, mm: int, off: VmaOffsets, paths: PathResolver) -> 
     stack, sbrk, brk = mmo.ptr(off.mm_start_stack), mmo.ptr(off.mm_start_brk), mmo.ptr(off.mm_brk)
     vdso = (read_ptr(kmem, mm + off.mm_vdso) or 0) if off.mm_vdso is not None else 0
     out: dict[int, MemoryRegion] = {}
-    for vma in vma_list(kmem, mm, off):
+    for vma in vma_list(kmem, mm, off, lost):
         v = read_obj(kmem, vma, span)
         if not v.ok:
+            lost.append(f"VMA {vma:#x} unreadable; skipped")
             continue
         start, end, flags = v.ptr(off.start), v.ptr(off.end), v.ptr(off.flags)
         if end <= start or start in out:

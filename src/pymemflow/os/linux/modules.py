@@ -9,7 +9,9 @@ from .kread import Layouts, read_obj, walk_list
 MAX_MODULES = 4096
 
 
-def kernel_modules(kmem: MemoryView, modules_head: int, t: Layouts, arch: str) -> list[ModuleInfo]:
+def kernel_modules(kmem: MemoryView, modules_head: int, t: Layouts, arch: str,
+                   warnings: list[str] | None = None) -> list[ModuleInfo]:
+    """Modules of the ``modules`` list; a cut-short walk adds to ``warnings``."""
     o = t.offset_of
     list_off, name_off = o("module", "list"), o("module", "name")
     name_len = t.array_len("module", "name")
@@ -22,7 +24,10 @@ def kernel_modules(kmem: MemoryView, modules_head: int, t: Layouts, arch: str) -
         base_off, size_off, size_fmt = o("module", "module_core"), o("module", "core_size"), "<I"
     span = max(name_off + name_len, base_off + 8, size_off + 4)
     out = []
-    for node in walk_list(kmem, modules_head, limit=MAX_MODULES):
+    walk = walk_list(kmem, modules_head, limit=MAX_MODULES, what="modules", link_offset=list_off, span=span)
+    if warnings is not None:
+        warnings += walk.warnings
+    for node in walk.entries:
         m = read_obj(kmem, node - list_off, span)
         if not m.ok:
             continue

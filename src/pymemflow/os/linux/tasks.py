@@ -85,25 +85,36 @@ class TaskOffsets:
         )
 
 
-def task_addresses(kmem: MemoryView, init_task: int, off: TaskOffsets) -> list[int]:
-    """init_task followed by every task on its ``tasks`` list."""
-    nodes = walk_list(kmem, init_task + off.tasks, limit=MAX_TASKS)
-    return [init_task] + [n - off.tasks for n in nodes]
+def task_addresses(kmem: MemoryView, init_task: int, off: TaskOffsets,
+                   warnings: list[str] | None = None) -> list[int]:
+    """init_task followed by every task on its ``tasks`` list; a cut-short walk adds to ``warnings``."""
+    walk = walk_list(kmem, init_task + off.tasks, limit=MAX_TASKS, what="init_task.tasks",
+                     link_offset=off.tasks, span=off.size)
+    if warnings is not None:
+        warnings += walk.warnings
+    return [init_task] + [n - off.tasks for n in walk.entries]
 
 
-def thread_ids(kmem: MemoryView, task: Obj, off: TaskOffsets) -> list[int]:
-    """TIDs of a thread group (the leader's included)."""
+def thread_ids(kmem: MemoryView, task: Obj, off: TaskOffsets, warnings: list[str] | None = None) -> list[int]:
+    """TIDs of a thread group (the leader's included); a cut-short walk adds to ``warnings``."""
+    what = f"threads of pid {task.i32(off.tgid)}"
     if off.thread_node is not None and off.signal_thread_head is not None:
         sig = task.ptr(off.signal)
         if not sig:
             return [task.i32(off.pid)]
-        nodes = walk_list(kmem, sig + off.signal_thread_head, limit=MAX_THREADS)
+        walk = walk_list(kmem, sig + off.signal_thread_head, limit=MAX_THREADS, what=what,
+                         link_offset=off.thread_node, span=off.size)
+        nodes = walk.entries
         base = off.thread_node
     elif off.thread_group is not None:
-        nodes = [task.addr + off.thread_group] + walk_list(kmem, task.addr + off.thread_group, limit=MAX_THREADS)
+        walk = walk_list(kmem, task.addr + off.thread_group, limit=MAX_THREADS, what=what,
+                         link_offset=off.thread_group, span=off.size)
+        nodes = [task.addr + off.thread_group] + walk.entries
         base = off.thread_group
     else:
         return [task.i32(off.pid)]
+    if warnings is not None:
+        warnings += walk.warnings
     tids = []
     for n in nodes:
         o = read_obj(kmem, n - base + off.pid, 4)

@@ -19,6 +19,7 @@ import numpy as np
 from ...arch import VirtualMemory
 from ...errors import NotFoundError, OsLayerError, PymemflowError
 from ...mem.memmap import MemoryMap
+from ...mem.scan import CancelToken, describe
 from ...mem.view import MemoryView
 from . import pe, rootscan
 from .offsets import Win32Offsets, resolve_offsets
@@ -100,7 +101,7 @@ def _attempts(fn: Callable[[], Any], tried: list[str], what: str) -> Any:
 
 
 def find_roots(phys: MemoryView, max_address: int, arch: str | None, progress: Progress,
-               tried: list[str]) -> list[rootscan.RootCandidate]:
+               tried: list[str], cancel: CancelToken | None = None) -> list[rootscan.RootCandidate]:
     """Page-table root candidates, cheapest source first."""
     out: list[rootscan.RootCandidate] = []
     if arch in (None, "x64"):
@@ -110,20 +111,21 @@ def find_roots(phys: MemoryView, max_address: int, arch: str | None, progress: P
         else:
             tried.append("x64 low stub: none in the first MiB")
         if not out:
-            c = rootscan.scan_x64_pml4(phys, max_address, progress("scanning for x64 PML4"))
+            c = rootscan.scan_x64_pml4(phys, max_address, progress("scanning for x64 PML4"), cancel=cancel)
             out += c
             if not c:
-                tried.append(f"x64 PML4 self-reference scan of {max_address:#x} bytes: none")
+                tried.append(f"x64 PML4 self-reference scan of {describe(phys)}: none")
     if arch in (None, "x86pae") and not out:
-        c = rootscan.scan_x86pae(phys, max_address, progress("scanning for PAE roots"))
+        c = rootscan.scan_x86pae(phys, max_address, progress("scanning for PAE roots"), cancel=cancel)
         out += c
         if not c:
-            tried.append(f"x86 PAE self-map scan of {max_address:#x} bytes: none")
+            tried.append(f"x86 PAE self-map scan of {describe(phys)}: none")
     if arch in (None, "x86") and not out:
-        c = rootscan.scan_x86(phys, max_address, progress("scanning for x86 page directories"))
+        c = rootscan.scan_x86(phys, max_address, progress("scanning for x86 page directories"),
+                          cancel=cancel)
         out += c
         if not c:
-            tried.append(f"x86 page-directory self-reference scan of {max_address:#x} bytes: none")
+            tried.append(f"x86 page-directory self-reference scan of {describe(phys)}: none")
     return out
 
 
@@ -228,8 +230,11 @@ def discover(
     symcache: str | None = None,
     push_mem_map: bool = True,
     progress: bool | None = None,
+    cancel: CancelToken | None = None,
 ) -> KernelFacts:
-    """Find Windows in ``phys`` (a PhysicalMemory). Arguments override the connector's hints."""
+    """Find Windows in ``phys`` (a PhysicalMemory). Arguments override the connector's hints; a
+    ``dtb`` (from the arguments, QMP or a dump's CPU notes) skips the page-table scans. ``cancel``
+    stops a scan (:class:`~pymemflow.mem.scan.ScanCancelled`)."""
     hints: dict[str, Any] = dict(getattr(phys, "hints", {}) or {})
     dtb = dtb if dtb is not None else hints.get("dtb")
     kernel_base = kernel_base if kernel_base is not None else hints.get("kernel_base")
@@ -250,7 +255,7 @@ def discover(
                  "x86": ("x86", "x86pae")}[arch]
         roots = [rootscan.RootCandidate(a, int(dtb), kernel_hint or kernel_base, "dtb hint") for a in order]
     else:
-        roots = find_roots(phys, max_address, arch, bar, tried)
+        roots = find_roots(phys, max_address, arch, bar, tried, cancel)
         if kernel_hint or kernel_base:
             for r in roots:
                 r.kernel_hint = kernel_hint or kernel_base

@@ -22,6 +22,7 @@ from ..base import (
     ProcessInfo,
     SectionInfo,
 )
+from ..walk import report
 from . import pe
 from .discovery import KernelFacts, discover
 from .fields import kernel_ldr_layout, user_layout
@@ -63,9 +64,8 @@ class Win32Kernel(OsLayer):
         return WindowsPteHook(self.facts.arch, resolve_transition=self.transition, bits=self.pf_bits)
 
     def _warn(self, warnings: list[str]) -> None:
-        for w in warnings:
-            log.warning("win32: %s", w)
-        self.warnings.extend(warnings)
+        """Python warnings (stderr in the CLI) and kept in ``self.warnings``."""
+        report("win32", warnings, self.warnings)
 
     def info(self) -> dict[str, Any]:
         f = self.facts

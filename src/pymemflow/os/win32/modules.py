@@ -49,7 +49,7 @@ def walk_ldr(mem: MemoryView, head: int, lay: UserLayout, arch: str,
 
     ``InLoadOrderLinks`` is the first member of an entry, so a link address is the entry address.
     """
-    walk = walk_list(mem, head, ptr_size=lay.ptr, cap=cap, what=what)
+    walk = walk_list(mem, head, ptr_size=lay.ptr, cap=cap, what=what, span=lay.entry_span)
     if not walk.entries:
         return [], walk.warnings
     res = mem.read_batch(walk.entries, lay.entry_span)

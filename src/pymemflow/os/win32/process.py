@@ -99,7 +99,7 @@ def process_infos(k: Win32Kernel) -> tuple[list[ProcessInfo], list[str]]:
     lay = k.eproc
     vm = k.kmem
     walk = walk_list(vm, k.facts.ps_active_process_head, ptr_size=lay.ptr, cap=MAX_PROCESSES,
-                     what="ActiveProcessLinks")
+                     what="ActiveProcessLinks", link_offset=lay.links, span=lay.size)
     warnings = list(walk.warnings)
     eprocs = [e - lay.links for e in walk.entries]
     if not eprocs:

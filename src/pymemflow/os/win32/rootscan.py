@@ -12,7 +12,8 @@ Three ways, cheapest first:
   directory (the one for 3-4 GiB) whose entries 0..3 map the four page directories, entry 3 being
   itself, plus the 32-byte PDPT that points at those four directories (the CR3 value).
 
-Memory is scanned in chunks with NumPy; a progress callback sees the bytes done.
+Memory is scanned in chunks with NumPy, over the ranges the connector really has (never holes or
+zero-filled tails); a progress callback sees the bytes done, a cancel token stops a scan.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ...mem.scan import CancelToken, scan_chunks
 from ...mem.view import MemoryView
 
 PAGE = 0x1000
@@ -57,28 +59,28 @@ def find_low_stub(phys: MemoryView, limit: int = 0x100000) -> RootCandidate | No
     return None
 
 
-def iter_chunks(phys: MemoryView, max_address: int, progress: Progress | None = None,
-                chunk: int = CHUNK) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-    """Yield (base, uint8 array) of physical memory chunk by chunk (unreadable parts are zero)."""
-    pos = 0
-    while pos < max_address:
-        n = min(chunk, max_address - pos)
-        n -= n % PAGE
+def iter_chunks(phys: MemoryView, max_address: int | None = None, progress: Progress | None = None,
+                chunk: int = CHUNK, cancel: CancelToken | None = None
+                ) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """Yield (page-aligned base, uint8 array of whole pages) over the connector's backed ranges.
+
+    Holes and zero-filled ranges are skipped (:func:`pymemflow.mem.scan.scan_chunks`); the arrays
+    are views of the connector's mmap where it has one. ``max_address`` bounds the scan when given.
+    """
+    for c in scan_chunks(phys, chunk=chunk, progress=progress, cancel=cancel, limit=max_address):
+        head = -c.base % PAGE
+        n = (c.length - head) // PAGE * PAGE
         if n <= 0:
-            break
-        res = phys.read_batch([pos], [n])
-        yield pos, res.data
-        pos += n
-        if progress:
-            progress(pos, max_address)
+            continue
+        yield c.base + head, c.array()[head: head + n]
 
 
 def scan_x64_pml4(phys: MemoryView, max_address: int, progress: Progress | None = None,
-                  limit: int = 8) -> list[RootCandidate]:
+                  limit: int = 8, cancel: CancelToken | None = None) -> list[RootCandidate]:
     """PML4 pages with a kernel-half self-reference, present kernel entries and some user entries."""
     out: list[RootCandidate] = []
     addr_mask = np.uint64(0x000FFFFFFFFFF000)
-    for base, data in iter_chunks(phys, max_address, progress):
+    for base, data in iter_chunks(phys, max_address, progress, cancel=cancel):
         e = data.view("<u8").reshape(-1, 512)
         # pre-filter: Windows always maps KUSER_SHARED_DATA (0xFFFFF780'00000000, PML4 index 0x1EF)
         cand = np.flatnonzero((e[:, KUSER_PML4_INDEX] & np.uint64(1)) == 1)
@@ -104,10 +106,10 @@ def scan_x64_pml4(phys: MemoryView, max_address: int, progress: Progress | None 
 
 
 def scan_x86(phys: MemoryView, max_address: int, progress: Progress | None = None,
-             limit: int = 8) -> list[RootCandidate]:
+             limit: int = 8, cancel: CancelToken | None = None) -> list[RootCandidate]:
     """Non-PAE page directories whose entry 0x300 points at themselves."""
     out: list[RootCandidate] = []
-    for base, data in iter_chunks(phys, max_address, progress):
+    for base, data in iter_chunks(phys, max_address, progress, cancel=cancel):
         e = data.view("<u4").reshape(-1, 1024)
         page_addr = np.arange(e.shape[0], dtype=np.uint64) * np.uint64(PAGE) + np.uint64(base)
         ent = e[:, 0x300].astype(np.uint64)
@@ -123,13 +125,13 @@ def scan_x86(phys: MemoryView, max_address: int, progress: Progress | None = Non
 
 
 def scan_x86pae(phys: MemoryView, max_address: int, progress: Progress | None = None,
-                limit: int = 8) -> list[RootCandidate]:
+                limit: int = 8, cancel: CancelToken | None = None) -> list[RootCandidate]:
     """PAE roots: the self-mapping page directory plus the 32-byte PDPT that names the same 4 PDs."""
     mask = np.uint64(0x0000000FFFFFF000)
     self_maps: list[tuple[int, ...]] = []
     pdpts: list[tuple[int, tuple[int, ...]]] = []
     pdpt_flags = np.uint64(0xFFFFFFF0000001E7)
-    for base, data in iter_chunks(phys, max_address, progress):
+    for base, data in iter_chunks(phys, max_address, progress, cancel=cancel):
         e = data.view("<u8").reshape(-1, 512)
         # cheap pre-filter on one column, full checks only on the few survivors
         col3 = e[:, 3]

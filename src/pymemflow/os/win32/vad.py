@@ -16,6 +16,7 @@ from typing import Any
 from ...errors import PymemflowError
 from ...mem.view import MemoryView
 from ..base import MemoryRegion
+from ..walk import impossible_link
 from .fields import maybe
 from .modules import read_unicode_strings
 
@@ -112,13 +113,16 @@ def walk_vads(kmem: MemoryView, vad_root_addr: int, lay: VadLayout, off: Any = N
                 if lay.win7 and child == vad_root_addr:
                     continue
                 if child:
-                    if child in seen:
+                    why = impossible_link(child, ptr_size=lay.ptr, span=span)
+                    if why is not None:
+                        warnings.append(f"VAD node {n:#x}: impossible child link {why}; not followed")
+                    elif child in seen:
                         warnings.append(f"VAD tree: node {child:#x} reached twice (loop); not followed")
                     else:
                         stack.append(child)
     regions: list[MemoryRegion] = []
     file_ptrs: list[tuple[int, int]] = []
-    for _n, raw in nodes:
+    for node, raw in nodes:
         (s,) = struct.unpack_from("<I", raw, lay.start)
         (last,) = struct.unpack_from("<I", raw, lay.end)
         if lay.start_high is not None:
@@ -130,6 +134,9 @@ def walk_vads(kmem: MemoryView, vad_root_addr: int, lay: VadLayout, off: Any = N
         private = bool((flags >> lay.private[0]) & 1) if lay.private else False
         vtype = (flags >> lay.vad_type[0]) & ((1 << lay.vad_type[1]) - 1) if lay.vad_type else 0
         kind = "private" if private else ("image" if vtype == VAD_IMAGE else "mapped")
+        if last < s:
+            warnings.append(f"VAD node {node:#x}: end page {last:#x} before start page {s:#x}; skipped")
+            continue
         r = MemoryRegion(s << 12, (last + 1) << 12, PROTECTION[prot & 7], kind)
         regions.append(r)
         if not private and lay.subsection is not None:
@@ -152,7 +159,10 @@ def _file_names(kmem: MemoryView, off: Any, regions: list[MemoryRegion], subs: l
     fmt = "<Q" if ptr == 8 else "<I"
     refmask = ~0xF if ptr == 8 else ~0x7
 
+    top = 1 << (8 * ptr)
+
     def hop(addrs: list[int], o: int) -> list[int]:
+        addrs = [a if a + o + ptr <= top else 0 for a in addrs]  # impossible pointers: no object
         ok = [a for a in addrs if a]
         res = kmem.read_batch([a + o for a in ok], ptr)
         bad = {f.index for f in res.failures}
@@ -161,6 +171,7 @@ def _file_names(kmem: MemoryView, off: Any, regions: list[MemoryRegion], subs: l
 
     areas = hop([s for _, s in subs], ca)
     files = [f & refmask for f in hop(areas, fp)]
+    files = [f if f + fn + 2 * ptr <= top else 0 for f in files]
     okf = [f for f in files if f]
     if not okf:
         return
