@@ -7,8 +7,8 @@ Rules (the same text is in docs/architecture.md, "Rules the test enforces"):
    ``errors`` and ``types``. Anything else is a violation, whether the import is at module level,
    inside a function, or under ``if TYPE_CHECKING:``. A new subpackage fails the test until it is
    given a place here and on the page.
-2. OS layers are siblings: ``os.win32``, ``os.linux`` and ``os.native`` import ``os.base`` (and
-   the layers below ``os``), never each other.
+2. OS layers are siblings: ``os.win32``, ``os.linux`` and ``os.native`` import ``os.base`` and
+   ``os.walk`` (the shared list walker) and the layers below ``os``, never each other.
 3. No function-local imports of pymemflow modules, unless the statement carries a comment
    ``# lazy: <reason>`` (a deliberate lazy import, e.g. of something slow that few calls need).
    Function-local imports of third-party packages (optional dependencies) are not checked here.
@@ -56,6 +56,9 @@ DEPENDS: dict[str, set[str]] = {
     "": {"plugins"},  # the package root, pymemflow/__init__.py: the public API (pymemflow.open, __version__)
 }
 """Direct dependencies; the allowed imports are their transitive closure plus BOTTOM."""
+
+OS_SHARED = {"base", "walk"}
+"""Modules of ``os`` every OS layer may import (the rest of ``os`` are sibling layers)."""
 
 LAZY = re.compile(r"#\s*lazy:\s*\S")
 
@@ -178,7 +181,7 @@ def direction_violations(imports: list[Import]) -> list[str]:
         if src == dst == "os":
             a, b = imp.source.split("."), imp.target.split(".")
             mine, theirs = (a[2] if len(a) > 2 else ""), (b[2] if len(b) > 2 else "")
-            if mine and theirs and mine != theirs and theirs != "base":
+            if mine and theirs and mine != theirs and theirs not in OS_SHARED:
                 bad.append(f"{imp.where()}: {imp.source} imports {imp.target}: OS layers are siblings "
                            "(use os.base, or move the shared code down)")
     return bad
