@@ -18,7 +18,7 @@ from ..types import ArgSpec, PluginSpec, parse_bool, parse_int
 from .avml import AvmlDump
 from .crashdump import CrashDump
 from .elf import ElfCore
-from .formats.source import read_magic
+from .formats.source import check_memory_file, read_magic
 from .kdump import KdumpCompressed
 from .lime import LimeDump
 from .raw import PLUGIN as RAW
@@ -58,9 +58,7 @@ def _openers() -> dict[str, Callable[..., PhysicalMemory]]:
 def open_dump(path: str | Path, *, chunk_cache: int | None = None, raw: bool = False,
               memmap: str | None = None) -> PhysicalMemory:
     """Open ``path`` with the connector its format needs."""
-    p = Path(path)
-    if not p.exists():
-        raise FormatError(p, None, "file", "does not exist")
+    p = check_memory_file(path, "auto")
     fmt = detect(p)
     if fmt is None:
         if raw:

@@ -36,7 +36,7 @@ class AvmlDump(ChunkedMemory):
     format_name = "avml"
 
     def __init__(self, path: str | Path, chunk_cache: int = 256, source: FileSource | None = None) -> None:
-        super().__init__(source or FileSource(path))
+        super().__init__(source or FileSource(path, self.format_name))
         self.cache_chunks = max(1, chunk_cache)
         src = self.source
         starts: list[int] = []

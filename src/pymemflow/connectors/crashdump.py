@@ -71,7 +71,7 @@ class CrashDump(RunMappedMemory):
     format_name = "crashdump"
 
     def __init__(self, path: str | Path, source: FileSource | None = None) -> None:
-        super().__init__(source or FileSource(path))
+        super().__init__(source or FileSource(path, self.format_name))
         src = self.source
         sig, valid = src.unpack("<4s4s", 0, "DUMP_HEADER.Signature/ValidDump")
         if sig != SIGNATURE:

@@ -39,7 +39,7 @@ class ElfCore(RunMappedMemory):
     format_name = "elf"
 
     def __init__(self, path: str | Path, source: FileSource | None = None) -> None:
-        super().__init__(source or FileSource(path))
+        super().__init__(source or FileSource(path, self.format_name))
         src = self.source
         ident = src.read(0, 16, "e_ident")
         if ident[:4] != ELF_MAGIC:

@@ -45,7 +45,7 @@ class KdumpCompressed(ChunkedMemory):
     format_name = "kdump"
 
     def __init__(self, path: str | Path, chunk_cache: int = 1024, source: FileSource | None = None) -> None:
-        src = source or FileSource(path)
+        src = source or FileSource(path, self.format_name)
         super().__init__(src)
         self.cache_chunks = max(1, chunk_cache)
         head = src.read(0, min(src.size, 16), "signature")

@@ -27,7 +27,7 @@ class LimeDump(RunMappedMemory):
     format_name = "lime"
 
     def __init__(self, path: str | Path, source: FileSource | None = None) -> None:
-        super().__init__(source or FileSource(path))
+        super().__init__(source or FileSource(path, self.format_name))
         src = self.source
         runs: list[tuple[int, int, int]] = []
         where: list[int] = []

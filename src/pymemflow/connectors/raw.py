@@ -14,12 +14,13 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArgumentError, PluginError
+from ..errors import ArgumentError
 from ..mem.buffer import MmapMemory
 from ..mem.memmap import MemoryMap
 from ..mem.phys import PhysRange, merge_ranges
 from ..mem.sparse import backed_parts, data_extents
 from ..types import ArgSpec, PluginSpec, parse_bool, parse_size
+from .formats.source import check_memory_file, open_memory_file
 
 
 class RawFileMemory(MmapMemory):
@@ -34,19 +35,12 @@ class RawFileMemory(MmapMemory):
         writable: bool = False,
     ) -> None:
         self.path = Path(path)
+        fd, size = open_memory_file(self.path, writable=writable, who="raw")
         try:
-            fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
-        except OSError as e:
-            raise PluginError(f"raw: cannot open {self.path}: {e.strerror or e}") from None
-        try:
-            st = os.fstat(fd)
-            size = st.st_size
-            if not stat.S_ISREG(st.st_mode):  # a block device reports 0; its end is where seeking stops
-                size = os.lseek(fd, 0, os.SEEK_END)
             if offset < 0 or offset > size:
                 raise ArgumentError(f"raw: offset {offset:#x} is outside the file ({size:#x} bytes)")
             # where a sparse file holds data: scans skip the holes (None: fully backed / unknown)
-            self._extents = data_extents(fd, size) if stat.S_ISREG(st.st_mode) else None
+            self._extents = data_extents(fd, size) if stat.S_ISREG(os.fstat(fd).st_mode) else None
             if self._extents is not None and sum(e - s for s, e in self._extents) >= size:
                 self._extents = None
             if size:
@@ -86,7 +80,7 @@ def _open(args: dict[str, Any], _input: Any) -> RawFileMemory:
     target = args.get("target")
     if not target:
         raise ArgumentError("raw: missing required argument 'target' (the path of the memory file)")
-    mem_map = MemoryMap.load(args["memmap"]) if args.get("memmap") else None
+    mem_map = MemoryMap.load(check_memory_file(args["memmap"], "raw: memmap")) if args.get("memmap") else None
     return RawFileMemory(target, mem_map=mem_map, offset=args.get("offset") or 0,
                          writable=bool(args.get("writable")))
 

@@ -85,7 +85,7 @@ class VmwareSnapshot(RunMappedMemory):
     def __init__(self, path: str | Path) -> None:
         p = Path(path)
         state_path, vmem_path = _pair(p)
-        state = FileSource(state_path)
+        state = FileSource(state_path, self.format_name)
         try:
             groups = parse_state(state)
         except BaseException:
@@ -97,7 +97,7 @@ class VmwareSnapshot(RunMappedMemory):
             raise FormatError(state_path, None, "vmss group 'memory'", "missing")
         embedded = mem.get(("Memory", (0, 0))) or mem.get(("Memory", (0,))) or mem.get(("Memory", ()))
         if vmem_path is not None:
-            super().__init__(FileSource(vmem_path))
+            super().__init__(FileSource(vmem_path, self.format_name))
             base = 0
             state.close()
         elif embedded is not None:
