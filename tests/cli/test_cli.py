@@ -108,7 +108,7 @@ def test_phys_read_partial_is_a_failure_with_data(capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["-c", "dummy:size=1m,sise=2", "info"], "dummy: unknown argument 'sise'; valid arguments: target, size"),
+    (["-c", "dummy:size=1m,sise=2", "info"], "dummy: unknown argument 'sise' (did you mean 'size'?); valid arguments: target, size"),
     (["-c", "raw", "info"], "raw: missing required argument 'target'"),
     (["-c", "dummy:size=lots", "info"], "dummy: bad value 'lots' for 'size'"),
     (["-c", "dummy::cache=maybe", "info"], "dummy: bad value 'maybe' for 'cache'"),
@@ -119,9 +119,9 @@ def test_phys_read_partial_is_a_failure_with_data(capsys: pytest.CaptureFixture[
     (["info"], "this command needs a target"),
     (["-o", "native", "phys-read", "0", "1"], "this command needs a connector"),
     (["-c", "dummy", "ps"], "this command needs an OS layer"),
-    (["-c", "dummy", "phys-read", "zz", "4"], "argument addr: invalid parse_int value: 'zz'"),
+    (["-c", "dummy", "phys-read", "zz", "4"], "phys-read: argument addr: 'zz' is not a number"),
     (["--bogus"], "unrecognized arguments: --bogus"),
-    (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+    (["nosuchcommand"], "unknown command 'nosuchcommand' (commands: plugins, targets, info,"),
     (["-c", "dummy", "maps"], "maps: give -p PROCESS"),
     (["targets", "-c", "raw"], "raw: this connector cannot list targets"),
 ])
@@ -176,7 +176,7 @@ def test_os_commands_on_native(capsys: pytest.CaptureFixture[str]) -> None:
     me = next(r for r in json.loads(out) if r["pid"] == pid)
     assert me["ppid"] == os.getppid()
     assert list(me) == ["pid", "ppid", "name", "path", "command_line", "state", "arch", "dtb", "user_dtb",
-                        "address", "wow64"]
+                        "address", "wow64", "exit_code", "create_time", "extra"]
     code, out, _ = run(capsys, "-o", "native", "modules", "-p", str(pid), "--json")
     mods = json.loads(out)
     assert code == 0 and all(list(m) == ["name", "path", "base", "size", "arch"] for m in mods)

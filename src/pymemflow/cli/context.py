@@ -1,86 +1,30 @@
 """What a command handler gets: the parsed arguments, the chain (opened on first use) and output
-helpers that print a table/hexdump for people or plain JSON with ``--json``.
+helpers that print a table/hexdump for people or ``--json``/``--jsonl``/``--csv`` for programs
+(:mod:`pymemflow.cli.output`).
 
-Output is plain text on purpose (no rendering library): it pipes, greps and diffs well, and
-``--json`` must be nothing but JSON on stdout. Progress goes to stderr and only when it is a tty.
+Output is plain text on purpose (no rendering library): it pipes, greps and diffs well, and the
+machine formats must be nothing but data on stdout. Progress goes to stderr and only when it is a tty.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ArgumentError, PartialReadError
 from ..plugins.chain import LinkSpec, OpenedChain, open_links
 from ..plugins.registry import Inventory, default_inventory
+from .output import Output, jsonable
 
-HEX_FIELDS = frozenset({
-    "address", "base", "dtb", "user_dtb", "start", "end", "va", "pa", "virt", "phys", "addr",
-    "max_address", "kernel_base", "real_base", "entry", "offset", "cr3", "pte", "pde",
-})
-"""Integer fields shown in hex in tables (JSON always has plain numbers)."""
-
+__all__ = ["CommandContext", "Progress", "hexdump_text", "jsonable"]
 
 MAX_READ = 1 << 32
 """Largest single read a command does into memory (4 GiB)."""
-
-
-def _is_hex_field(name: str) -> bool:
-    return name in HEX_FIELDS or name.endswith(("_address", "_addr", "_base", "_va", "_pa"))
-
-
-def jsonable(obj: Any) -> Any:
-    """JSON-friendly form: bytes as hex, enums by name, dataclasses/records via ``as_dict``."""
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return bytes(obj).hex()
-    if isinstance(obj, Enum):
-        return obj.name
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "as_dict"):
-        return jsonable(obj.as_dict())
-    if hasattr(obj, "item"):  # numpy scalars
-        return jsonable(obj.item())
-    return str(obj)
-
-
-def _cell(key: str, value: Any, width: int = 80) -> str:
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value).lower()
-    if isinstance(value, int):
-        return f"{value:#x}" if _is_hex_field(key) and value >= 0 else str(value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (bytes, bytearray)):
-        value = bytes(value).hex()
-    if isinstance(value, (dict, list, tuple)):
-        value = json.dumps(jsonable(value))
-    text = str(value).replace("\n", "\\n")
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for k, v in obj.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out += _flatten(v, key + ".")
-        else:
-            out.append((key, v))
-    return out
 
 
 class Progress:
@@ -143,10 +87,6 @@ class CommandContext:
         return int(getattr(self.args, "verbose", 0) or 0)
 
     @property
-    def json(self) -> bool:
-        return bool(getattr(self.args, "json", False))
-
-    @property
     def inventory(self) -> Inventory:
         if self._inventory is None:
             self._inventory = default_inventory()
@@ -181,51 +121,39 @@ class CommandContext:
             self._chain = None
 
     # --- output ---
+    @property
+    def format(self) -> str:
+        """``table``, ``json``, ``jsonl`` or ``csv`` (the ``--json``/``--jsonl``/``--csv`` flags)."""
+        return str(getattr(self.args, "format", None) or ("json" if getattr(self.args, "json", False) else "table"))
+
+    @property
+    def machine(self) -> bool:
+        """Machine output asked for (any of --json, --jsonl, --csv): nothing but data on stdout."""
+        return self.format != "table"
+
+    json = machine
+    """Older name of :attr:`machine` (command modules written before --jsonl/--csv use it)."""
+
+    @property
+    def output(self) -> Output:
+        return Output(self.format, self.out)
+
     def write_json(self, obj: Any) -> None:
-        json.dump(jsonable(obj), self.out, indent=2)
-        self.out.write("\n")
+        self.output.json(obj)
 
     def emit(self, rows: list[dict[str, Any]], columns: list[str] | None = None, title: str | None = None) -> None:
-        """A table (``columns`` chosen and ordered; default: the keys of the first row) or, with
-        ``--json``, a JSON list of the rows with all their fields."""
-        if self.json:
-            self.write_json(rows)
-            return
-        cols = list(columns) if columns else (list(rows[0].keys()) if rows else [])
-        if title:
-            self.out.write(f"{title}\n")
-        if not rows:
-            self.out.write("(none)\n")
-            return
-        cells = [[_cell(c, r.get(c)) for c in cols] for r in rows]
-        widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
-        right = [all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
-                     for r in rows if r.get(c) is not None) for c in cols]
-
-        def line(values: list[str]) -> str:
-            parts = [v.rjust(w) if rj else v.ljust(w) for v, w, rj in zip(values, widths, right, strict=True)]
-            return "  ".join(parts).rstrip() + "\n"
-
-        self.out.write(line([c.upper() for c in cols]))
-        for row in cells:
-            self.out.write(line(row))
+        """A listing: a table of ``columns`` (chosen and ordered; default: the keys of the first row),
+        or every field of every row as JSON / JSON lines / CSV."""
+        self.output.rows(rows, columns, title)
 
     def emit_obj(self, obj: dict[str, Any], title: str | None = None) -> None:
-        """One object: ``key  value`` lines (nested dicts flattened with dots) or a JSON object."""
-        if self.json:
-            self.write_json(obj)
-            return
-        if title:
-            self.out.write(f"{title}\n")
-        items = _flatten(obj)
-        width = max((len(k) for k, _ in items), default=0)
-        for k, v in items:
-            self.out.write(f"{k.ljust(width)}  {_cell(k.rsplit('.', 1)[-1], v, 100)}\n")
+        """One object: ``key  value`` lines (nested dicts flattened with dots), or the machine format."""
+        self.output.obj(obj, title)
 
     def hexdump(self, data: bytes, base: int) -> None:
         """Classic 16-bytes-a-line hexdump, or ``{"address", "length", "hex"}`` with ``--json``."""
-        if self.json:
-            self.write_json({"address": base, "length": len(data), "hex": bytes(data).hex()})
+        if self.machine:
+            self.emit_obj({"address": base, "length": len(data), "hex": bytes(data).hex()})
             return
         self.out.write(hexdump_text(data, base))
 
@@ -251,7 +179,7 @@ class CommandContext:
             sys.stdout.buffer.flush()
         elif out:
             Path(out).write_bytes(data)
-            if not self.json:
+            if not self.machine:
                 self.err.write(f"wrote {len(data)} bytes to {out}\n")
         else:
             self.hexdump(data, addr)
@@ -259,7 +187,7 @@ class CommandContext:
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Progress]:
         """``with ctx.progress(n, "dumping") as bar: bar.advance(k)`` -- quiet with --json or no tty."""
-        enabled = not self.json and hasattr(self.err, "isatty") and self.err.isatty()
+        enabled = not self.machine and hasattr(self.err, "isatty") and self.err.isatty()
         bar = Progress(total, description, self.err, enabled)
         try:
             yield bar

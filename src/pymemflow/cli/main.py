@@ -1,6 +1,7 @@
-"""``pymemflow [-v...] [-c CONNECTOR[:ARGS]]... [-o OS[:ARGS]]... COMMAND [--json]``.
+"""``pymemflow [-v...] [-c CONNECTOR[:ARGS]]... [-o OS[:ARGS]]... COMMAND [--json|--jsonl|--csv]``.
 
-Exit codes: 0 success, 2 usage errors (bad options, bad plugin arguments: ``ArgumentError``),
+``-c``, ``-o``, ``-v`` and the output formats are accepted after the command too. A typo of a command,
+an option or a plugin gets "did you mean". Exit codes: 0 success, 2 usage errors (bad options, bad plugin arguments: ``ArgumentError``),
 1 failures (any other pymemflow error, ``OSError``, unsupported operation). Errors are one line on
 stderr; ``-vvv`` adds the traceback. ``-v`` levels: warnings (``-v``), info (``-vv``), debug (``-vvv``).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 import traceback
 import warnings
@@ -18,10 +20,12 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import ArgumentError, PymemflowError
+from ..plugins.args import did_you_mean
 from ..plugins.chain import LinkSpec
 from ..plugins.chain import parse_chain_args as _parse_links
 from .commands import COMMAND_MODULES
 from .context import CommandContext
+from .output import FORMATS
 
 log = logging.getLogger("pymemflow.cli")
 
@@ -40,18 +44,54 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse with one-line ``pymemflow: error: ...`` messages, "did you mean" for wrong choices and
+    the messages of our value parsers (``'zz' is not a number ...``) instead of ``invalid parse_int value``."""
+
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        raise UsageError(f"pymemflow: error: {command}{message}")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is None or value in action.choices:
+            return
+        names = [str(c) for c in action.choices]
+        hint = did_you_mean(str(value), names)
+        if isinstance(action, argparse._SubParsersAction):
+            raise argparse.ArgumentError(None, f"unknown command {value!r}{hint} (commands: {', '.join(names)})")
+        raise argparse.ArgumentError(action, f"invalid choice: {value!r}{hint} (choose from {', '.join(names)})")
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        type_func = self._registry_get("type", action.type, action.type)
+        if callable(type_func) and type_func not in (int, float):
+            try:
+                return type_func(arg_string)
+            except (ValueError, TypeError, ArgumentError) as e:
+                if str(e):
+                    raise argparse.ArgumentError(action, str(e)) from None
+        return super()._get_value(action, arg_string)
 
 
 class ChainAction(argparse.Action):
-    """``-c``/``-o`` append to one ordered list, so chains keep command-line order."""
+    """``-c``/``-o`` append to one ordered list, so chains keep command-line order. After the command
+    they go to ``chain_after`` (argparse gives a sub-command its own namespace and copies every value
+    back, which would replace the links given before the command)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        links = list(getattr(namespace, "chain", None) or [])
-        links.append(("-c" if self.dest == "chain_c" else "-o", values))
-        namespace.chain = links
+        attr = "chain" if self.dest in ("chain_c", "chain_o") else "chain_after"
+        links = list(getattr(namespace, attr, None) or [])
+        links.append(("-c" if self.dest.endswith("_c") else "-o", values))
+        setattr(namespace, attr, links)
+
+
+def _add_format_flags(p: argparse.ArgumentParser, default: Any) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", dest="format", action="store_const", const="json", default=default,
+                   help="every field as one JSON document on stdout")
+    g.add_argument("--jsonl", dest="format", action="store_const", const="jsonl", default=default,
+                   help="one JSON object a line (a listing's records; otherwise the one object)")
+    g.add_argument("--csv", dest="format", action="store_const", const="csv", default=default,
+                   help="CSV with a header line; nested fields flattened to outer.inner columns")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,10 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v warnings, "
                    "-vv info, -vvv debug and tracebacks)")
     p.add_argument("-c", "--connector", dest="chain_c", action=ChainAction, metavar="CONNECTOR[:ARGS]",
-                   help="add a connector to the chain (NAME:target,key=value:middleware)")
+                   help="add a connector to the chain (NAME:target,key=value:middleware; a bare path means auto:PATH)")
     p.add_argument("-o", "--os", dest="chain_o", action=ChainAction, metavar="OS[:ARGS]",
                    help="add an OS layer to the chain")
-    p.add_argument("--json", action="store_true", default=False, help="plain JSON on stdout")
+    _add_format_flags(p, "table")
     p.add_argument("--version", action="version", version=f"pymemflow {__version__}")
     p.set_defaults(chain=[])
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -74,19 +114,55 @@ def build_parser() -> argparse.ArgumentParser:
             mod.register(sub)
         except Exception as e:  # one broken command module must not take the CLI down
             log.warning("command module %s skipped: %s: %s", modname, type(e).__name__, e)
-    for sp in sub.choices.values():
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, sp in sub.choices.items():
         _add_common(sp)
+        sp.description = plain_text(sp.description or helps.get(name) or "")
     return p
 
 
+def plain_text(doc: str) -> str:
+    """A docstring as ``--help`` text: reStructuredText roles and literals (``:class:`X```, ````x````)
+    become the plain words, ``::`` before an example becomes ``:``."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"::$", ":", text.strip(), flags=re.M)
+
+
 def _add_common(sp: argparse.ArgumentParser) -> None:
-    """``--json`` and ``-v`` after the command too (SUPPRESS keeps the top-level value otherwise)."""
+    """The global options after the command too: ``-c``/``-o`` (unless the command has its own ``-c``,
+    as ``targets -c NAME``), ``-v`` and the output formats (SUPPRESS keeps the top-level value otherwise)."""
     opts = {s for a in sp._actions for s in a.option_strings}
-    if "--json" not in opts:
-        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="plain JSON on stdout")
+    if not opts & {"--json", "--jsonl", "--csv"}:
+        _add_format_flags(sp, argparse.SUPPRESS)
     if "-v" not in opts:
         sp.add_argument("-v", dest="verbose_sub", action="count", default=argparse.SUPPRESS,
                         help="more log output")
+    if "-c" not in opts:
+        sp.add_argument("-c", "--connector", dest="after_c", action=ChainAction, metavar="CONNECTOR[:ARGS]",
+                        default=argparse.SUPPRESS, help="add a connector (same as before the command)")
+    if "-o" not in opts:
+        sp.add_argument("-o", "--os", dest="after_o", action=ChainAction, metavar="OS[:ARGS]",
+                        default=argparse.SUPPRESS, help="add an OS layer (same as before the command)")
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: list[str]) -> str:
+    """``unrecognized arguments: --jsn (did you mean --json?)``, options of the command included."""
+    options = {s for a in parser._actions for s in a.option_strings}
+    sub = _subparser(parser, command)
+    if sub is not None:
+        options |= {s for a in sub._actions for s in a.option_strings}
+    hints = [did_you_mean(x.split("=", 1)[0], sorted(options), quote=False) for x in extra if x.startswith("-")]
+    where = f"{command}: " if command else ""
+    return f"pymemflow: error: {where}unrecognized arguments: {' '.join(extra)}{''.join(dict.fromkeys(hints))}"
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser | None:
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction) and command in a.choices:
+            sp: argparse.ArgumentParser = a.choices[command]
+            return sp
+    return None
 
 
 def _pre_verbosity(argv: Sequence[str]) -> int:
@@ -135,7 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "this command"
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            raise UsageError(_unrecognized(parser, getattr(args, "command", None), extra))
+        if args.format not in FORMATS:
+            raise UsageError(f"pymemflow: error: unknown output format {args.format!r}")
         verbose = int(args.verbose or 0) + int(getattr(args, "verbose_sub", 0) or 0)
         args.verbose = verbose
         _setup_logging(verbose)
@@ -145,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         command = str(args.command)
         links: list[LinkSpec] = []
-        for flag, text in args.chain:
+        for flag, text in list(args.chain) + list(getattr(args, "chain_after", [])):
             links += _parse_links([flag, text])
         ctx = CommandContext(args, links)
         return int(args.handler(ctx) or 0)

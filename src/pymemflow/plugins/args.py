@@ -11,7 +11,8 @@ plugin's ``target`` argument), any other item without ``=`` is a flag (``writabl
 ``writable=``, which booleans read as true). ``MIDDLEWARE`` holds the middleware keys every
 connector accepts (``cache``, ``cache_size``, ``cache_time``, ``cache_page_size``, ``delay``,
 ``metrics``); OS layers take no middleware section. A value holding ``,`` ``=`` or ``:`` is quoted
-with ``"``, ``'`` or a backtick; the quotes are removed (``raw:"/a:b.img"``).
+with ``"``, ``'`` or a backtick; the quotes are removed (``raw:"/a:b.img"``). A URL's ``scheme://``
+needs no quotes: ``leechcore:file:///x.img`` is the target ``file:///x.img``.
 
 Unlike memflow-py, nothing is silently ignored: unknown keys, duplicate keys, missing required
 arguments and values the plugin's parser rejects raise :class:`ArgumentError` naming the plugin,
@@ -21,6 +22,7 @@ text, so the documentation cannot drift from the validation.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,13 +44,21 @@ class LinkArgs:
     text: str = ""
 
 
+def did_you_mean(word: str, choices: Iterable[str], *, quote: bool = True) -> str:
+    """``" (did you mean 'win32'?)"`` for the closest of ``choices`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"
+
+
 def _split(text: str, sep: str, *, keep_quotes: bool = True) -> list[str]:
     """Split ``text`` at every ``sep`` outside quotes. Quotes are kept (unless told otherwise) so a
     later split still sees them; an unterminated quote is an error."""
     parts: list[str] = []
     cur: list[str] = []
     quote = ""
-    for ch in text:
+    for i, ch in enumerate(text):
         if quote:
             if ch == quote:
                 quote = ""
@@ -59,7 +69,7 @@ def _split(text: str, sep: str, *, keep_quotes: bool = True) -> list[str]:
             quote = ch
             if keep_quotes:
                 cur.append(ch)
-        elif ch == sep:
+        elif ch == sep and not (sep == ":" and text.startswith("//", i + 1)):  # a URL's scheme:// stays whole
             parts.append("".join(cur))
             cur = []
         else:
@@ -118,6 +128,11 @@ def parse_link(text: str, *, kind: str = "connector") -> LinkArgs:
                             "quote values that hold ':' with \", ' or `)")
     args, _ = split_items(sections[1], who=name) if len(sections) > 1 else ({}, [])
     mw, _ = split_items(sections[2], who=name, positional=False) if len(sections) > 2 else ({}, [])
+    stray = [k for k, v in mw.items() if not v and k not in middleware_keys()]
+    if stray:  # `raw:/a:b.img`: the ':' belongs to the value
+        raise ArgumentError(f"{name}: {sections[2]!r} after the second ':' is no middleware option; if the ':' is "
+                            f"part of the value, quote it: -c '{name}:\"{sections[1]}:{sections[2]}\"' "
+                            f"(middleware options: {', '.join(sorted(middleware_keys()))})")
     return LinkArgs(name=name, args=args, middleware=mw, text=text)
 
 
@@ -137,7 +152,8 @@ RENAMED_ARGS = {"cache": "chunk_cache"}
 def _unknown_argument(who: str, key: str, specs: list[ArgSpec]) -> str:
     """The error for a key the plugin does not take; says where a middleware key belongs and what a
     renamed argument is called now."""
-    msg = f"{who}: unknown argument {key!r}; valid arguments: {_names(specs)}"
+    hint = "" if key in RENAMED_ARGS or key in middleware_keys() else did_you_mean(key, [a.name for a in specs])
+    msg = f"{who}: unknown argument {key!r}{hint}; valid arguments: {_names(specs)}"
     new = RENAMED_ARGS.get(key)
     if new is not None and any(a.name == new for a in specs):
         msg += f"; the decompression cache is now {new}=N ({who}:TARGET,{new}=N)"
@@ -168,7 +184,8 @@ def validate_against(who: str, specs: list[ArgSpec], given: Mapping[str, Any], *
                                     f"valid {what}s: {_names(specs)}")
             if what == "argument":
                 raise ArgumentError(_unknown_argument(who, key, specs))
-            raise ArgumentError(f"{who}: unknown {what} {key!r}; valid {what}s: {_names(specs)}")
+            hint = did_you_mean(key, [a.name for a in specs])
+            raise ArgumentError(f"{who}: unknown {what} {key!r}{hint}; valid {what}s: {_names(specs)}")
     out: dict[str, Any] = {}
     for spec in specs:
         if spec.name in given and given[spec.name] is not None:

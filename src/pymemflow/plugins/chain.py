@@ -40,6 +40,8 @@ class LinkSpec:
     name: str
     args: dict[str, Any] = field(default_factory=dict)
     middleware: dict[str, Any] = field(default_factory=dict)
+    text: str = field(default="", compare=False, repr=False)
+    """The command-line text it was parsed from ("" when built from Python)."""
 
     def __str__(self) -> str:
         flag = "-c" if self.kind == "connector" else "-o"
@@ -79,8 +81,29 @@ def parse_chain_args(argv: Sequence[str]) -> list[LinkSpec]:
         else:
             raise ArgumentError(f"unexpected {arg!r} in a chain (expected -c CONNECTOR[:ARGS] or -o OS[:ARGS])")
         la = parse_link(value, kind=kind)
-        links.append(LinkSpec(kind, la.name, dict(la.args), dict(la.middleware)))
+        links.append(LinkSpec(kind, la.name, dict(la.args), dict(la.middleware), text=value))
     return links
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or "\\" in name or name.startswith((".", "~")) or Path(name).exists()
+
+
+def bare_path(ls: LinkSpec, inv: Inventory) -> LinkSpec | None:
+    """``-c /x.img`` (no plugin name) is ``-c auto:/x.img``, as ``pymemflow.open("/x.img")``: a connector
+    link whose name is no connector but a path (or whose whole text is an existing file) opens ``auto``
+    (``raw`` when ``auto`` is not installed). None when the link is not such a path."""
+    if ls.kind != "connector" or inv.has("connector", ls.name):
+        return None
+    conn = "auto" if inv.has("connector", "auto") else "raw"
+    if ls.text and Path(ls.text).exists():
+        return LinkSpec("connector", conn, {TARGET_ARG: ls.text}, text=f"{conn}:{ls.text}")
+    if not _looks_like_path(ls.name):
+        return None
+    if ls.text:
+        la = parse_link(f"{conn}:{ls.text}")
+        return LinkSpec("connector", conn, dict(la.args), dict(la.middleware), text=f"{conn}:{ls.text}")
+    return LinkSpec("connector", conn, {TARGET_ARG: ls.name, **ls.args}, dict(ls.middleware))
 
 
 class OpenedChain:
@@ -142,6 +165,7 @@ def open_links(specs: Sequence[LinkSpec], inventory: Inventory | None = None) ->
     inv = inventory or default_inventory()
     planned: list[tuple[LinkSpec, PluginSpec, dict[str, Any], dict[str, Any]]] = []
     for ls in specs:
+        ls = bare_path(ls, inv) or ls
         plugin = inv.get(ls.kind, ls.name)
         if ls.kind == "os" and ls.middleware:
             raise ArgumentError(f"{ls.name}: OS layers take no middleware ({', '.join(ls.middleware)})")

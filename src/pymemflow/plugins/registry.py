@@ -33,6 +33,7 @@ from typing import Any
 
 from ..errors import ArgumentError
 from .api import PluginKind, PluginSpec
+from .args import did_you_mean
 from .builtin import BUILTIN_MODULES
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class Inventory:
                 hint = (f" ({name!r} is {'an OS layer' if other == 'os' else 'a connector'}: "
                         f"use {'-o' if other == 'os' else '-c'} {name})")
             noun = "OS layer" if kind == "os" else "connector"
+            hint = hint or did_you_mean(name, self.names(kind))
             raise ArgumentError(f"unknown {noun} {name!r}{hint}; available: "
                                 f"{', '.join(self.names(kind)) or '(none)'}")
         return spec

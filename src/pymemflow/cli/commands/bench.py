@@ -159,8 +159,11 @@ def run_bench(ctx: CommandContext) -> int:
     except ValueError as e:
         raise ArgumentError(f"bench: {e}") from None
     failed = sum(c.failed_bytes for c in cells)
-    if ctx.json:
+    if ctx.format == "json":
         ctx.write_json({"target": target, "seconds_per_cell": a.seconds, "cells": [c.as_dict() for c in cells]})
+        return 0
+    if ctx.machine:  # --jsonl / --csv: one record per cell
+        ctx.emit([c.as_dict() for c in cells])
         return 0
     where = (f"{target['process']} (pid {target['pid']})" + (f", {target['module']}" if target["module"] else "")
              if target["memory"] == "virtual" else "physical memory")

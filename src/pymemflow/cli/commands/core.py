@@ -43,11 +43,15 @@ def run_plugins(ctx: CommandContext) -> int:
         specs = [s for s in specs if s.name == ctx.args.name]
         if not specs:
             raise ArgumentError(f"no plugin named {ctx.args.name!r}; available: {', '.join(s.name for s in inv.specs())}")
-    if ctx.json:
+    records = [{"kind": s.kind, "name": s.name, "version": s.version, "description": s.description,
+                "origin": s.origin, "accepts_input": s.accepts_input, "requires_input": s.requires_input,
+                "has_targets": s.targets is not None, "args": _args_dict(s)} for s in specs]
+    if ctx.machine and ctx.format != "json":  # --jsonl / --csv: one record per plugin
+        ctx.emit(records)
+        return 0
+    if ctx.machine:
         ctx.write_json({
-            "plugins": [{"kind": s.kind, "name": s.name, "version": s.version, "description": s.description,
-                         "origin": s.origin, "accepts_input": s.accepts_input, "requires_input": s.requires_input,
-                         "has_targets": s.targets is not None, "args": _args_dict(s)} for s in specs],
+            "plugins": records,
             "shadowed": [{"kind": lo.kind, "name": lo.name, "origin": lo.origin, "winner": w.origin}
                          for lo, w in inv.shadowed],
             "problems": list(inv.problems),
@@ -83,7 +87,7 @@ def run_targets(ctx: CommandContext) -> int:
     if spec.targets is None:
         raise ArgumentError(f"{name}: this connector cannot list targets")
     rows = [{"name": t.name, "description": t.description, **t.extra} for t in spec.targets()]
-    ctx.emit(rows, ["name", "description"] if not ctx.json else None, title=None)
+    ctx.emit(rows, ["name", "description"])
     return 0
 
 

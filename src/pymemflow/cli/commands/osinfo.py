@@ -16,13 +16,17 @@ from ...os.base import ModuleInfo, Process
 from ...plugins.api import parse_int
 from ..context import CommandContext
 
-PS_FIELDS = ["pid", "ppid", "name", "path", "command_line", "state", "arch", "dtb", "user_dtb", "address", "wow64"]
-MODULE_FIELDS = ["name", "path", "base", "size", "arch"]
-EXPORT_FIELDS = ["name", "address", "ordinal"]
+PS_COLUMNS = ["pid", "ppid", "name", "state", "arch", "dtb", "wow64", "command_line"]
+MODULE_COLUMNS = ["name", "path", "base", "size", "arch"]
+EXPORT_COLUMNS = ["name", "address", "ordinal", "forwarder"]
+"""Table columns. --json/--jsonl/--csv carry every field of the records (docs/cli.md lists them)."""
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("ps", help="list processes")
+    p = sub.add_parser("ps", help="list processes", description="List the processes of the chain's OS layer. "
+                       "The table shows pid, ppid, name, state, arch, dtb, wow64 and command line; --json, --jsonl "
+                       "and --csv carry every field (path, user_dtb, address, exit_code, create_time and the OS's "
+                       "extra facts such as uid, gid, threads).")
     p.set_defaults(handler=run_ps)
 
     p = sub.add_parser("modules", help="modules (DLLs, shared objects) of a process")
@@ -74,31 +78,26 @@ def _module(ctx: CommandContext, proc: Process) -> ModuleInfo:
     return proc.module_by_name(ctx.args.module)
 
 
-def _pick(d: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-    return {k: d.get(k) for k in fields}
-
-
 def run_ps(ctx: CommandContext) -> int:
-    rows = [_pick(i.as_dict(), PS_FIELDS) for i in ctx.os().process_info_list()]
-    ctx.emit(rows, ["pid", "ppid", "name", "state", "arch", "dtb", "wow64", "command_line"])
+    ctx.emit([i.as_dict() for i in ctx.os().process_info_list()], PS_COLUMNS)
     return 0
 
 
 def run_modules(ctx: CommandContext) -> int:
     proc = _process(ctx)
-    ctx.emit([_pick(m.as_dict(), MODULE_FIELDS) for m in proc.module_list()], MODULE_FIELDS)
+    ctx.emit([m.as_dict() for m in proc.module_list()], MODULE_COLUMNS)
     return 0
 
 
 def run_kmods(ctx: CommandContext) -> int:
-    ctx.emit([_pick(m.as_dict(), MODULE_FIELDS) for m in ctx.os().kernel_modules()], MODULE_FIELDS)
+    ctx.emit([m.as_dict() for m in ctx.os().kernel_modules()], MODULE_COLUMNS)
     return 0
 
 
 def run_exports(ctx: CommandContext) -> int:
     proc = _process(ctx)
     rows = [e.as_dict() for e in proc.exports(_module(ctx, proc))]
-    ctx.emit(rows, EXPORT_FIELDS + ["forwarder"])
+    ctx.emit(rows, EXPORT_COLUMNS)
     return 0
 
 

@@ -2,9 +2,12 @@
 
     pymemflow -c raw:/dev/shm/guest.ram translate 0xffffffff81000000 --dtb 0x2704000
     pymemflow -c qemu:vm translate 0xffffffff81000000 0xffff888000000000 --json
+    pymemflow -c demo -o win32 translate -p explorer.exe 0x7ff800000000 --walk
 
-The root defaults to the connector's ``dtb`` hint (dump headers, a live QEMU's CR3) and the
-architecture to its ``arch`` hint, else x64.
+The root is, in this order: ``--dtb``; with an OS layer in the chain, the page tables of process
+``-p PID|NAME`` or else of the kernel (as the layer found them); the connector's ``dtb`` hint (dump
+headers, a live QEMU's CR3). The architecture: ``--arch``, the OS layer's, the connector's ``arch``
+hint, else x64.
 """
 
 from __future__ import annotations
@@ -22,30 +25,63 @@ ARCH_NAMES = ["x64", "x64la57", "x86", "x86pae", "aarch64"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("translate", help="translate virtual addresses to physical (page-table walk)")
+    p = sub.add_parser("translate", help="translate virtual addresses to physical (page-table walk)",
+                       description=__doc__)
     p.add_argument("va", nargs="+", type=parse_int, help="virtual address(es), 0x hex")
-    p.add_argument("--dtb", type=parse_int, help="page-table root (CR3 / TTBR0); default: the connector's dtb hint")
+    p.add_argument("-p", "--process", help="with an OS layer: walk this process's page tables (pid or name)")
+    p.add_argument("--dtb", type=parse_int, help="page-table root (CR3 / TTBR0); default: the OS layer's kernel "
+                   "root, else the connector's dtb hint")
     p.add_argument("--ttbr1", type=parse_int, help="AArch64: root of the upper half (TTBR1)")
-    p.add_argument("--arch", help=f"MMU: {', '.join(ARCH_NAMES)} (default: the connector's arch hint, else x64)")
+    p.add_argument("--arch", help=f"MMU: {', '.join(ARCH_NAMES)} (default: the OS layer's or the connector's, else x64)")
     p.add_argument("--walk", action="store_true", help="also show every page-table entry the walk read")
     p.set_defaults(handler=run_translate)
 
 
-def _root(ctx: CommandContext) -> tuple[Any, str, int]:
+def _layer_memory(ctx: CommandContext) -> VirtualMemory | None:
+    """The page tables the OS layer uses: process ``-p`` or the kernel's (None without an OS layer)."""
+    if not any(lk.kind == "os" for lk in ctx.links):
+        if ctx.args.process:
+            raise ArgumentError("translate: -p PROCESS needs an OS layer: give -o OS (e.g. -o win32) before the command")
+        return None
+    os_layer = ctx.os()
+    if ctx.args.process:
+        mem = os_layer.process(ctx.args.process).memory
+        what = f"process {ctx.args.process}"
+    else:
+        mem = getattr(os_layer, "kmem", None)
+        what = "the kernel"
+    if not isinstance(mem, VirtualMemory):
+        raise ArgumentError(f"translate: the {getattr(os_layer, 'name', '?')} OS layer does not read {what} through "
+                            "page tables it can show (give -c CONNECTOR and --dtb ADDRESS)")
+    return mem
+
+
+def _memory(ctx: CommandContext) -> VirtualMemory:
+    """The VirtualMemory to translate with: the OS layer's (keeps its PTE rules, e.g. Windows' transition
+    and prototype PTEs) unless --dtb/--arch ask for another root, else one built from the connector."""
+    a = ctx.args
+    if a.dtb is not None and a.process:
+        raise ArgumentError("translate: give either -p PROCESS (its page tables) or --dtb ADDRESS, not both")
+    if a.dtb is None:
+        layer_mem = _layer_memory(ctx)
+        if layer_mem is not None:
+            if a.arch is None or get_arch(a.arch).name == layer_mem.arch.name:
+                if a.ttbr1 is None:
+                    return layer_mem
+            return VirtualMemory(layer_mem.phys, a.arch or layer_mem.arch, layer_mem.dtb, ttbr1=a.ttbr1)
     phys = ctx.connector()
     hints = getattr(phys, "hints", {}) or {}
-    arch = ctx.args.arch or hints.get("arch") or "x64"
-    dtb = ctx.args.dtb if ctx.args.dtb is not None else hints.get("dtb")
+    arch = a.arch or hints.get("arch") or "x64"
+    dtb = a.dtb if a.dtb is not None else hints.get("dtb")
     if dtb is None:
-        raise ArgumentError("translate: give --dtb ADDRESS (the connector has no 'dtb' hint)")
-    get_arch(arch)  # a clear error for an unknown name
-    return phys, str(arch), int(dtb)
+        raise ArgumentError("translate: give --dtb ADDRESS, or -o OS to use its page tables (-p PID for a "
+                            "process's); the connector has no 'dtb' hint")
+    return VirtualMemory(phys, get_arch(str(arch)), int(dtb), ttbr1=a.ttbr1)
 
 
 def run_translate(ctx: CommandContext) -> int:
-    phys, arch_name, dtb = _root(ctx)
-    arch = get_arch(arch_name)
-    vm = VirtualMemory(phys, arch, dtb, ttbr1=ctx.args.ttbr1)
+    vm = _memory(ctx)
+    arch, dtb = vm.arch, vm.dtb
     vas = list(ctx.args.va)
     res = vm.translate_batch(vas)
     rows: list[dict[str, Any]] = []
@@ -62,11 +98,11 @@ def run_translate(ctx: CommandContext) -> int:
         }
         if ctx.args.walk:
             row["walk"] = [{"level": lv, "entry_pa": ea, "value": v} for lv, ea, v in
-                           walk_trace(phys, arch, dtb, va, ctx.args.ttbr1)]
+                           walk_trace(vm.phys, arch, dtb, va, vm.ttbr1)]
         rows.append(row)
-    if len(rows) == 1 and (ctx.json or ctx.args.walk):
+    if len(rows) == 1 and (ctx.machine or ctx.args.walk):
         row = rows[0]
-        if ctx.json:
+        if ctx.machine:
             ctx.emit_obj(row)
         else:
             walk = row.pop("walk", [])
