@@ -102,7 +102,7 @@ def test_python_values_pass_through() -> None:
 def test_unknown_key_names_plugin_key_and_valid_keys() -> None:
     with pytest.raises(ArgumentError) as e:
         validate(SPEC, {"target": "/x", "ofset": "1"})
-    assert str(e.value) == "demoplug: unknown argument 'ofset'; valid arguments: target, offset, writable"
+    assert str(e.value) == "demoplug: unknown argument 'ofset' (did you mean 'offset'?); valid arguments: target, offset, writable"
 
 
 def test_missing_required() -> None:
@@ -134,7 +134,7 @@ def test_middleware_errors_list_valid_keys() -> None:
     with pytest.raises(ArgumentError) as e:
         validate_middleware("raw", {"cach": "true"})
     valid = ", ".join(a.name for a in MIDDLEWARE_ARGS)
-    assert str(e.value) == f"raw: unknown middleware option 'cach'; valid middleware options: {valid}"
+    assert str(e.value) == f"raw: unknown middleware option 'cach' (did you mean 'cache'?); valid middleware options: {valid}"
     with pytest.raises(ArgumentError, match=r"raw: bad value '3k' for 'cache_page_size'.*power-of-two"):
         validate_middleware("raw", {"cache_page_size": "3k"})
 

@@ -113,7 +113,7 @@ def test_both_directions_from_the_cli(child_with_table: tuple[int, int]) -> None
     rows = json.loads(res.stdout)
     assert [(r["pid"], r["ppid"], r["name"]) for r in rows] == EXPECTED
     assert set(rows[0]) == {"pid", "ppid", "name", "path", "command_line", "state", "arch", "dtb", "user_dtb",
-                            "address", "wow64"}
+                            "address", "wow64", "exit_code", "create_time", "extra"}
 
 
 def test_middleware_from_chain_and_builder(inv: Inventory) -> None:

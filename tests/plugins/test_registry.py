@@ -93,7 +93,7 @@ def test_plugins_list_in_a_module(tmp_path: Path) -> None:
 
 def test_unknown_name_lists_available_and_hints_the_kind() -> None:
     inv = Inventory.load(entry_points=False, folders=[])
-    with pytest.raises(ArgumentError, match=r"unknown connector 'rawx'; available: .*raw"):
+    with pytest.raises(ArgumentError, match=r"unknown connector 'rawx' \(did you mean 'raw'\?\); available: .*raw"):
         inv.get("connector", "rawx")
     with pytest.raises(ArgumentError, match=r"'native' is an OS layer: use -o native"):
         inv.get("connector", "native")

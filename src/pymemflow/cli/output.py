@@ -117,7 +117,7 @@ class Output:
             for r in rows:
                 self.out.write(json.dumps(r) + "\n")
         elif self.fmt == "csv":
-            self._csv(rows)
+            self._csv(rows, columns)
         else:
             self._table(rows, columns, title)
 
@@ -136,9 +136,9 @@ class Output:
             for k, v in items:
                 self.out.write(f"{k.ljust(width)}  {cell(k.rsplit('.', 1)[-1], v, 100)}\n")
 
-    def _csv(self, rows: list[dict[str, Any]]) -> None:
+    def _csv(self, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
         flat = [dict(flatten(r)) for r in rows]
-        header: dict[str, None] = {}
+        header: dict[str, None] = {} if flat else dict.fromkeys(columns or [])
         for r in flat:
             header.update(dict.fromkeys(r))
         w = csv.writer(self.out, lineterminator="\n")

@@ -12,7 +12,8 @@ plugin's ``target`` argument), any other item without ``=`` is a flag (``writabl
 connector accepts (``cache``, ``cache_size``, ``cache_time``, ``cache_page_size``, ``delay``,
 ``metrics``); OS layers take no middleware section. A value holding ``,`` ``=`` or ``:`` is quoted
 with ``"``, ``'`` or a backtick; the quotes are removed (``raw:"/a:b.img"``). A URL's ``scheme://``
-needs no quotes: ``leechcore:file:///x.img`` is the target ``file:///x.img``.
+needs no quotes: ``leechcore:file:///x.img`` is the target ``file:///x.img``, and neither does a
+port in a URL (``remote=rpc://host:28473``).
 
 Unlike memflow-py, nothing is silently ignored: unknown keys, duplicate keys, missing required
 arguments and values the plugin's parser rejects raise :class:`ArgumentError` naming the plugin,
@@ -23,6 +24,7 @@ text, so the documentation cannot drift from the validation.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,13 +54,24 @@ def did_you_mean(word: str, choices: Iterable[str], *, quote: bool = True) -> st
     return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"
 
 
+_PORT = re.compile(r":[0-9]+(?=[,:/]|$)")
+
+
+def _url_colon(text: str, i: int, in_url: bool) -> bool:
+    """The ':' at ``text[i]`` belongs to a URL: ``scheme://`` or, inside a URL, ``:PORT``."""
+    return text.startswith("//", i + 1) or (in_url and _PORT.match(text, i) is not None)
+
+
 def _split(text: str, sep: str, *, keep_quotes: bool = True) -> list[str]:
     """Split ``text`` at every ``sep`` outside quotes. Quotes are kept (unless told otherwise) so a
     later split still sees them; an unterminated quote is an error."""
     parts: list[str] = []
     cur: list[str] = []
     quote = ""
+    in_url = False  # after a scheme:// until the next ',': a ':' before a port number stays too
     for i, ch in enumerate(text):
+        if ch == ",":
+            in_url = False
         if quote:
             if ch == quote:
                 quote = ""
@@ -69,11 +82,13 @@ def _split(text: str, sep: str, *, keep_quotes: bool = True) -> list[str]:
             quote = ch
             if keep_quotes:
                 cur.append(ch)
-        elif ch == sep and not (sep == ":" and text.startswith("//", i + 1)):  # a URL's scheme:// stays whole
+        elif ch == sep and not (sep == ":" and _url_colon(text, i, in_url)):
             parts.append("".join(cur))
             cur = []
         else:
             cur.append(ch)
+        if ch == ":" and text.startswith("//", i + 1):
+            in_url = True
     if quote:
         raise ArgumentError(f"unterminated {quote} quote in {text!r}")
     parts.append("".join(cur))
@@ -250,7 +265,7 @@ def format_link(name: str, args: Mapping[str, Any], middleware: Mapping[str, Any
 
     def q(v: Any) -> str:
         s = str(v)
-        if not s.strip() or s != s.strip() or any(c in s for c in ",=:" + QUOTES):
+        if not s.strip() or s != s.strip() or any(c in s.replace("://", "") for c in ",=:" + QUOTES):
             for quote in QUOTES:
                 if quote not in s:
                     return f"{quote}{s}{quote}"
