@@ -265,7 +265,8 @@ def format_link(name: str, args: Mapping[str, Any], middleware: Mapping[str, Any
 
     def q(v: Any) -> str:
         s = str(v)
-        if not s.strip() or s != s.strip() or any(c in s.replace("://", "") for c in ",=:" + QUOTES):
+        if (not s.strip() or s != s.strip() or s.startswith("//")  # after NAME: it would read as a scheme://
+                or any(c in s.replace("://", "") for c in ",=:" + QUOTES)):
             for quote in QUOTES:
                 if quote not in s:
                     return f"{quote}{s}{quote}"
