@@ -50,7 +50,7 @@ def test_bare_path_means_auto(capsys: pytest.CaptureFixture[str], tmp_path: Path
 def test_bare_path_errors_are_the_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     missing = tmp_path / "missing.img"
     code, out, err = run(capsys, "-c", str(missing), "info")
-    assert (code, out, err) == (1, "", f"pymemflow: error: {missing}: file: does not exist\n")
+    assert (code, out, err) == (1, "", f"pymemflow: error: auto: cannot open {missing}: No such file or directory\n")
     raw = tmp_path / "plain.img"
     raw.write_bytes(bytes(4096))
     code, _, err = run(capsys, "-c", str(raw), "info")
