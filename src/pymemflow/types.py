@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 PluginKind = Literal["connector", "os"]
 
@@ -114,6 +114,12 @@ class PluginSpec:
 
 
 TARGET_ARG = "target"
+"""The argument the positional part of ``NAME:TARGET,key=value`` fills (docs/plugins.md)."""
+
+PROGRESS_ARG = "progress"
+"""A plugin that declares an argument of this name receives the front end's
+:class:`ProgressReporter` in it (``open_links(..., progress=...)``); ``progress=false`` in its
+argument string keeps it silent."""
 
 
 @dataclass
@@ -136,3 +142,14 @@ class MemoryRegion:
         d = asdict(self)
         d["size"] = self.size
         return d
+
+
+class ProgressReporter(Protocol):
+    """How a layer reports long work (a physical-memory scan, a long list walk) without printing.
+
+    The layer calls ``progress(task, done, total)`` -- ``task`` a short label ("scanning for x64
+    PML4"), ``done``/``total`` in the task's unit (bytes for scans); ``done >= total`` ends the task.
+    Rendering is the front end's job: the CLI draws a bar on a terminal, the daemon can stream it.
+    A library call with no reporter stays silent."""
+
+    def __call__(self, task: str, done: int, total: int) -> None: ...

@@ -126,15 +126,41 @@ def test_key_state_bits() -> None:
     assert is_down(bytes(state), 0x41) and not is_down(bytes(state), 0x42)
 
 
-def test_progress_bar_off_and_on(capsys) -> None:  # type: ignore[no-untyped-def]
-    from pymemflow.os.win32.discovery import Progress
+def test_scans_report_progress_to_a_callback_and_print_nothing(win7_image, capfd) -> None:  # type: ignore[no-untyped-def]
+    """UI stays in the front ends: discovery reports (task, done, total) to the caller's
+    ProgressReporter and writes nothing itself, with or without one."""
+    from win32_util import phys_of
 
-    assert Progress(False)("scan") is None
-    cb = Progress(True)("scan")
-    assert cb is not None
-    for done in (0, 50, 100):
-        cb(done, 100)
-    assert capsys.readouterr().out == ""  # the bar never goes to stdout (it is for humans, on stderr)
+    from pymemflow.os.win32.kernel import Win32Kernel
+
+    seen: list[tuple[str, int, int]] = []
+    k = Win32Kernel.open(phys_of(win7_image), progress=lambda task, done, total: seen.append((task, done, total)))
+    assert k.facts.arch == "x86pae"
+    tasks = [t for t, _, _ in seen]
+    assert "scanning for x64 PML4" in tasks  # no x64 low stub in a PAE machine: the x64 scan ran first
+    for task in set(tasks):
+        steps = [(d, t) for name, d, t in seen if name == task]
+        assert [d for d, _ in steps] == sorted(d for d, _ in steps) and len({t for _, t in steps}) == 1
+    x64 = [(d, t) for name, d, t in seen if name == "scanning for x64 PML4"]
+    assert x64[-1][0] == x64[-1][1]  # the scan that found nothing ran to the end
+    Win32Kernel.open(phys_of(win7_image))  # no reporter: silent
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_chain_hands_the_front_ends_reporter_to_plugins_that_take_one(win7_image, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pymemflow.plugins.chain import LinkSpec, open_links
+
+    path = tmp_path / "win7.raw"
+    win7_image.write_raw(path)
+    seen: list[str] = []
+    links = [LinkSpec("connector", "raw", {"target": str(path)}), LinkSpec("os", "win32")]
+    with open_links(links, progress=lambda task, done, total: seen.append(task)) as ch:
+        assert ch.os.facts.arch == "x86pae" and "scanning for x64 PML4" in seen
+    seen.clear()
+    links[1] = LinkSpec("os", "win32", {"progress": "false"})
+    with open_links(links, progress=lambda task, done, total: seen.append(task)):
+        assert seen == []
 
 
 @settings(max_examples=40, deadline=None)

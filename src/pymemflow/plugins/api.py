@@ -12,10 +12,12 @@ the stable import path for plugin authors. See docs/plugins.md and docs/architec
 from __future__ import annotations
 
 from ..types import (
+    PROGRESS_ARG,
     TARGET_ARG,
     ArgSpec,
     PluginKind,
     PluginSpec,
+    ProgressReporter,
     TargetInfo,
     choice,
     parse_bool,
@@ -25,10 +27,12 @@ from ..types import (
 )
 
 __all__ = [
+    "PROGRESS_ARG",
     "TARGET_ARG",
     "ArgSpec",
     "PluginKind",
     "PluginSpec",
+    "ProgressReporter",
     "TargetInfo",
     "choice",
     "parse_bool",

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import ArgumentError
 from ..mem.middleware import wrap
-from .api import TARGET_ARG, PluginSpec
+from ..types import PROGRESS_ARG, TARGET_ARG, PluginSpec, ProgressReporter
 from .args import format_link, middleware_keys, parse_link, validate, validate_middleware
 from .registry import Inventory, default_inventory
 
@@ -160,8 +160,12 @@ class OpenedChain:
         return f"<OpenedChain {self.describe() or '(empty)'}>"
 
 
-def open_links(specs: Sequence[LinkSpec], inventory: Inventory | None = None) -> OpenedChain:
-    """Validate every link first (so a typo in the last one opens nothing), then open in order."""
+def open_links(specs: Sequence[LinkSpec], inventory: Inventory | None = None, *,
+               progress: ProgressReporter | None = None) -> OpenedChain:
+    """Validate every link first (so a typo in the last one opens nothing), then open in order.
+
+    ``progress`` (a front end's renderer) goes to each plugin that declares a ``progress``
+    argument, unless its argument string turned it off (``-o win32:progress=false``)."""
     inv = inventory or default_inventory()
     planned: list[tuple[LinkSpec, PluginSpec, dict[str, Any], dict[str, Any]]] = []
     for ls in specs:
@@ -169,7 +173,10 @@ def open_links(specs: Sequence[LinkSpec], inventory: Inventory | None = None) ->
         plugin = inv.get(ls.kind, ls.name)
         if ls.kind == "os" and ls.middleware:
             raise ArgumentError(f"{ls.name}: OS layers take no middleware ({', '.join(ls.middleware)})")
-        planned.append((ls, plugin, validate(plugin, ls.args), validate_middleware(ls.name, ls.middleware)))
+        args = validate(plugin, ls.args)
+        if progress is not None and plugin.arg(PROGRESS_ARG) is not None and args.get(PROGRESS_ARG) is not False:
+            args[PROGRESS_ARG] = progress
+        planned.append((ls, plugin, args, validate_middleware(ls.name, ls.middleware)))
     links: list[Link] = []
     last: dict[str, Any] = {"connector": None, "os": None}
     try:

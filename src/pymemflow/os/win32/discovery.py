@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from ...errors import NotFoundError, OsLayerError, PymemflowError
 from ...mem.memmap import MemoryMap
 from ...mem.scan import CancelToken, describe
 from ...mem.view import MemoryView
+from ...types import ProgressReporter
 from . import pe, rootscan
 from .offsets import Win32Offsets, resolve_offsets
 from .pte import WindowsPteHook
@@ -61,37 +61,6 @@ class KernelFacts:
     """One line per step: what was used (hint, low stub, scan ...)."""
 
 
-class Progress:
-    """A progress bar on stderr for long scans: ``rich`` when installed and stderr is a terminal,
-    nothing otherwise (tests, pipes)."""
-
-    def __init__(self, enabled: bool | None = None) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __call__(self, label: str) -> Callable[[int, int], None] | None:
-        if not self.enabled:
-            return None
-        try:
-            from rich.console import Console
-            from rich.progress import Progress as RichProgress
-        except ImportError:
-            def plain(done: int, total: int) -> None:
-                print(f"\r{label}: {100 * done // max(total, 1)}%", end="" if done < total else "\n",
-                      file=sys.stderr)
-            return plain
-        bar = RichProgress(transient=True, console=Console(stderr=True))
-        task = bar.add_task(label, total=None)
-        bar.start()
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-            if done >= total:
-                bar.stop()
-        return update
-
-
 def _attempts(fn: Callable[[], Any], tried: list[str], what: str) -> Any:
     try:
         return fn()
@@ -100,7 +69,14 @@ def _attempts(fn: Callable[[], Any], tried: list[str], what: str) -> Any:
         return None
 
 
-def find_roots(phys: MemoryView, max_address: int, arch: str | None, progress: Progress,
+def _task(progress: ProgressReporter | None, label: str) -> rootscan.Progress | None:
+    """The scanners' ``(done, total)`` callback for one labelled task of ``progress``."""
+    if not callable(progress):  # None (or False from older callers): silent
+        return None
+    return lambda done, total: progress(label, done, total)
+
+
+def find_roots(phys: MemoryView, max_address: int, arch: str | None, progress: ProgressReporter | None,
                tried: list[str], cancel: CancelToken | None = None) -> list[rootscan.RootCandidate]:
     """Page-table root candidates, cheapest source first."""
     out: list[rootscan.RootCandidate] = []
@@ -111,17 +87,17 @@ def find_roots(phys: MemoryView, max_address: int, arch: str | None, progress: P
         else:
             tried.append("x64 low stub: none in the first MiB")
         if not out:
-            c = rootscan.scan_x64_pml4(phys, max_address, progress("scanning for x64 PML4"), cancel=cancel)
+            c = rootscan.scan_x64_pml4(phys, max_address, _task(progress, "scanning for x64 PML4"), cancel=cancel)
             out += c
             if not c:
                 tried.append(f"x64 PML4 self-reference scan of {describe(phys)}: none")
     if arch in (None, "x86pae") and not out:
-        c = rootscan.scan_x86pae(phys, max_address, progress("scanning for PAE roots"), cancel=cancel)
+        c = rootscan.scan_x86pae(phys, max_address, _task(progress, "scanning for PAE roots"), cancel=cancel)
         out += c
         if not c:
             tried.append(f"x86 PAE self-map scan of {describe(phys)}: none")
     if arch in (None, "x86") and not out:
-        c = rootscan.scan_x86(phys, max_address, progress("scanning for x86 page directories"),
+        c = rootscan.scan_x86(phys, max_address, _task(progress, "scanning for x86 page directories"),
                           cancel=cancel)
         out += c
         if not c:
@@ -229,12 +205,13 @@ def discover(
     symstore: str | None = None,
     symcache: str | None = None,
     push_mem_map: bool = True,
-    progress: bool | None = None,
+    progress: ProgressReporter | None = None,
     cancel: CancelToken | None = None,
 ) -> KernelFacts:
     """Find Windows in ``phys`` (a PhysicalMemory). Arguments override the connector's hints; a
-    ``dtb`` (from the arguments, QMP or a dump's CPU notes) skips the page-table scans. ``cancel``
-    stops a scan (:class:`~pymemflow.mem.scan.ScanCancelled`)."""
+    ``dtb`` (from the arguments, QMP or a dump's CPU notes) skips the page-table scans. ``progress``
+    hears about the long scans (silent without one); ``cancel`` stops a scan
+    (:class:`~pymemflow.mem.scan.ScanCancelled`)."""
     hints: dict[str, Any] = dict(getattr(phys, "hints", {}) or {})
     dtb = dtb if dtb is not None else hints.get("dtb")
     kernel_base = kernel_base if kernel_base is not None else hints.get("kernel_base")
@@ -243,7 +220,6 @@ def discover(
         raise OsLayerError(f"win32: arch {arch!r} is not a Windows architecture (x64, x86, x86pae)")
     meta = getattr(phys, "metadata", None)
     max_address = int(meta.max_address) if meta is not None else 1 << 32
-    bar = Progress(progress)
     tried: list[str] = []
     how: list[str] = []
 
@@ -255,7 +231,7 @@ def discover(
                  "x86": ("x86", "x86pae")}[arch]
         roots = [rootscan.RootCandidate(a, int(dtb), kernel_hint or kernel_base, "dtb hint") for a in order]
     else:
-        roots = find_roots(phys, max_address, arch, bar, tried, cancel)
+        roots = find_roots(phys, max_address, arch, progress, tried, cancel)
         if kernel_hint or kernel_base:
             for r in roots:
                 r.kernel_hint = kernel_hint or kernel_base

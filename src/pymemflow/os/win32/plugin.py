@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ArgumentError
-from ...types import ArgSpec, PluginSpec, choice, parse_bool, parse_int
+from ...types import PROGRESS_ARG, ArgSpec, PluginSpec, choice, parse_bool, parse_int
 from .kernel import Win32Kernel
 
 
@@ -14,7 +14,8 @@ def _factory(args: dict[str, Any], input: Any) -> Win32Kernel:
         raise ArgumentError("win32: needs a connector (e.g. -c raw:FILE -o win32, or -c demo:win10)")
     kw: dict[str, Any] = {k: args.get(k) for k in ("dtb", "kernel_hint", "kernel_base", "arch", "symbols",
                                                    "symstore", "symcache")}
-    kw["progress"] = args.get("progress")
+    progress = args.get(PROGRESS_ARG)  # the front end's reporter, or False/None: silent
+    kw["progress"] = progress if callable(progress) else None
     kw["transition"] = bool(args.get("transition", True))
     return Win32Kernel.open(input, **kw)
 
@@ -36,7 +37,7 @@ PLUGIN = PluginSpec(
         ArgSpec("symstore", "symbol server URL for PDB download (off by default)"),
         ArgSpec("symcache", "cache folder for downloaded PDBs"),
         ArgSpec("transition", "read transition PTEs as present", default=True, parse=parse_bool),
-        ArgSpec("progress", "show a progress bar on scans (default: when stderr is a terminal)",
-                parse=parse_bool),
+        ArgSpec(PROGRESS_ARG, "report scan progress to the front end (the CLI draws a bar when stderr is a "
+                "terminal); false: silent", default=True, parse=parse_bool),
     ],
 )
