@@ -60,6 +60,32 @@ class Progress:
             self.stream.flush()
 
 
+class ProgressBars:
+    """The CLI's :class:`~pymemflow.types.ProgressReporter`: the OS layers' long work (scans) as one
+    bar per task on stderr. Layers only report; drawing is the CLI's job."""
+
+    def __init__(self, stream: IO[str], enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self._bar: Progress | None = None
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None or self._bar.description != task:
+            self.finish()
+            self._bar = Progress(total, task, self.stream, True)
+        self._bar.total = max(int(total), 0)
+        self._bar.advance(int(done) - self._bar.done)
+        if done >= total:
+            self.finish()
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.finish()
+            self._bar = None
+
+
 def _human(n: float) -> str:
     for unit in ("", "Ki", "Mi", "Gi", "Ti"):
         if abs(n) < 1024:
@@ -99,7 +125,11 @@ class CommandContext:
             if not self.links:
                 raise ArgumentError("this command needs a target: give -c CONNECTOR[:ARGS] and/or -o OS[:ARGS] "
                                     "before the command (see `pymemflow plugins`)")
-            self._chain = open_links(self.links, self.inventory)
+            bars = ProgressBars(self.err, self._bars())
+            try:
+                self._chain = open_links(self.links, self.inventory, progress=bars)
+            finally:
+                bars.finish()  # a scan that found what it looked for stops before 100%
         return self._chain
 
     def connector(self) -> Any:
@@ -184,11 +214,14 @@ class CommandContext:
         else:
             self.hexdump(data, addr)
 
+    def _bars(self) -> bool:
+        """Progress bars only for a human: stderr is a terminal and the output is not machine-readable."""
+        return not self.machine and hasattr(self.err, "isatty") and self.err.isatty()
+
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Progress]:
         """``with ctx.progress(n, "dumping") as bar: bar.advance(k)`` -- quiet with --json or no tty."""
-        enabled = not self.machine and hasattr(self.err, "isatty") and self.err.isatty()
-        bar = Progress(total, description, self.err, enabled)
+        bar = Progress(total, description, self.err, self._bars())
         try:
             yield bar
         finally:
