@@ -59,7 +59,14 @@ class Btf:
         self._strs = blob[ss:ss + str_len]
         self._pos: list[int] = [0]  # type id -> offset of its btf_type in blob (id 0 = void)
         self._by_name: dict[str, int] = {}
-        self._parse_index(ts, ts + type_len)
+        self.damage: str | None = None
+        """Why indexing stopped early (a damaged type record); the types before it are usable."""
+        try:
+            self._parse_index(ts, ts + type_len)
+        except FormatError as e:
+            if len(self._pos) < 2:
+                raise
+            self.damage = f"{e} (types after id {len(self._pos) - 1} lost)"
         self._member_cache: dict[int, list[Member]] = {}
         self._off_cache: dict[tuple[str, str], int] = {}
 
@@ -75,6 +82,8 @@ class Btf:
             name_off, info, _size = unpack("<III", blob, pos)
             kind = (info >> 24) & 0x1F
             vlen = info & 0xFFFF
+            if kind == 0 or kind > K_ENUM64:
+                raise FormatError(self.source, pos, "btf_type.info", f"unknown kind {kind}")
             positions.append(pos)
             if kind in (K_STRUCT, K_UNION, K_TYPEDEF, K_ENUM) and name_off:
                 name = self.name_at(name_off)
@@ -88,8 +97,6 @@ class Btf:
                 if prev is None or unpack("<I", blob, positions[prev] + 8)[0] == 0:
                     by_name[key] = len(positions) - 1
             fixed, per = extra.get(kind, (0, 0))
-            if kind == 0 or kind > K_ENUM64:
-                raise FormatError(self.source, pos, "btf_type.info", f"unknown kind {kind}")
             pos += 12 + fixed + per * vlen
         if pos != end:
             raise FormatError(self.source, pos, "btf_type", "last type runs past the type section")

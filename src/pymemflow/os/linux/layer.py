@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from ...arch import VirtualMemory
-from ...errors import FormatError, NotFoundError, OsLayerError, PymemflowError
+from ...errors import DegradedWarning, FormatError, NotFoundError, OsLayerError, PymemflowError
 from ...mem.phys import PhysicalMemory
 from ...mem.scan import CancelToken
 from ...mem.view import MemoryView
@@ -39,6 +39,9 @@ class LinuxOs(OsLayer):
     def __init__(self, phys: PhysicalMemory, *, system_map: str | None = None, isf: str | None = None,
                  cancel: CancelToken | None = None) -> None:
         self.phys = phys
+        self.warnings: list[str] = []
+        """What walks and decoders could not read (also issued as Python warnings)."""
+        self._init_task_found: int | None = None
         hints = getattr(phys, "hints", {}) or {}
         max_addr = int(getattr(getattr(phys, "metadata", None), "max_address", 0) or 0)
         if not max_addr:
@@ -59,8 +62,6 @@ class LinuxOs(OsLayer):
         self._closed = False
         self._inferred: infer_mod.InferredLayout | None = None
         self._no_types_error: OsLayerError | None = None
-        self.warnings: list[str] = []
-        """What walks and decoders could not read (also issued as Python warnings)."""
 
     @property
     def types(self) -> Layouts:
@@ -98,10 +99,24 @@ class LinuxOs(OsLayer):
             base_sym = s.get("kallsyms_relative_base")
             base = (read_ptr(self.kmem, base_sym) if base_sym else None) or 0
             num = read_obj(self.kmem, s["kallsyms_num_syms"], 4)
+            why = "kallsyms_num_syms unreadable"
             if num.ok:
                 tables = ks.KallsymsTables(s["kallsyms_names"], num.u32(0), s["kallsyms_token_table"],
                                            s["kallsyms_token_index"], s["kallsyms_offsets"], base)
-                return ks.decode(self.kmem, tables, check={"_stext": stext} if stext else None, pointer_size=ps)
+                try:
+                    table = ks.decode(self.kmem, tables, check={"_stext": stext} if stext else None,
+                                      pointer_size=ps)
+                except PymemflowError as e:
+                    why = str(e)
+                else:
+                    if table.lost:
+                        self._degraded(f"kallsyms: {table.lost} of {tables.num_syms} symbols lost to damaged "
+                                       "pages; the rest are used")
+                    return table
+            if isf:
+                return self._isf_symbols(isf)
+            self._degraded(f"kallsyms unusable ({why}); only the {len(s)} VMCOREINFO symbols are known")
+            return ks.SymbolTable(list(s), ["?"] * len(s), list(s.values()), "VMCOREINFO")
         if isf:
             return self._isf_symbols(isf)
         raise OsLayerError(f"linux {vi.osrelease}: no symbol table: VMCOREINFO lists no kallsyms tables "
@@ -125,12 +140,22 @@ class LinuxOs(OsLayer):
             raise OsLayerError(f"linux {self.vmcoreinfo.osrelease}: no BTF type information in this kernel "
                            f"({where}; CONFIG_DEBUG_INFO_BTF is off?): pass isf=FILE "
                            "(a volatility3 Linux ISF for this exact kernel)")
-        return Btf(blob, source=where, pointer_size=self.kmem.pointer_size)
+        btf = Btf(blob, source=where, pointer_size=self.kmem.pointer_size)
+        if btf.damage:
+            self._degraded(f"BTF damaged, {len(btf)} types kept: {btf.damage}")
+        return btf
+
+    def _degraded(self, text: str) -> None:
+        """Part of the kernel's metadata is damaged: say what was lost, go on with the rest."""
+        report("linux", [text], self.warnings, DegradedWarning)
 
     def _find_btf(self) -> tuple[bytes | None, str]:
         start, stop = self.symbols.get("__start_BTF"), self.symbols.get("__stop_BTF")
         if start and stop and 0 < stop - start <= BTF_MAX:
-            return self.kmem.read(start, stop - start), f"BTF at {start:#x}"
+            res = self.kmem.read_batch([start], [stop - start])  # damaged pages read as zeros
+            if res.failures:
+                self._degraded(f"BTF at {start:#x}: {sum(f.length for f in res.failures):#x} bytes unreadable")
+            return res.data.tobytes(), f"BTF at {start:#x}"
         # No data symbols (CONFIG_KALLSYMS_ALL off): scan the kernel image for a BTF header.
         stext = self.symbols.get("_etext") or self.vmcoreinfo.symbols.get("_stext")
         if stext is None:
@@ -170,8 +195,39 @@ class LinuxOs(OsLayer):
     def init_task(self) -> int:
         a = self.symbols.get("init_task")
         if a is None:
-            raise OsLayerError("linux: no init_task symbol (kallsyms without CONFIG_KALLSYMS_ALL?): pass system_map=FILE")
+            a = self._init_task_by_comm()
+        if a is None:
+            raise OsLayerError("linux: no init_task symbol (kallsyms damaged or without CONFIG_KALLSYMS_ALL) and "
+                               "no idle task 'swapper/0' with a closed task list found: pass system_map=FILE")
         return a
+
+    def _init_task_by_comm(self) -> int | None:
+        """init_task located without its symbol: the idle task's comm "swapper/0" in the kernel's data,
+        accepted when its ``tasks`` ring closes (next->prev comes back). Needs the types (BTF/ISF)."""
+        if self._init_task_found is not None:
+            return self._init_task_found or None
+        self._init_task_found = 0
+        start = self.symbols.get("_etext") or self.vmcoreinfo.symbols.get("_stext")
+        if start is None:
+            return None
+        off = self._toff
+        po = self.root.page_offset if self.root.page_offset is not None else START_KERNEL_MAP
+        base = (self.vmcoreinfo.phys_base or 0) if self.vmcoreinfo.is_64bit else 0
+        pa = start - po + base
+        data = self.phys.read(pa, infer_mod.SCAN, zero_fill=True)
+        at = data.find(infer_mod.IDLE_COMM)
+        tries = 0
+        while at >= 0 and tries < 16:
+            tries += 1
+            task = start + at - off.comm
+            nxt = read_ptr(self.kmem, task + off.tasks)
+            back = read_ptr(self.kmem, nxt + self.kmem.pointer_size) if nxt else None
+            if nxt and nxt != task + off.tasks and back == task + off.tasks:
+                self._init_task_found = task
+                self._degraded(f"init_task symbol lost; idle task found by its comm at {task:#x}")
+                return task
+            at = data.find(infer_mod.IDLE_COMM, at + 1)
+        return None
 
     def _user_dtb(self, mm: int) -> int:
         if not mm:
