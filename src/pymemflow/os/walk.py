@@ -14,10 +14,13 @@ import warnings as _warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import IncompleteWalkWarning, PymemflowError
+from ..errors import CappedSizeWarning, IncompleteWalkWarning, PymemflowError
 from ..mem.view import MemoryView
 
 log = logging.getLogger(__name__)
+
+CAPPED = "; capped at "
+"""What :func:`pymemflow.os.caps.capped` writes into a note (how :func:`report` tells it apart)."""
 
 DEFAULT_CAP = 65536
 """More processes / modules / tasks than any real machine holds; a bound on corrupt lists."""
@@ -115,9 +118,11 @@ def walk_list(
 def report(layer: str, texts: list[str], sink: list[str] | None = None,
            category: type[Warning] = IncompleteWalkWarning) -> None:
     """Issue each text as a Python warning (``layer: text``) and append it to ``sink`` (the layer's
-    ``warnings`` attribute), so CLI users see it on stderr and Python callers can inspect it."""
+    ``warnings`` attribute), so CLI users see it on stderr and Python callers can inspect it. A
+    note from :func:`pymemflow.os.caps.capped` among walk notes is issued as a CappedSizeWarning."""
     for t in texts:
         log.debug("%s: %s", layer, t)
-        _warnings.warn(f"{layer}: {t}", category, stacklevel=3)
+        cat = CappedSizeWarning if category is IncompleteWalkWarning and CAPPED in t else category
+        _warnings.warn(f"{layer}: {t}", cat, stacklevel=3)
         if sink is not None:
             sink.append(t)

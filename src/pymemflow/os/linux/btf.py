@@ -84,6 +84,9 @@ class Btf:
             vlen = info & 0xFFFF
             if kind == 0 or kind > K_ENUM64:
                 raise FormatError(self.source, pos, "btf_type.info", f"unknown kind {kind}")
+            fixed, per = extra.get(kind, (0, 0))
+            if pos + 12 + fixed + per * vlen > end:
+                raise FormatError(self.source, pos, "btf_type", "type record runs past the type section")
             positions.append(pos)
             if kind in (K_STRUCT, K_UNION, K_TYPEDEF, K_ENUM) and name_off:
                 name = self.name_at(name_off)
@@ -96,7 +99,6 @@ class Btf:
                 # A forward-declared or zero-size duplicate must not shadow the real definition.
                 if prev is None or unpack("<I", blob, positions[prev] + 8)[0] == 0:
                     by_name[key] = len(positions) - 1
-            fixed, per = extra.get(kind, (0, 0))
             pos += 12 + fixed + per * vlen
         if pos != end:
             raise FormatError(self.source, pos, "btf_type", "last type runs past the type section")

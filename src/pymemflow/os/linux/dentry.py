@@ -4,7 +4,7 @@ crossing mount points through ``struct mount``. Bounded depth; cycles end the wa
 from __future__ import annotations
 
 from ...mem.view import MemoryView
-from .kread import Layouts, read_ptr
+from .kread import Layouts, outside, read_ptr
 
 MAX_DEPTH = 128
 
@@ -28,12 +28,14 @@ class PathResolver:
 
     def _name(self, dentry: int) -> str | None:
         k = self.kmem
+        if outside(k, dentry + self.d_name, self.q_name + k.pointer_size):
+            return None
         data, failures = k._read_single(dentry + self.d_name, self.q_name + k.pointer_size)
         if failures:
             return None
         ln = int.from_bytes(data[self.q_len:self.q_len + 4], "little")
         ptr = int.from_bytes(data[self.q_name:self.q_name + k.pointer_size], "little")
-        if not ptr or ln > 255:
+        if not ptr or ln > 255 or outside(k, ptr, ln):  # NAME_MAX
             return None
         raw, f2 = k._read_single(ptr, ln)
         return None if f2 else raw.decode("utf-8", "replace")

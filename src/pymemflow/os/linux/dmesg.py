@@ -15,8 +15,9 @@ from ...mem.view import MemoryView
 from .kread import read_obj, read_ptr
 from .vmcoreinfo import VmcoreInfo
 
-MAX_COUNT_BITS = 22
-MAX_DATA_BITS = 28
+MAX_COUNT_BITS = 20
+"""CONFIG_LOG_BUF_SHIFT is at most 25 and count_bits = size_bits - PRB_AVGBITS (5)."""
+MAX_DATA_BITS = 25
 
 
 @dataclass

@@ -53,21 +53,21 @@ class Obj:
         return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def _outside(mem: MemoryView, addr: int, size: int) -> bool:
+def outside(mem: MemoryView, addr: int, size: int) -> bool:
     """An object that cannot exist: below 0 or running past the top of the address space (a bad
     pointer minus a member offset) -- read as unreadable instead of overflowing."""
     return addr < 0 or size < 0 or addr + size > 1 << (8 * mem.pointer_size)
 
 
 def read_obj(mem: MemoryView, addr: int, size: int) -> Obj:
-    if _outside(mem, addr, size):
+    if outside(mem, addr, size):
         return Obj(addr, b"", False, mem.pointer_size)
     data, failures = mem._read_single(addr, size)
     return Obj(addr, data, not failures, mem.pointer_size)
 
 
 def read_ptr(mem: MemoryView, addr: int) -> int | None:
-    if _outside(mem, addr, mem.pointer_size):
+    if outside(mem, addr, mem.pointer_size):
         return None
     data, failures = mem._read_single(addr, mem.pointer_size)
     if failures:

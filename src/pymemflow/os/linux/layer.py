@@ -262,7 +262,7 @@ class LinuxOs(OsLayer):
                     path = self._paths.file_path(m.ptr(off.mm_exe_file))
                     if dtb:
                         um = VirtualMemory(self.phys, self.arch, dtb, tlb=False)
-                        cmd = tasks_mod.command_line(um, m.ptr(off.mm_arg_start), m.ptr(off.mm_arg_end))
+                        cmd = tasks_mod.command_line(um, m.ptr(off.mm_arg_start), m.ptr(off.mm_arg_end), lost)
             threads = tasks_mod.thread_ids(self.kmem, t, off, lost)
             out.append(tasks_mod.make_info(d, address=addr, arch=self.proc_arch, dtb=dtb, path=path,
                                            cmdline=cmd, threads=threads))

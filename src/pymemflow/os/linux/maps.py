@@ -164,13 +164,17 @@ def regions(kmem: MemoryView, mm: int, off: VmaOffsets, paths: PathResolver,
     stack, sbrk, brk = mmo.ptr(off.mm_start_stack), mmo.ptr(off.mm_start_brk), mmo.ptr(off.mm_brk)
     vdso = (read_ptr(kmem, mm + off.mm_vdso) or 0) if off.mm_vdso is not None else 0
     out: dict[int, MemoryRegion] = {}
+    user_top = 1 << (56 if kmem.pointer_size == 8 else 32)  # TASK_SIZE with LA57 at most
     for vma in vma_list(kmem, mm, off, lost):
         v = read_obj(kmem, vma, span)
         if not v.ok:
             lost.append(f"VMA {vma:#x} unreadable; skipped")
             continue
         start, end, flags = v.ptr(off.start), v.ptr(off.end), v.ptr(off.flags)
-        if end <= start or start in out:
+        if end <= start or end > user_top:
+            lost.append(f"VMA {vma:#x}: {start:#x}-{end:#x} is not a user range; skipped")
+            continue
+        if start in out:
             continue
         file = v.ptr(off.file)
         prot = ("r" if flags & VM_READ else "-") + ("w" if flags & VM_WRITE else "-") + ("x" if flags & VM_EXEC else "-")

@@ -11,7 +11,8 @@ from typing import Any
 
 from ...mem.view import MemoryView
 from ..base import ProcessInfo
-from .kread import Layouts, Obj, read_obj, walk_list
+from ..caps import capped
+from .kread import Layouts, Obj, outside, read_obj, walk_list
 
 MAX_TASKS = 1 << 16
 MAX_THREADS = 1 << 14
@@ -144,11 +145,14 @@ def task_info(kmem: MemoryView, task: Obj, off: TaskOffsets, arch: str) -> dict[
             "kernel_thread": bool(flags & PF_KTHREAD) or not mm}
 
 
-def command_line(mem: MemoryView, start: int, end: int) -> str:
-    """``/proc/PID/cmdline`` joined with spaces (what ``ps`` shows); '' when unreadable."""
+def command_line(mem: MemoryView, start: int, end: int, warnings: list[str] | None = None) -> str:
+    """``/proc/PID/cmdline`` joined with spaces (what ``ps`` shows); '' when unreadable. A length
+    over :data:`MAX_CMDLINE` is cut (noted in ``warnings``)."""
     if not start or end <= start:
         return ""
-    n = min(end - start, MAX_CMDLINE)
+    n = capped(end - start, MAX_CMDLINE, f"command line at {start:#x}: length", warnings)
+    if outside(mem, start, n):
+        return ""
     data, failures = mem._read_single(start, n)
     if failures:
         return ""

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from ...arch import VirtualMemory
-from ...errors import NotFoundError, PymemflowError
+from ...errors import CappedSizeWarning, NotFoundError, PymemflowError
 from ...mem.view import MemoryView
 from ..base import (
     ExportInfo,
@@ -185,7 +185,9 @@ class Win32Kernel(OsLayer):
             m.arch = "x64" if hdr.is64 else "x86"
 
     def _image(self, proc: Process, module: ModuleInfo) -> bytes:
-        image, bad = pe.read_image(proc.memory, module.base, module.size or None)
+        cut: list[str] = []
+        image, bad = pe.read_image(proc.memory, module.base, module.size or None, cut)
+        report("win32", [f"{module.name}: {c}" for c in cut], self.warnings, CappedSizeWarning)  # all are cuts
         if bad:
             self._warn([f"{module.name}: {bad} pages of the image unreadable (zero in the result)"])
         return image

@@ -10,6 +10,7 @@ import struct
 
 from ...mem.view import MemoryView
 from ..base import ModuleInfo
+from ..caps import capped
 from .fields import UserLayout
 from .listwalk import walk_list
 
@@ -18,11 +19,14 @@ MAX_STRING = 0x1000
 """UNICODE_STRING bytes read at most (Length is a u16 anyway; paths are far shorter)."""
 
 
-def read_unicode_strings(mem: MemoryView, strings: list[tuple[int, int]]) -> list[str]:
-    """Decode many (byte length, buffer address) UNICODE_STRINGs in one batched read."""
+def read_unicode_strings(mem: MemoryView, strings: list[tuple[int, int]],
+                         warnings: list[str] | None = None) -> list[str]:
+    """Decode many (byte length, buffer address) UNICODE_STRINGs in one batched read; lengths over
+    :data:`MAX_STRING` are cut (noted in ``warnings``)."""
     if not strings:
         return []
-    lens = [min(n, MAX_STRING) & ~1 if a else 0 for n, a in strings]
+    lens = [capped(n, MAX_STRING, f"UNICODE_STRING at {a:#x}: Length", warnings) & ~1 if a else 0
+            for n, a in strings]
     addrs = [a for _, a in strings]
     res = mem.read_batch(addrs, lens)
     bad = {f.index for f in res.failures}
@@ -67,7 +71,7 @@ def walk_ldr(mem: MemoryView, head: int, lay: UserLayout, arch: str,
         strings.append(parse_ustr(raw, lay.entry_full, lay.ptr, lay.ustr_buffer))
         strings.append(parse_ustr(raw, lay.entry_name, lay.ptr, lay.ustr_buffer))
         rows.append((base, size))
-    names = read_unicode_strings(mem, strings)
+    names = read_unicode_strings(mem, strings, walk.warnings)
     mods = []
     for j, (base, size) in enumerate(rows):
         full, name = names[2 * j], names[2 * j + 1]

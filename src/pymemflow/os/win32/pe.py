@@ -19,9 +19,12 @@ import numpy as np
 from ...errors import FormatError, PymemflowError
 from ...mem.view import MemoryView
 from ..base import ExportInfo, ImportInfo, SectionInfo
+from ..caps import capped, mapped_extent
 
 PAGE = 0x1000
 MAX_IMAGE = 256 << 20
+QUIET_IMAGE = 16 << 20
+"""Images up to this size are trimmed to their last mapped page without a warning."""
 """No real module is larger; a bound on SizeOfImage read from hostile memory."""
 
 MACHINE_I386 = 0x14C
@@ -193,14 +196,36 @@ def codeview(mem: MemoryView, base: int, hdr: PeHeaders | None = None) -> CodeVi
 # whole images
 
 
-def read_image(mem: MemoryView, base: int, size: int | None = None) -> tuple[bytes, int]:
+def read_image(mem: MemoryView, base: int, size: int | None = None,
+               warnings: list[str] | None = None) -> tuple[bytes, int]:
     """Read a whole mapped image page by page in one batch; unreadable pages are zero.
 
-    Returns (bytes, number of unreadable pages). ``size`` defaults to the header's SizeOfImage.
+    Returns (bytes, number of unreadable pages). ``size`` (a loader entry's SizeOfImage) is checked
+    against the header's, cut to :data:`MAX_IMAGE` and to the last mapped page, each cut noted in
+    ``warnings`` -- one corrupt size field must not cost gigabytes.
     """
+    try:
+        hdr_size: int | None = read_headers(mem, base).size_of_image
+    except PymemflowError:
+        hdr_size = None
     if size is None:
-        size = read_headers(mem, base).size_of_image
-    size = min(size, MAX_IMAGE)
+        if hdr_size is None:
+            hdr_size = read_headers(mem, base).size_of_image  # raises the header's own error
+        size = hdr_size
+    elif hdr_size is not None and size != hdr_size:
+        if warnings is not None:
+            warnings.append(f"image at {base:#x}: loader size {size:#x} disagrees with the PE header's "
+                            f"SizeOfImage {hdr_size:#x}; using the smaller")
+        size = min(size, hdr_size)
+    size = capped(size, MAX_IMAGE, f"image at {base:#x}: size", warnings)
+    mapped = mapped_extent(mem, base, size)
+    if mapped < size:
+        # untouched image pages are often not mapped: trimming them is silent (they would read as
+        # zeros); a big size that the page tables do not back is a corrupt field worth a warning
+        if warnings is not None and size > QUIET_IMAGE:
+            warnings.append(f"image at {base:#x}: size {size:#x} but only {mapped:#x} bytes mapped; "
+                            "read up to the last mapped page")
+        size = mapped
     npages = (size + PAGE - 1) // PAGE
     addrs = np.arange(npages, dtype=np.uint64) * np.uint64(PAGE) + np.uint64(base)
     res = mem.read_batch(addrs, PAGE)

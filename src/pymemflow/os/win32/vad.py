@@ -122,6 +122,7 @@ def walk_vads(kmem: MemoryView, vad_root_addr: int, lay: VadLayout, off: Any = N
                         stack.append(child)
     regions: list[MemoryRegion] = []
     file_ptrs: list[tuple[int, int]] = []
+    user_top = 1 << (56 if lay.ptr == 8 else 32)  # VADs describe user space (LA57 included)
     for node, raw in nodes:
         (s,) = struct.unpack_from("<I", raw, lay.start)
         (last,) = struct.unpack_from("<I", raw, lay.end)
@@ -134,8 +135,8 @@ def walk_vads(kmem: MemoryView, vad_root_addr: int, lay: VadLayout, off: Any = N
         private = bool((flags >> lay.private[0]) & 1) if lay.private else False
         vtype = (flags >> lay.vad_type[0]) & ((1 << lay.vad_type[1]) - 1) if lay.vad_type else 0
         kind = "private" if private else ("image" if vtype == VAD_IMAGE else "mapped")
-        if last < s:
-            warnings.append(f"VAD node {node:#x}: end page {last:#x} before start page {s:#x}; skipped")
+        if last < s or (last + 1) << 12 > user_top:
+            warnings.append(f"VAD node {node:#x}: pages {s:#x}..{last:#x} are not a user range; skipped")
             continue
         r = MemoryRegion(s << 12, (last + 1) << 12, PROTECTION[prot & 7], kind)
         regions.append(r)
