@@ -1,6 +1,8 @@
 """pymemflow: physical-memory introspection -- connectors, batched address translation, OS layers."""
 
+import importlib
 import logging
+from typing import Any
 
 from .errors import (
     ArgumentError,
@@ -23,6 +25,15 @@ __version__ = "0.1.0"
 
 # A library logs, the application decides what to show (the CLI shows warnings at -v).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+
+def __getattr__(name: str) -> Any:
+    """``pymemflow.fleet(...)`` imports the fleet front end (and nothing of Dask) on first use."""
+    if name == "fleet":
+        return importlib.import_module(".fleet", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ArgSpec",

@@ -30,4 +30,5 @@ COMMAND_MODULES: list[str] = [
     "win32",  # Windows-specific commands
     "linux",  # Linux-specific commands (dmesg)
     "bench",  # benchmarks from the CLI
+    "fleet",  # one listing command over many targets on Dask
 ]
