@@ -1,8 +1,8 @@
 """``pymemflow fleet [TARGETS...] [--targets-file F] [-o OS] COMMAND [ARGS] [--scheduler ADDR] [--workers N]``.
 
 The words after ``fleet`` are targets up to the first one that names a CLI command; the rest are
-that command's arguments, except fleet options the command does not have itself (so ``--workers 2``
-may come last). A target file called like a command is written ``./ps``.
+that command's arguments, except fleet options (so ``--workers 2`` or ``--jsonl`` may come last;
+``-c``/``-o`` after the command are the command's own if it has them). A target file called like a command is written ``./ps``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ examples:
   pymemflow fleet dumps/*.dmp -o win32 ps
   pymemflow fleet 'raw:/vm/a.img' '-c qemu:vm3 -o win32' -o win32 modules -p explorer.exe --csv
   pymemflow fleet --targets-file hosts.txt -o linux kmods --scheduler tcp://10.0.0.5:8786 --jsonl"""
+
+
+YIELDING = frozenset({"-c", "--connector", "-o", "--os"})
+"""Fleet options that mean the command's own option when the command has one of that name; the
+others (output format, cluster, retries) are always the fleet's, wherever they stand."""
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
@@ -83,7 +88,7 @@ def split_words(words: list[str]) -> tuple[list[str], list[str], list[str]]:
     while i < len(words):
         w = words[i]
         opt = w.split("=", 1)[0] if w.startswith("--") else w
-        if opt in takes_value and not (command and opt in own):
+        if opt in takes_value and not (command and opt in own and opt in YIELDING):
             n = 2 if takes_value[opt] and "=" not in w else 1
             if i + n > len(words):
                 raise ArgumentError(f"fleet: {opt} needs a value")

@@ -1,0 +1,129 @@
+"""Fleet on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+from conftest import DaskCluster, Dumps, by_target, run_alone
+
+import pymemflow
+
+pytestmark = pytest.mark.slow
+
+
+def _expected(alone: dict[str, list[str]], command: list[str]) -> dict[str, tuple[list[dict], str | None]]:
+    return {word: run_alone(chain, command) for word, chain in alone.items()}
+
+
+def test_results_equal_each_target_alone(dask_cluster: DaskCluster, windows_dumps: Dumps,
+                                         linux_dumps: dict[str, list[str]]) -> None:
+    """20+ dumps (synthetic Windows in six formats, a QEMU dump of a Linux guest and dumps written
+    from it), one corrupt, one missing: every target's rows equal the CLI run on it alone."""
+    alone = {**windows_dumps.alone, **linux_dumps}
+    assert len(alone) >= 22
+    expected = _expected(alone, ["ps"])
+    run = pymemflow.fleet(list(alone), "ps", os="win32", scheduler=dask_cluster.address)
+    records = list(run)
+    got = by_target(records)
+    assert set(got) == set(alone)
+    for word, (rows, err) in expected.items():
+        assert got[word] == (rows, err), word
+    # every record starts with `target`; both workers took part; failures are exactly the bad two
+    assert all(next(iter(r)) == "target" for r in records)
+    assert len({r.worker for r in run.results}) == 2
+    assert {r.target for r in run.failed} == {windows_dumps.corrupt, windows_dumps.missing}
+    assert "does not exist" in got[windows_dumps.missing][1]
+    linux_rows = [got[w][0] for w in linux_dumps]
+    assert all(rows for rows in linux_rows) and any(r["name"] == "init" or r["pid"] == 1 for r in linux_rows[0])
+
+
+def test_modules_with_arguments_equal_alone(dask_cluster: DaskCluster, windows_dumps: Dumps) -> None:
+    """A command with its own arguments (modules -p explorer.exe) over the Windows dumps."""
+    alone = {w: windows_dumps.alone[w] for w in windows_dumps.windows[:6]}
+    expected = _expected(alone, ["modules", "-p", "explorer.exe"])
+    got = by_target(list(pymemflow.fleet(list(alone), ["modules", "-p", "explorer.exe"], os="win32",
+                                         scheduler=dask_cluster.address)))
+    assert got == expected
+    assert all(rows and not err for rows, err in got.values())
+
+
+def test_dask_bag(dask_cluster: DaskCluster, windows_dumps: Dumps) -> None:
+    """output="bag": the same records as a dask.bag, computed on the cluster."""
+    from distributed import Client
+
+    words = windows_dumps.windows[:4] + [windows_dumps.missing]
+    with Client(dask_cluster.address) as client:
+        bag = pymemflow.fleet(words, "kmods", os="win32", output="bag")
+        rows = bag.compute(scheduler=client.get)
+    expected = _expected({w: windows_dumps.alone[w] for w in words}, ["kmods"])
+    got = by_target([{k: v for k, v in r.items() if not (k == "error" and v is None)} for r in rows])
+    assert got == expected
+
+
+def test_worker_killed_mid_run_loses_nothing(tmp_path, windows_dumps: Dumps,
+                                            linux_dumps: dict[str, list[str]]) -> None:
+    """SIGKILL one of two workers while it runs a target: the scheduler reruns that target on the
+    other worker and every target's rows still arrive, exactly once, equal to the CLI alone."""
+    alone = {**linux_dumps, **windows_dumps.alone}
+    expected = _expected(alone, ["ps"])
+    cluster = DaskCluster(tmp_path)
+    try:
+        from distributed import Client
+
+        with Client(cluster.address) as watcher:
+            pids = watcher.run(os.getpid)
+            run = pymemflow.fleet(list(alone), "ps", os="win32", scheduler=cluster.address)
+            records: list[dict] = []
+            killed: dict[str, object] = {}
+            for rec in run:
+                records.append(rec)
+                if killed:
+                    continue
+                busy = {w: keys for w, keys in watcher.processing().items() if keys}
+                if busy:
+                    victim = sorted(busy)[0]
+                    os.kill(pids[victim], signal.SIGKILL)
+                    killed.update(addr=victim, keys=list(busy[victim]))
+            assert killed, "no worker was ever busy"
+            in_flight = {int(str(k).rsplit("-", 2)[1]) for k in killed["keys"]}  # type: ignore[union-attr]
+            results = {r.index: r for r in run.results}
+            rerun = [i for i in in_flight if results[i].worker != killed["addr"]]
+            assert rerun, "the killed worker's targets did not run elsewhere"
+            assert len(watcher.scheduler_info()["workers"]) == 1
+    finally:
+        cluster.close()
+    got = by_target(records)
+    assert got == expected
+    assert sum(1 for r in run.results) == len(alone)
+
+
+def test_timeout_and_retries_are_per_target(dask_cluster: DaskCluster, windows_dumps: Dumps) -> None:
+    """--retries reruns failed targets (attempts counted) and never the good ones."""
+    words = windows_dumps.windows[:3] + [windows_dumps.missing]
+    run = pymemflow.fleet(words, "ps", os="win32", scheduler=dask_cluster.address, retries=2, timeout=120)
+    got = by_target(list(run))
+    attempts = {r.target: r.attempts for r in run.results}
+    assert attempts[windows_dumps.missing] == 3
+    assert all(attempts[w] == 1 and got[w][0] for w in windows_dumps.windows[:3])
+
+
+def test_stopping_early_cancels_the_rest(dask_cluster: DaskCluster, windows_dumps: Dumps) -> None:
+    """Closing the iterator after the first record leaves no work behind on the cluster."""
+    from distributed import Client
+
+    run = pymemflow.fleet(windows_dumps.windows, "ps", os="win32", scheduler=dask_cluster.address)
+    first = next(run)
+    run.close()
+    assert first["target"] in windows_dumps.windows
+    with Client(dask_cluster.address) as c:
+        done = threading.Event()
+        for _ in range(100):
+            if not any(c.processing().values()) and not c.run_on_scheduler(
+                    lambda dask_scheduler: len(dask_scheduler.queued)):
+                done.set()
+                break
+            threading.Event().wait(0.1)
+        assert done.is_set()
