@@ -51,6 +51,7 @@ DEPENDS: dict[str, set[str]] = {
     "demo": {"os"},
     "plugins": {"demo", "os", "connectors", "writers"},
     **{fe: {"plugins"} for fe in FRONT_ENDS},
+    "fleet": {"plugins", "cli"},  # runs the CLI's own commands (parser, handlers, records) on every target
     "cli": {*FRONT_ENDS, ""},
     "__main__": {"cli"},
     "": {"plugins"},  # the package root, pymemflow/__init__.py: the public API (pymemflow.open, __version__)

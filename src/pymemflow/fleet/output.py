@@ -13,8 +13,7 @@ import logging
 from pathlib import Path
 from typing import IO, Any
 
-from ..cli.context import _cell as cell
-from ..cli.context import _flatten as flatten
+from ..cli.output import _csv_value, cell, flatten
 from .runner import TargetResult
 
 log = logging.getLogger(__name__)
@@ -63,16 +62,6 @@ class JsonWriter(Writer):
     def close(self) -> None:
         self.out.write("\n]\n" if self.started else "[]\n")
         super().close()
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value)
-    return value
 
 
 class CsvWriter(Writer):

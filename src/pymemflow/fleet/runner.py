@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ..cli.context import CommandContext, jsonable
-from ..cli.main import UsageError, build_parser
-from ..errors import ArgumentError
+from ..cli.context import CommandContext
+from ..cli.main import UsageError, _one_line, build_parser
+from ..cli.output import jsonable
+from ..errors import ArgumentError, PymemflowError
 from .targets import Target
 
 NOT_FLEET_COMMANDS = frozenset({"fleet", "dump-module", "dump-phys", "bench"})
@@ -112,10 +113,6 @@ class RecordingContext(CommandContext):
         self.records: list[dict[str, Any]] = []
         self.columns: list[str] | None = None
 
-    @property
-    def json(self) -> bool:
-        return True
-
     def _add(self, rows: Iterable[Any]) -> None:
         for r in rows:  # one at a time: a generator that fails mid-way keeps what it gave
             value = jsonable(r)
@@ -142,15 +139,14 @@ class RecordingContext(CommandContext):
         return [{"line": line} for line in text.splitlines()]
 
 
-def describe_error(e: BaseException) -> str:
-    """One line, as the CLI prints it."""
+def describe_error(e: BaseException, command: str = "this command") -> str:
+    """One line, worded as the CLI words the same failure (see ``pymemflow.cli.main.main``)."""
     if isinstance(e, NotImplementedError):
-        why = f" ({e})" if str(e) else ""
-        return f"not supported by this chain's OS layer or connector{why}"
-    text = str(e).strip().replace("\n", " | ") or type(e).__name__
-    if isinstance(e, (ArgumentError, OSError, TargetTimeout)) or type(e).__module__.startswith("pymemflow"):
-        return text
-    return f"{type(e).__name__}: {text}"
+        why = f" ({_one_line(e)})" if str(e) else ""
+        return f"{command}: not supported by this chain's OS layer or connector{why}"
+    if isinstance(e, (PymemflowError, OSError, TargetTimeout)):
+        return _one_line(e)
+    return f"internal error: {type(e).__name__}: {_one_line(e)}"
 
 
 def _async_raise(thread_id: int, exc: type[BaseException] | None) -> None:
@@ -216,7 +212,7 @@ def run_target(target: Target, command: Sequence[str], timeout: float | None = N
     except TargetTimeout:
         res.error = f"timed out after {timeout:g} s"
     except Exception as e:
-        res.error = describe_error(e)
+        res.error = describe_error(e, command[0] if command else "this command")
     finally:
         if ctx is not None:
             res.records, res.columns = ctx.records, ctx.columns

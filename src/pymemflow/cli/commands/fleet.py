@@ -69,9 +69,13 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run_fleet_command)
 
 
-def _option_arity(p: argparse.ArgumentParser) -> dict[str, bool]:
-    """Option string -> whether it takes a value."""
-    return {s: a.nargs != 0 for a in p._actions for s in a.option_strings}
+def _option_arity(p: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> dict[str, bool]:
+    """Option string -> whether it takes a value (options whose dest is in ``skip`` left out)."""
+    return {s: a.nargs != 0 for a in p._actions if a.dest not in skip for s in a.option_strings}
+
+
+GLOBAL_AFTER = frozenset({"after_c", "after_o"})
+"""The CLI's -c/-o accepted after any command (the chain): in a fleet they are the fleet's."""
 
 
 def split_words(words: list[str]) -> tuple[list[str], list[str], list[str]]:
@@ -97,7 +101,7 @@ def split_words(words: list[str]) -> tuple[list[str], list[str], list[str]]:
             continue
         if not command and w in commands:
             command = [w]
-            own = _option_arity(commands[w])
+            own = _option_arity(commands[w], GLOBAL_AFTER)
         elif command:
             command.append(w)
         else:
@@ -126,7 +130,8 @@ def run_fleet_command(ctx: CommandContext) -> int:
     if not targets:
         raise ArgumentError("fleet: no targets (give dump paths, globs, connector specs or --targets-file)")
     opts = FleetOptions(scheduler=args.scheduler, workers=args.workers, retries=args.retries, timeout=args.timeout)
-    fmt = args.fleet_format or ("json" if getattr(args, "json", False) else None)
+    top = getattr(args, "format", None)  # `pymemflow --jsonl fleet ...`
+    fmt = args.fleet_format or (top if top and top != "table" else None)
     writers = []
     if args.parquet:
         writers.append(make_writer("parquet", ctx.out, args.parquet))
