@@ -85,6 +85,21 @@ class SectionInfo:
         return asdict(self)
 
 
+@dataclass
+class LogRecord:
+    """One kernel log record (``dmesg``): from the printk ring buffer in memory (linux) or the
+    running kernel (native). ``level`` 0 (emerg) .. 7 (debug); ``timestamp`` in seconds since boot."""
+
+    seq: int
+    timestamp: float
+    level: int
+    facility: int
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class Process:
     """A process: its info and its virtual memory (a :class:`MemoryView`)."""
 

@@ -1,15 +1,18 @@
-"""Linux-only commands: ``dmesg`` (the kernel log from the printk ring buffer)."""
+"""Linux-only commands: ``dmesg`` -- the kernel log: from the printk ring buffer in memory (``-o linux``)
+or from the running kernel (``-o native``: /dev/kmsg, else klogctl)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...errors import ArgumentError
 from ..context import CommandContext
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("dmesg", help="kernel log (Linux printk ring buffer)")
+    p = sub.add_parser("dmesg", help="kernel log (Linux: printk ring buffer in memory, or this host's)",
+                       description="The kernel log of a Linux OS layer: -o linux reads the printk ring buffer from "
+                       "memory, -o native the running kernel's (/dev/kmsg). Fields: seq, timestamp (seconds since "
+                       "boot), level (0 emerg .. 7 debug), facility, text.")
     p.add_argument("-n", "--tail", type=int, default=0, help="only the last N records")
     p.set_defaults(handler=run_dmesg)
 
@@ -18,7 +21,8 @@ def run_dmesg(ctx: CommandContext) -> int:
     os_layer = ctx.os()
     fn = getattr(os_layer, "dmesg", None)
     if fn is None:
-        raise ArgumentError(f"dmesg: not supported by the {getattr(os_layer, 'name', '?')} OS layer (Linux only)")
+        raise NotImplementedError(f"the {getattr(os_layer, 'name', '?')} OS layer has no kernel log; "
+                                  "dmesg reads Linux: -o linux or -o native")
     recs = fn()
     tail = int(getattr(ctx.args, "tail", 0) or 0)
     if tail > 0:

@@ -7,30 +7,16 @@ BTF too. Records are read in three bulk reads (descriptors, infos, text ring) an
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Any
 
 from ...errors import NotFoundError
 from ...mem.view import MemoryView
+from ..base import LogRecord
 from .kread import read_obj, read_ptr
 from .vmcoreinfo import VmcoreInfo
 
 MAX_COUNT_BITS = 20
 """CONFIG_LOG_BUF_SHIFT is at most 25 and count_bits = size_bits - PRB_AVGBITS (5)."""
 MAX_DATA_BITS = 25
-
-
-@dataclass
-class LogRecord:
-    seq: int
-    timestamp: float
-    level: int
-    facility: int
-    text: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "timestamp": self.timestamp, "level": self.level, "facility": self.facility,
-                "text": self.text}
 
 
 def read_log(kmem: MemoryView, vi: VmcoreInfo) -> list[LogRecord]:

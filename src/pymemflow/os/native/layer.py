@@ -32,6 +32,7 @@ from ...mem.view import MemoryView
 from ..base import (
     ExportInfo,
     ImportInfo,
+    LogRecord,
     MemoryRegion,
     ModuleInfo,
     OsLayer,
@@ -39,6 +40,7 @@ from ..base import (
     ProcessInfo,
     SectionInfo,
 )
+from . import kmsg
 from .memory import ProcessMemoryView
 
 _HOST_ARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86", "aarch64": "aarch64",
@@ -236,6 +238,10 @@ class NativeOs(OsLayer):
                 except ValueError:
                     continue
         return out
+
+    def dmesg(self) -> list[LogRecord]:
+        """The running kernel's log, oldest first (/dev/kmsg, else klogctl; see :mod:`.kmsg`)."""
+        return kmsg.kernel_log()
 
     def close(self) -> None:
         for v in self._views.values():
