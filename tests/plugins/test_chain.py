@@ -213,3 +213,21 @@ def test_open_spec_path_and_os(inv: Inventory, tmp_path: Path) -> None:
     assert toy.closed
     with pytest.raises(pymemflow.PluginError, match="closed"):
         conn.read(0, 4)
+
+
+def test_builtin_links_satisfy_the_seam_protocols(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Link.obj / Link.input are typed with the Connector protocol and OsLayer; the built-in
+    connectors (bare and under middleware) and OS layers really are those."""
+    from pymemflow.demo import build_image
+    from pymemflow.mem.phys import Connector
+    from pymemflow.os.base import OsLayer
+
+    with pymemflow.chain(["-c", "dummy:size=1m:cache=true,metrics=true"]) as ch:
+        assert isinstance(ch.connector, Connector) and ch.connector.read(0, 4) == bytes(4)
+    path = tmp_path / "w.raw"
+    build_image("win10-19041-x64", seed=0).write_raw(path)
+    with pymemflow.chain(["-c", f"raw:{path}", "-o", "win32"]) as ch:
+        conn, os_link = ch.links
+        assert isinstance(conn.obj, Connector) and isinstance(os_link.obj, OsLayer)
+        assert os_link.input is conn.obj and ch.os is os_link.obj and ch.connectors == [conn.obj]
+    assert not isinstance(object(), Connector)

@@ -8,13 +8,13 @@ metadata and "hints" (facts a dump header or a live target knows that an OS laye
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import ReadFailure
 from .gather import copy_pieces, zero_failures
-from .view import I64Array, MemoryView, U8Array, U64Array, _offsets
+from .view import BatchResult, I64Array, MemoryView, U8Array, U64Array, _offsets
 
 if TYPE_CHECKING:
     from .memmap import MemoryMap
@@ -186,6 +186,33 @@ class PhysicalMemory(MemoryView):
     def info(self) -> dict[str, Any]:
         """Metadata and hints, for ``pymemflow info``."""
         return {"connector": self.name, **self.metadata.as_dict(), "hints": dict(self.hints)}
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """The connector seam, structurally: what the chain, the front ends and the daemon use of the
+    object a connector plugin's factory returns (and of middleware wrapping it).
+
+    :class:`PhysicalMemory` implements it and adds the batched primitive (``_read_batch``) that the
+    translation layer and the middleware call, so a connector is written by subclassing it; the
+    chain checks a factory's result against this protocol and names what is missing."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def metadata(self) -> PhysicalMetadata: ...
+
+    @property
+    def hints(self) -> dict[str, Any]: ...
+
+    def read(self, addr: int, n: int, *, zero_fill: bool = False) -> bytes: ...
+
+    def read_batch(self, addrs: Any, lengths: Any) -> BatchResult: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 def _back(f: ReadFailure, index: int, real: int, phys: int) -> ReadFailure:

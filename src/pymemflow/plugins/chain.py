@@ -19,10 +19,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ArgumentError
 from ..mem.middleware import wrap
+from ..mem.phys import Connector
+from ..os.base import OsLayer
 from ..types import PROGRESS_ARG, TARGET_ARG, PluginSpec, ProgressReporter
 from .args import format_link, middleware_keys, parse_link, validate, validate_middleware
 from .registry import Inventory, default_inventory
@@ -54,9 +56,11 @@ class Link:
 
     spec: LinkSpec
     plugin: PluginSpec
-    obj: Any
+    obj: Connector | OsLayer
     """The connector (with its middleware) or the OS layer."""
-    input: Any = None
+    input: Connector | OsLayer | None = None
+    """What the plugin was opened on: the connector an OS layer reads, the OS layer a connector
+    runs on (``-o native -c qemu:vm``), or None."""
 
 
 def parse_chain_args(argv: Sequence[str]) -> list[LinkSpec]:
@@ -115,25 +119,25 @@ class OpenedChain:
         self._closed = False
 
     @property
-    def connectors(self) -> list[Any]:
-        return [lk.obj for lk in self.links if lk.spec.kind == "connector"]
+    def connectors(self) -> list[Connector]:
+        return [cast(Connector, lk.obj) for lk in self.links if lk.spec.kind == "connector"]
 
     @property
-    def oses(self) -> list[Any]:
-        return [lk.obj for lk in self.links if lk.spec.kind == "os"]
+    def oses(self) -> list[OsLayer]:
+        return [cast(OsLayer, lk.obj) for lk in self.links if lk.spec.kind == "os"]
 
     @property
-    def connector(self) -> Any:
+    def connector(self) -> Connector | None:
         c = self.connectors
         return c[-1] if c else None
 
     @property
-    def os(self) -> Any:
+    def os(self) -> OsLayer | None:
         o = self.oses
         return o[-1] if o else None
 
     @property
-    def top(self) -> Any:
+    def top(self) -> Connector | OsLayer | None:
         """The last link opened (what ``pymemflow.open`` returns)."""
         return self.links[-1].obj if self.links else None
 

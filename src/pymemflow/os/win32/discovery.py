@@ -18,6 +18,7 @@ import numpy as np
 from ...arch import VirtualMemory
 from ...errors import NotFoundError, OsLayerError, PymemflowError
 from ...mem.memmap import MemoryMap
+from ...mem.phys import PhysicalMemory
 from ...mem.scan import CancelToken, describe
 from ...mem.view import MemoryView
 from ...types import ProgressReporter
@@ -195,7 +196,7 @@ def _runs_plausible(runs: list[tuple[int, int]], dtb: int, max_address: int | No
 
 
 def discover(
-    phys: Any,
+    phys: PhysicalMemory,
     *,
     dtb: int | None = None,
     kernel_hint: int | None = None,
@@ -252,7 +253,7 @@ def discover(
     raise OsLayerError("win32: step 2 (find ntoskrnl.exe) failed; tried: " + "; ".join(tried))
 
 
-def _finish(phys: Any, vm: VirtualMemory, arch: str, dtb: int, base: int, hints: dict[str, Any],
+def _finish(phys: PhysicalMemory, vm: VirtualMemory, arch: str, dtb: int, base: int, hints: dict[str, Any],
             symbols: str | None, symstore: str | None, symcache: str | None, push_mem_map: bool,
             how: list[str], tried: list[str]) -> KernelFacts:
     hdr = pe.read_headers(vm, base)

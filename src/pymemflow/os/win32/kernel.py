@@ -11,6 +11,7 @@ from typing import Any
 
 from ...arch import VirtualMemory
 from ...errors import CappedSizeWarning, NotFoundError, PymemflowError
+from ...mem.phys import PhysicalMemory
 from ...mem.view import MemoryView
 from ..base import (
     ExportInfo,
@@ -42,7 +43,7 @@ class Win32Kernel(OsLayer):
 
     name = "win32"
 
-    def __init__(self, phys: Any, facts: KernelFacts, *, transition: bool = True) -> None:
+    def __init__(self, phys: PhysicalMemory, facts: KernelFacts, *, transition: bool = True) -> None:
         self.phys = phys
         self.facts = facts
         self.offsets = facts.offsets
@@ -56,7 +57,7 @@ class Win32Kernel(OsLayer):
         self._closed = False
 
     @classmethod
-    def open(cls, phys: Any, **kw: Any) -> Win32Kernel:
+    def open(cls, phys: PhysicalMemory, **kw: Any) -> Win32Kernel:
         transition = kw.pop("transition", True)
         return cls(phys, discover(phys, **kw), transition=transition)
 
