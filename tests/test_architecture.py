@@ -319,3 +319,31 @@ def test_checker_fails_on_a_package_without_a_place(fake_src: Path) -> None:
     (fake_src / "mem" / "view.py").write_text("")
     bad = direction_violations(all_imports())
     assert bad and "pymemflow.newthing has no place in the layering" in bad[0]
+
+
+# ---- docs/architecture.md stays true --------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "architecture.md"
+PATH_RE = re.compile(r"`((?:src|docs|tests|benchmarks|scripts)/[^`\s]+)`")
+
+
+def test_every_path_the_architecture_page_names_exists() -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    paths = sorted(set(PATH_RE.findall(text)))
+    assert len(paths) > 25, "the page should walk the read path file by file"
+    missing = [p for p in paths if not (ROOT / p.replace("NAME", "win32")).exists()]
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+
+
+def test_the_architecture_page_places_every_package() -> None:
+    """The layer table lists every package of DEPENDS (and so of src/, by the test above)."""
+    text = PAGE.read_text(encoding="utf-8")
+    table = [line for line in text.splitlines() if line.startswith("| `")]
+    listed = {name for line in table for name in re.findall(r"`(\w+)`", line.split("|")[1])}
+    assert set(DEPENDS) - {"", "__main__"} <= listed
+
+
+def test_package_docstrings_point_to_a_page_that_exists() -> None:
+    pointing = [p for p in PKG.rglob("*.py") if "docs/architecture.md" in p.read_text(encoding="utf-8")]
+    assert pointing and PAGE.is_file()

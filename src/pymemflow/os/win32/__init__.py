@@ -1,1 +1,3 @@
-"""See docs/architecture.md."""
+"""The Windows OS layer: discovery from bare physical memory, processes, modules, VADs, keyboard.
+See docs/windows.md and docs/architecture.md.
+"""
