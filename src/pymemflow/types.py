@@ -153,3 +153,11 @@ class ProgressReporter(Protocol):
     A library call with no reporter stays silent."""
 
     def __call__(self, task: str, done: int, total: int) -> None: ...
+
+
+def task_progress(progress: object, task: str) -> Callable[[int, int], None] | None:
+    """A scanner's ``(done, total)`` callback reporting one labelled task to ``progress`` (a
+    :class:`ProgressReporter`); None -- silent -- when ``progress`` is not callable (None, False)."""
+    if not callable(progress):
+        return None
+    return lambda done, total: progress(task, done, total)

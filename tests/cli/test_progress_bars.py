@@ -65,3 +65,19 @@ def test_one_bar_per_task_and_an_unfinished_task_is_closed() -> None:
     lines = err.getvalue().split("\n")
     assert lines[0].startswith("\ra [") and "50.0%" in lines[0]
     assert lines[1].startswith("\rb [") and "25.0%" in lines[1] and lines[2] == ""
+
+
+def test_linux_vmcoreinfo_scan_reports_progress_too(tmp_path: Path) -> None:
+    """The Linux layer's scan goes through the same reporter (here it finds nothing and says so)."""
+    from pymemflow.errors import OsLayerError
+    from pymemflow.plugins.chain import LinkSpec, open_links
+
+    path = tmp_path / "empty.raw"
+    with open(path, "wb") as f:
+        f.write(b"\x5a" * (8 << 20))
+    seen: list[tuple[str, int, int]] = []
+    links = [LinkSpec("connector", "raw", {"target": str(path)}), LinkSpec("os", "linux")]
+    with pytest.raises(OsLayerError, match="no VMCOREINFO"):
+        open_links(links, progress=lambda task, done, total: seen.append((task, done, total)))
+    assert seen and {t for t, _, _ in seen} == {"scanning for VMCOREINFO"}
+    assert seen[-1][1] == seen[-1][2] == 8 << 20

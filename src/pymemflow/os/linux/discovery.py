@@ -15,6 +15,7 @@ from ...arch import VirtualMemory
 from ...errors import OsLayerError, PymemflowError
 from ...mem.scan import CancelToken, describe
 from ...mem.view import MemoryView
+from ...types import ProgressReporter, task_progress
 from . import vmcoreinfo as vci
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
@@ -68,8 +69,10 @@ def kernel_root(phys: MemoryView, info: vci.VmcoreInfo, max_address: int) -> Ker
 
 
 def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int,
-                    cancel: CancelToken | None = None) -> tuple[vci.VmcoreInfo, KernelRoot]:
-    """The first VMCOREINFO (dump hint first, then physical memory, lowest first) whose root checks out."""
+                    cancel: CancelToken | None = None, progress: ProgressReporter | None = None,
+                    ) -> tuple[vci.VmcoreInfo, KernelRoot]:
+    """The first VMCOREINFO (dump hint first, then physical memory, lowest first) whose root checks
+    out; the scan is reported to ``progress``."""
     tried = 0
     hint = hints.get("vmcoreinfo")
     if hint:
@@ -81,7 +84,8 @@ def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int,
         except PymemflowError:
             pass
         tried += 1
-    for info in vci.scan(phys, max_address, cancel=cancel):
+    for info in vci.scan(phys, max_address, cancel=cancel,
+                         progress=task_progress(progress, "scanning for VMCOREINFO")):
         tried += 1
         root = kernel_root(phys, info, max_address)
         if root is not None:

@@ -15,6 +15,7 @@ from ...errors import DegradedWarning, FormatError, NotFoundError, OsLayerError,
 from ...mem.phys import PhysicalMemory
 from ...mem.scan import CancelToken
 from ...mem.view import MemoryView
+from ...types import ProgressReporter
 from ..base import MemoryRegion, ModuleInfo, OsLayer, Process, ProcessInfo
 from ..walk import report
 from . import dmesg as dmesg_mod
@@ -37,7 +38,7 @@ class LinuxOs(OsLayer):
     name = "linux"
 
     def __init__(self, phys: PhysicalMemory, *, system_map: str | None = None, isf: str | None = None,
-                 cancel: CancelToken | None = None) -> None:
+                 cancel: CancelToken | None = None, progress: ProgressReporter | None = None) -> None:
         self.phys = phys
         self.warnings: list[str] = []
         """What walks and decoders could not read (also issued as Python warnings)."""
@@ -46,7 +47,7 @@ class LinuxOs(OsLayer):
         max_addr = int(getattr(getattr(phys, "metadata", None), "max_address", 0) or 0)
         if not max_addr:
             raise OsLayerError("linux: the connector does not say how much physical memory it has (max_address)")
-        self.vmcoreinfo, self.root = find_vmcoreinfo(phys, hints, max_addr, cancel)
+        self.vmcoreinfo, self.root = find_vmcoreinfo(phys, hints, max_addr, cancel, progress)
         vi = self.vmcoreinfo
         self.arch = self.root.arch
         self.proc_arch = "x64" if vi.is_64bit else "x86"

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ArgumentError
-from ...types import ArgSpec, PluginSpec
+from ...types import PROGRESS_ARG, ArgSpec, PluginSpec, parse_bool
 from .layer import LinuxOs
 
 
 def _factory(args: dict[str, Any], input: Any) -> LinuxOs:
     if input is None:
         raise ArgumentError("linux: needs a connector (physical memory), e.g. -c raw:/dev/shm/guest.ram -o linux")
-    return LinuxOs(input, system_map=args.get("system_map") or None, isf=args.get("isf") or None)
+    progress = args.get(PROGRESS_ARG)  # the front end's reporter, or False/None: silent
+    return LinuxOs(input, system_map=args.get("system_map") or None, isf=args.get("isf") or None,
+                   progress=progress if callable(progress) else None)
 
 
 PLUGIN = PluginSpec(
@@ -25,5 +27,7 @@ PLUGIN = PluginSpec(
     args=[
         ArgSpec("system_map", "System.map of the kernel (symbols when kallsyms is not in VMCOREINFO)"),
         ArgSpec("isf", "volatility3 Linux ISF JSON (struct layouts for kernels without BTF)"),
+        ArgSpec(PROGRESS_ARG, "report scan progress to the front end (the CLI draws a bar when stderr is a "
+                "terminal); false: silent", default=True, parse=parse_bool),
     ],
 )

@@ -21,7 +21,7 @@ from ...mem.memmap import MemoryMap
 from ...mem.phys import PhysicalMemory
 from ...mem.scan import CancelToken, describe
 from ...mem.view import MemoryView
-from ...types import ProgressReporter
+from ...types import ProgressReporter, task_progress
 from . import pe, rootscan
 from .offsets import Win32Offsets, resolve_offsets
 from .pte import WindowsPteHook
@@ -70,13 +70,6 @@ def _attempts(fn: Callable[[], Any], tried: list[str], what: str) -> Any:
         return None
 
 
-def _task(progress: ProgressReporter | None, label: str) -> rootscan.Progress | None:
-    """The scanners' ``(done, total)`` callback for one labelled task of ``progress``."""
-    if not callable(progress):  # None (or False from older callers): silent
-        return None
-    return lambda done, total: progress(label, done, total)
-
-
 def find_roots(phys: MemoryView, max_address: int, arch: str | None, progress: ProgressReporter | None,
                tried: list[str], cancel: CancelToken | None = None) -> list[rootscan.RootCandidate]:
     """Page-table root candidates, cheapest source first."""
@@ -88,17 +81,17 @@ def find_roots(phys: MemoryView, max_address: int, arch: str | None, progress: P
         else:
             tried.append("x64 low stub: none in the first MiB")
         if not out:
-            c = rootscan.scan_x64_pml4(phys, max_address, _task(progress, "scanning for x64 PML4"), cancel=cancel)
+            c = rootscan.scan_x64_pml4(phys, max_address, task_progress(progress, "scanning for x64 PML4"), cancel=cancel)
             out += c
             if not c:
                 tried.append(f"x64 PML4 self-reference scan of {describe(phys)}: none")
     if arch in (None, "x86pae") and not out:
-        c = rootscan.scan_x86pae(phys, max_address, _task(progress, "scanning for PAE roots"), cancel=cancel)
+        c = rootscan.scan_x86pae(phys, max_address, task_progress(progress, "scanning for PAE roots"), cancel=cancel)
         out += c
         if not c:
             tried.append(f"x86 PAE self-map scan of {describe(phys)}: none")
     if arch in (None, "x86") and not out:
-        c = rootscan.scan_x86(phys, max_address, _task(progress, "scanning for x86 page directories"),
+        c = rootscan.scan_x86(phys, max_address, task_progress(progress, "scanning for x86 page directories"),
                           cancel=cancel)
         out += c
         if not c:
