@@ -46,6 +46,30 @@ def guest_x86() -> Iterator[Guest]:
 
 
 @pytest.fixture(scope="session")
+def guest_ram_x64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real x86-64 testbed guest's RAM (256 MiB, KASLR), paused and copied to a file; the guest is
+    stopped right after, so tests (the OS-layer fuzz suite ...) mutate copies without a running VM."""
+    import shutil
+
+    from pymemflow.live.qmp import QmpClient
+
+    g = boot("x64", MEM="256M", SUFFIX="ram")
+    try:
+        if not g.ramfile:
+            pytest.skip("testbed guest has no RAM file")
+        q = QmpClient(g.qmp, 10.0)
+        try:
+            q.cmd("stop")
+        finally:
+            q.close()
+        out = tmp_path_factory.mktemp("guest_ram") / "x64-256m.raw"
+        shutil.copyfile(g.ramfile, out)
+    finally:
+        g.stop()
+    return out
+
+
+@pytest.fixture(scope="session")
 def ref_data() -> Path:
     """tests/data: reference data carried in the repository (``windows/`` holds ISFs and offset tables)."""
     return DATA
