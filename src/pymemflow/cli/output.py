@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable
-from enum import Enum
-from pathlib import Path
 from typing import IO, Any
+
+from ..records import jsonable as jsonable  # the one serialiser: the daemon's API uses it too
 
 FORMATS = ("table", "json", "jsonl", "csv")
 """``table`` for people; the rest print nothing but data on stdout."""
@@ -27,27 +27,6 @@ HEX_FIELDS = frozenset({
 
 def is_hex_field(name: str) -> bool:
     return name in HEX_FIELDS or name.endswith(("_address", "_addr", "_base", "_va", "_pa"))
-
-
-def jsonable(obj: Any) -> Any:
-    """JSON-friendly form: bytes as hex, enums by name, dataclasses/records via ``as_dict``."""
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return bytes(obj).hex()
-    if isinstance(obj, Enum):
-        return obj.name
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "as_dict"):
-        return jsonable(obj.as_dict())
-    if hasattr(obj, "item"):  # numpy scalars
-        return jsonable(obj.item())
-    return str(obj)
 
 
 def flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -128,11 +128,29 @@ def split_items(text: str, *, who: str = "plugin", positional: bool = True) -> t
     return out, order
 
 
+def _join_address_target(sections: list[str]) -> list[str]:
+    """A target that is a daemon address keeps its colons: ``remote:unix:/s.sock,conn=a`` and
+    ``remote:https://host:8750,conn=a`` have the target ``unix:/s.sock`` / ``https://host:8750``.
+    Only when the text after the scheme is an address (not ``key=value`` middleware)."""
+    if len(sections) < 3:
+        return sections
+    scheme = sections[1].strip().lower()
+    nxt = sections[2]
+    if scheme == "unix" and nxt and "=" not in _split(nxt, ",")[0]:
+        return [sections[0], f"{sections[1]}:{nxt}", *sections[3:]]
+    if scheme in ("http", "https") and nxt.startswith("//"):
+        target, rest = f"{sections[1]}:{nxt}", sections[3:]
+        if rest and rest[0][:1].isdigit() and "=" not in _split(rest[0], ",")[0]:
+            target, rest = f"{target}:{rest[0]}", rest[1:]
+        return [sections[0], target, *rest]
+    return sections
+
+
 def parse_link(text: str, *, kind: str = "connector") -> LinkArgs:
     """Parse ``NAME[:ARGS[:MIDDLEWARE]]`` (connectors) or ``NAME[:ARGS]`` (OS layers)."""
     if not text or not text.strip():
         raise ArgumentError(f"empty {kind} specification (expected NAME[:ARGS])")
-    sections = _split(text, ":")
+    sections = _join_address_target(_split(text, ":"))
     name = unquote(sections[0]).strip()
     if not name:
         raise ArgumentError(f"{kind} specification {text!r} has no plugin name (expected NAME[:ARGS])")

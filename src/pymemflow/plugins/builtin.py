@@ -20,10 +20,13 @@ BUILTIN_MODULES: list[str] = [
     "pymemflow.connectors.qemu",
     "pymemflow.connectors.kcore",
     "pymemflow.connectors.leechcore",
+    # connectors: through a `pymemflow serve` daemon
+    "pymemflow.connectors.remote",
     # connectors: built-in demo machines (the synthetic Windows machines, pymemflow.demo)
     "pymemflow.demo.connector",
     # OS layers
     "pymemflow.os.win32.plugin",
     "pymemflow.os.linux.plugin",
     "pymemflow.os.native.plugin",
+    "pymemflow.os.remote.plugin",
 ]

@@ -31,4 +31,5 @@ COMMAND_MODULES: list[str] = [
     "linux",  # Linux-specific commands (dmesg)
     "bench",  # benchmarks from the CLI
     "fleet",  # one listing command over many targets on Dask
+    "serve",  # the HTTP/JSON daemon (pymemflow.serve)
 ]

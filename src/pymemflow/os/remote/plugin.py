@@ -1,0 +1,24 @@
+"""The ``remote`` OS layer's plugin declaration (light: no NumPy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...plugins.api import PluginSpec
+from ...remote.args import REMOTE_ARGS, client_from_args
+
+
+def _open(args: dict[str, Any], _input: Any) -> Any:
+    from .layer import RemoteOs
+
+    client, conn = client_from_args(args)
+    return RemoteOs(client, conn)
+
+
+PLUGIN = PluginSpec(
+    kind="os",
+    name="remote",
+    description="the OS layer of a `pymemflow serve` daemon's connection, run server-side (unix:PATH or http(s)://)",
+    factory=_open,
+    args=REMOTE_ARGS,
+)

@@ -1,0 +1,43 @@
+"""The daemon's limits and settings (``--config`` TOML ``[limits]`` keys have these names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import ArgumentError
+
+
+@dataclass
+class Limits:
+    max_body: int = 64 << 20
+    """Largest request body (writes, batch requests), bytes."""
+    max_read: int = 1 << 30
+    """Largest single read (``GET .../read``), bytes; streamed in ``stream_chunk`` pieces."""
+    max_batch_pieces: int = 1_000_000
+    """Most pieces in one batched read."""
+    max_batch_bytes: int = 256 << 20
+    """Most bytes one batched read returns."""
+    max_concurrent: int = 64
+    """Requests in progress at once; more get HTTP 503 at once (never queued without bound)."""
+    workers: int = 4
+    """Threads running chain calls (each connection runs one call at a time)."""
+    stream_chunk: int = 4 << 20
+    """Bytes read per step of a streamed read: a slow reader holds no lock between steps."""
+    max_connections: int = 64
+    """Most connections open at once."""
+    process_ttl: float = 1.0
+    """Seconds a pid's process object is reused before it is looked up again (live targets)."""
+
+    @classmethod
+    def from_mapping(cls, m: dict[str, Any], where: str = "limits") -> Limits:
+        known = {f.name: f for f in fields(cls)}
+        out = cls()
+        for k, v in m.items():
+            if k not in known:
+                raise ArgumentError(f"{where}: unknown key {k!r} (known: {', '.join(known)})")
+            want = float if known[k].type == "float" else int
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ArgumentError(f"{where}.{k}: expected a positive number, got {v!r}")
+            setattr(out, k, want(v))
+        return out
