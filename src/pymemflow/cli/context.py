@@ -127,7 +127,7 @@ class CommandContext:
                                     "before the command (see `pymemflow plugins`)")
             bars = ProgressBars(self.err, self._bars())
             try:
-                self._chain = open_links(self.links, self.inventory, progress=bars)
+                self._chain = open_links(self.links, self._inventory, progress=bars)  # None: only the plugins named
             finally:
                 bars.finish()  # a scan that found what it looked for stops before 100%
         return self._chain

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
-from ..mem.view import MemoryView
 from ..types import MemoryRegion as MemoryRegion  # re-exported; defined at the bottom (arch uses it too)
+
+if TYPE_CHECKING:  # annotations only: listing records (the remote OS layer's ps) needs no NumPy
+    from ..mem.view import MemoryView
 
 
 @dataclass

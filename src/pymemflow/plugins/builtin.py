@@ -30,3 +30,12 @@ BUILTIN_MODULES: list[str] = [
     "pymemflow.os.native.plugin",
     "pymemflow.os.remote.plugin",
 ]
+
+ALONE: dict[tuple[str, str], str] = {
+    ("connector", "remote"): "pymemflow.connectors.remote",
+    ("os", "remote"): "pymemflow.os.remote.plugin",
+}
+"""Built-in plugins a chain may load without scanning every other source (``inventory_for``):
+built-ins win over entry points and plugin folders, so for these names the full scan could not give
+anything else. For chains whose start-up time is the point (the daemon's thin clients:
+``pymemflow -o remote:... ps`` must not import NumPy); tests/serve check each entry."""

@@ -19,15 +19,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ArgumentError
-from ..mem.middleware import wrap
-from ..mem.phys import Connector
-from ..os.base import OsLayer
 from ..types import PROGRESS_ARG, TARGET_ARG, PluginSpec, ProgressReporter
 from .args import format_link, middleware_keys, parse_link, validate, validate_middleware
-from .registry import Inventory, default_inventory
+from .registry import Inventory, default_inventory, inventory_for
+
+if TYPE_CHECKING:  # annotations only: opening a remote-only chain must not load NumPy
+    from ..mem.phys import Connector
+    from ..os.base import OsLayer
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,11 @@ class OpenedChain:
 
     @property
     def connectors(self) -> list[Connector]:
-        return [cast(Connector, lk.obj) for lk in self.links if lk.spec.kind == "connector"]
+        return [cast("Connector", lk.obj) for lk in self.links if lk.spec.kind == "connector"]
 
     @property
     def oses(self) -> list[OsLayer]:
-        return [cast(OsLayer, lk.obj) for lk in self.links if lk.spec.kind == "os"]
+        return [cast("OsLayer", lk.obj) for lk in self.links if lk.spec.kind == "os"]
 
     @property
     def connector(self) -> Connector | None:
@@ -170,7 +171,7 @@ def open_links(specs: Sequence[LinkSpec], inventory: Inventory | None = None, *,
 
     ``progress`` (a front end's renderer) goes to each plugin that declares a ``progress``
     argument, unless its argument string turned it off (``-o win32:progress=false``)."""
-    inv = inventory or default_inventory()
+    inv = inventory or inventory_for((ls.kind, ls.name) for ls in specs)
     planned: list[tuple[LinkSpec, PluginSpec, dict[str, Any], dict[str, Any]]] = []
     for ls in specs:
         ls = bare_path(ls, inv) or ls
@@ -197,6 +198,8 @@ def open_links(specs: Sequence[LinkSpec], inventory: Inventory | None = None, *,
                 raise ArgumentError(f"{ls.name}: the plugin's factory returned nothing")
             if mw:
                 try:
+                    from ..mem.middleware import wrap  # lazy: NumPy only when a chain has middleware
+
                     obj = wrap(obj, mw)
                 except BaseException:
                     obj.close()

@@ -26,7 +26,6 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 from ..errors import ArgumentError
 from .api import PluginKind, PluginSpec
 from .args import did_you_mean
-from .builtin import BUILTIN_MODULES
+from .builtin import ALONE, BUILTIN_MODULES
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +110,8 @@ class Inventory:
             for modname in BUILTIN_MODULES:
                 inv._add_from(lambda m=modname: importlib.import_module(m), modname, "builtin")
         if entry_points:
+            from importlib import metadata  # ~20 ms: only when scanning
+
             for kind, group in ENTRY_POINT_GROUPS.items():
                 for ep in metadata.entry_points(group=group):
                     dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
@@ -190,6 +191,20 @@ class Inventory:
 
 
 _default: Inventory | None = None
+
+
+def inventory_for(wanted: Iterable[tuple[str, str]]) -> Inventory:
+    """The inventory a chain of ``(kind, name)`` links needs: only their modules when every one is in
+    :data:`~pymemflow.plugins.builtin.ALONE` (same result as the full scan: built-ins win), else
+    :func:`default_inventory`."""
+    keys = set(wanted)
+    if _default is None and keys and keys <= ALONE.keys():
+        inv = Inventory()
+        for key in sorted(keys):
+            inv._add_from(lambda m=ALONE[key]: importlib.import_module(m), ALONE[key], "builtin")
+        if all(inv.has(*k) for k in keys):
+            return inv
+    return default_inventory()
 
 
 def default_inventory(refresh: bool = False) -> Inventory:

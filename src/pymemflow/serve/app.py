@@ -585,6 +585,12 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if st.in_flight >= st.limits.max_concurrent:
         return _error_response(503, "Busy", f"{st.in_flight} requests in progress (max_concurrent "
                                f"{st.limits.max_concurrent}); retry later")
+    if request.content_length is not None and request.content_length > st.limits.max_body:
+        # refused from the header, before reading a byte of the body; the connection is not reused
+        resp = _error_response(413, "TooLarge", f"request body of {request.content_length} bytes exceeds "
+                               f"max_body {st.limits.max_body}")
+        resp.force_close()
+        return resp
     st.in_flight += 1
     try:
         return await handler(request)

@@ -28,8 +28,12 @@ def register(sub: Any) -> None:
 def run_serve(ctx: CommandContext) -> int:
     import logging
 
-    from ...errors import ArgumentError
-    from ...serve.daemon import OpenSpec, ServeConfig, run
+    from ...errors import ArgumentError, PluginError
+
+    try:
+        from ...serve.daemon import OpenSpec, ServeConfig, run
+    except ImportError as e:
+        raise PluginError(f"serve needs aiohttp ({e}): pip install 'pymemflow[serve]'") from None
 
     a = ctx.args
     if ctx.links:
