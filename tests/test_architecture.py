@@ -33,7 +33,7 @@ import pytest
 SRC = Path(os.environ.get("PYMEMFLOW_ARCH_SRC", Path(__file__).resolve().parents[1] / "src"))
 PKG = SRC / "pymemflow"
 
-BOTTOM = {"errors", "types"}
+BOTTOM = {"errors", "types", "records"}
 """Usable by every package; they import no other pymemflow module (only each other)."""
 
 FRONT_ENDS = ("bench", "serve", "fs", "mount", "gdb", "fleet")
@@ -42,11 +42,13 @@ FRONT_ENDS = ("bench", "serve", "fs", "mount", "gdb", "fleet")
 DEPENDS: dict[str, set[str]] = {
     "errors": set(),
     "types": set(),
+    "records": set(),  # records -> JSON, the one serialiser of the CLI's --json and the daemon's API
+    "remote": set(),  # the daemon's wire format and HTTP client (stdlib), under the remote connector/OS layer
     "mem": set(),
     "live": {"mem"},
     "arch": {"mem"},
-    "connectors": {"mem", "live"},
-    "os": {"arch", "live"},
+    "connectors": {"mem", "live", "remote"},
+    "os": {"arch", "live", "remote"},
     "writers": {"connectors"},
     "demo": {"os"},
     "plugins": {"demo", "os", "connectors", "writers"},

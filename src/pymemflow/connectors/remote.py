@@ -13,10 +13,10 @@ from typing import Any
 from ..errors import ArgumentError, ReadFailure
 from ..mem.phys import PhysicalMemory, PhysicalMetadata
 from ..mem.view import I64Array, U8Array, U64Array
-from ..plugins.api import PluginSpec
 from ..remote.args import REMOTE_ARGS, client_from_args
 from ..remote.client import Client
 from ..remote.protocol import ConnectionFailedError
+from ..types import PluginSpec
 
 
 class RemoteConnector(PhysicalMemory):

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArgumentError
-from ..mem.middleware import MIDDLEWARE_ARGS
 from .api import TARGET_ARG, ArgSpec, PluginSpec
 
 QUOTES = "\"'`"
@@ -173,9 +172,16 @@ def _names(specs: Iterable[ArgSpec]) -> str:
     return ", ".join(a.name for a in specs) or "(none)"
 
 
+def middleware_args() -> list[ArgSpec]:
+    """The ``:``-section keys every connector accepts (:data:`pymemflow.mem.middleware.MIDDLEWARE_ARGS`)."""
+    from ..mem.middleware import MIDDLEWARE_ARGS  # lazy: no NumPy at CLI start-up
+
+    return list(MIDDLEWARE_ARGS)
+
+
 def middleware_keys() -> set[str]:
     """Names of the ``:``-section keys (what ``Chain().connector(**kw)`` routes to the middleware)."""
-    return {a.name for a in MIDDLEWARE_ARGS}
+    return {a.name for a in middleware_args()}
 
 
 RENAMED_ARGS = {"cache": "chunk_cache"}
@@ -239,7 +245,7 @@ def validate_middleware(plugin: str, given: Mapping[str, Any]) -> dict[str, Any]
     """The ``:``-section of a connector, parsed; only the keys given (the rest stay off)."""
     if not given:
         return {}
-    return validate_against(plugin, list(MIDDLEWARE_ARGS), given, what="middleware option", defaults=False)
+    return validate_against(plugin, middleware_args(), given, what="middleware option", defaults=False)
 
 
 def format_args_help(specs: list[ArgSpec], indent: str = "  ") -> str:
@@ -274,7 +280,7 @@ def format_plugin_help(spec: PluginSpec) -> str:
     text = [f"{spec.name} ({spec.kind}, {spec.version}, {spec.origin}): {spec.description}",
             f"  usage: {usage}", format_args_help(spec.args, "    ")]
     if spec.kind == "connector":
-        text += ["  middleware (after the second ':'):", format_args_help(list(MIDDLEWARE_ARGS), "    ")]
+        text += ["  middleware (after the second ':'):", format_args_help(middleware_args(), "    ")]
     return "\n".join(text)
 
 

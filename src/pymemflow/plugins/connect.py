@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..os.remote.layer import RemoteOs
 from ..remote.client import DEFAULT_TIMEOUT, Client
 from ..remote.protocol import check_name
 
@@ -31,15 +32,13 @@ class RemoteChain:
     @property
     def os(self) -> Any:
         if self._os is None:
-            from ..os.remote.layer import RemoteOs
-
             self._os = RemoteOs(self.client, self.name)
         return self._os
 
     @property
     def connector(self) -> Any:
         if self._connector is None:
-            from ..connectors.remote import RemoteConnector
+            from ..connectors.remote import RemoteConnector  # lazy: NumPy only for physical memory
 
             self._connector = RemoteConnector(self.client, self.name)
         return self._connector

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ArgumentError
-from ..plugins.api import ArgSpec, parse_duration
+from ..types import ArgSpec, parse_duration
 from .client import DEFAULT_TIMEOUT, Client
 from .protocol import check_name
 

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from .. import __version__
 from ..errors import PartialReadError, PartialWriteError, ReadOnlyError
 from ..plugins.api import parse_bool, parse_int
 from ..records import jsonable, record_list
@@ -41,6 +40,7 @@ from ..remote.protocol import (
 )
 from .connections import Connection, ConnectionFailed, Connections
 from .limits import Limits
+from .openapi import VERSION, document
 
 log = logging.getLogger("pymemflow.serve")
 
@@ -161,14 +161,12 @@ def _json(obj: Any, status: int = 200) -> web.Response:
 
 async def h_root(request: web.Request) -> web.StreamResponse:
     st = _state(request)
-    return _json({"service": "pymemflow", "version": __version__, "api": "v1",
+    return _json({"service": "pymemflow", "version": VERSION, "api": "v1",
                   "openapi": f"{API_PREFIX}/openapi.json", "connections": len(st.connections.list()),
                   "limits": st.limits.__dict__})
 
 
 async def h_openapi(request: web.Request) -> web.StreamResponse:
-    from .openapi import document
-
     return _json(document(ROUTES))
 
 

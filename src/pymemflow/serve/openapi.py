@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..remote.protocol import __doc__ as WIRE_DOC
 
 if TYPE_CHECKING:
     from .app import Route
+
+try:
+    VERSION = metadata.version("pymemflow")
+except metadata.PackageNotFoundError:  # running from a source tree
+    VERSION = "0+unknown"
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["status", "type", "message"], "properties": {
@@ -59,7 +64,7 @@ def document(routes: list[Route]) -> dict[str, Any]:
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "pymemflow daemon", "version": __version__,
+        "info": {"title": "pymemflow daemon", "version": VERSION,
                  "description": "Connections (chains opened once), processes, modules, memory. "
                                 "Field names are the CLI's --json names.\n\n" + (WIRE_DOC or "")},
         "paths": paths,

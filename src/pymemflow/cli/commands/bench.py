@@ -150,7 +150,7 @@ def _rows(cells: list[BenchCell]) -> list[dict[str, Any]]:
 
 
 def run_bench(ctx: CommandContext) -> int:
-    from ...bench import BATCH_SIZES, CHUNK_SIZES, read_bench
+    from ...bench import BATCH_SIZES, CHUNK_SIZES, read_bench  # lazy: NumPy not at CLI start-up
 
     a = ctx.args
     a.chunks = a.chunks or list(CHUNK_SIZES)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ...errors import ArgumentError
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("dump-phys", help="write physical memory to a raw, ELF or LiME file (resumable)",
@@ -22,9 +24,8 @@ def register(sub: Any) -> None:
 
 
 def run(ctx: Any) -> int:
-    from ...errors import ArgumentError
-    from ...writers import DUMP_FORMATS, layout_for  # NumPy loads here, not at CLI start-up
-    from ...writers.base import check_output, memory_ranges, write_layout
+    from ...writers import DUMP_FORMATS, layout_for  # lazy: NumPy not at CLI start-up
+    from ...writers.base import check_output, memory_ranges, write_layout  # lazy: NumPy not at CLI start-up
 
     args = ctx.args
     if args.dump_format not in DUMP_FORMATS:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...arch import VirtualMemory
 from ...errors import ArgumentError, PartialReadError
 from ...os.base import ModuleInfo, Process
 from ...plugins.api import parse_int
@@ -130,6 +129,8 @@ def run_maps(ctx: CommandContext) -> int:
 
 def _page_map_rows(ctx: CommandContext, dtb: int, arch: str) -> list[dict[str, Any]]:
     """Mappings of a page-table root, from the translation layer's ``VirtualMemory.page_map()``."""
+    from ...arch import VirtualMemory  # lazy: no NumPy at CLI start-up (the daemon's thin clients)
+
     vm = VirtualMemory(ctx.connector(), arch, dtb)
     return [r.as_dict() for r in vm.page_map()]
 

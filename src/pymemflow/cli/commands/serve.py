@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...errors import ArgumentError, PluginError
 from ..context import CommandContext
 
 
@@ -28,10 +29,8 @@ def register(sub: Any) -> None:
 def run_serve(ctx: CommandContext) -> int:
     import logging
 
-    from ...errors import ArgumentError, PluginError
-
     try:
-        from ...serve.daemon import OpenSpec, ServeConfig, run
+        from ...serve.daemon import OpenSpec, ServeConfig, run  # lazy: aiohttp only for the daemon
     except ImportError as e:
         raise PluginError(f"serve needs aiohttp ({e}): pip install 'pymemflow[serve]'") from None
 

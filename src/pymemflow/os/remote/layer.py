@@ -32,7 +32,7 @@ class RemoteProcess(Process):
     @property  # type: ignore[override]
     def memory(self) -> Any:
         if self._memory is None:
-            from .memory import RemoteMemory
+            from .memory import RemoteMemory  # lazy: NumPy only once process memory is used
 
             os_layer: RemoteOs = self.os  # type: ignore[assignment]
             self._memory = RemoteMemory(os_layer.client, os_layer.process_path(self.info.pid),
@@ -43,6 +43,20 @@ class RemoteProcess(Process):
     def memory(self, value: Any) -> None:
         if value is not None:
             self._memory = value
+
+
+class Record:
+    """An OS-specific record from the daemon (``dmesg`` ...): its fields as attributes, ``as_dict()``."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.__dict__.update(fields)
+        self._fields = list(fields)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: self.__dict__[k] for k in self._fields}
+
+    def __repr__(self) -> str:
+        return f"Record({self.as_dict()!r})"
 
 
 class RemoteKeyboard:
@@ -92,7 +106,7 @@ class RemoteOs(OsLayer):
     # --- kernel ---
     def kernel_memory(self) -> Any:
         if self._kernel is None:
-            from .memory import RemoteMemory
+            from .memory import RemoteMemory  # lazy: NumPy only once kernel memory is used
 
             self._kernel = RemoteMemory(self.client, self.base + "/kernel")
         return self._kernel
@@ -123,9 +137,8 @@ class RemoteOs(OsLayer):
 
     # --- OS extras ---
     def dmesg(self) -> list[Any]:
-        from ..linux.dmesg import LogRecord
-
-        return _records(LogRecord, self.client.get(self.base + "/extras/dmesg"))
+        """The daemon's OS layer's kernel log (Linux): records with the same fields and ``as_dict``."""
+        return [Record(r) for r in self.client.get(self.base + "/extras/dmesg")]
 
     def keyboard(self) -> RemoteKeyboard:
         return RemoteKeyboard(self.client, self.base + "/extras/keys")

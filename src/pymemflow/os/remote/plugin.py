@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...plugins.api import PluginSpec
 from ...remote.args import REMOTE_ARGS, client_from_args
+from ...types import PluginSpec
+from .layer import RemoteOs
 
 
 def _open(args: dict[str, Any], _input: Any) -> Any:
-    from .layer import RemoteOs
-
     client, conn = client_from_args(args)
     return RemoteOs(client, conn)
 
