@@ -23,7 +23,7 @@ from ..errors import ArgumentError, PymemflowError
 from ..plugins.args import did_you_mean
 from ..plugins.chain import LinkSpec
 from ..plugins.chain import parse_chain_args as _parse_links
-from .commands import COMMAND_MODULES
+from .commands import COMMAND_MODULES, COMMAND_OWNERS
 from .context import CommandContext
 from .output import FORMATS
 
@@ -94,7 +94,9 @@ def _add_format_flags(p: argparse.ArgumentParser, default: Any) -> None:
                    help="CSV with a header line; nested fields flattened to outer.inner columns")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given the command line, only the module of its command is loaded (see
+    :data:`~pymemflow.cli.commands.COMMAND_OWNERS`), else every command module."""
     p = Parser(prog="pymemflow", description="Physical-memory introspection: connectors, OS layers, commands.",
                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v warnings, "
@@ -106,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format_flags(p, "table")
     p.add_argument("--version", action="version", version=f"pymemflow {__version__}")
     p.set_defaults(chain=[])
+    owner = COMMAND_OWNERS.get(_command_word(p, argv) or "") if argv is not None else None
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMAND_MODULES:
+    for name in [owner] if owner else COMMAND_MODULES:
         modname = f"{__package__}.commands.{name}"
         try:
             mod = importlib.import_module(modname)
@@ -119,6 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(sp)
         sp.description = plain_text(sp.description or helps.get(name) or "")
     return p
+
+
+def _command_word(p: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """The first word of ``argv`` that is neither an option nor an option's value (``-c X``)."""
+    valued = {s for a in p._actions if a.option_strings and a.nargs != 0 for s in a.option_strings}
+    words = iter(argv)
+    for w in words:
+        if w in ("-h", "--help"):
+            return None
+        if w in valued:
+            next(words, None)
+        elif not w.startswith("-"):
+            return w
+    return None
 
 
 def plain_text(doc: str) -> str:
@@ -210,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx: CommandContext | None = None
     command = "this command"
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args, extra = parser.parse_known_args(argv)
         if extra:
             raise UsageError(_unrecognized(parser, getattr(args, "command", None), extra))

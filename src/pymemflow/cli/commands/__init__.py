@@ -33,3 +33,19 @@ COMMAND_MODULES: list[str] = [
     "fleet",  # one listing command over many targets on Dask
     "serve",  # the HTTP/JSON daemon (pymemflow.serve)
 ]
+
+COMMAND_OWNERS: dict[str, str] = {
+    **dict.fromkeys(["plugins", "targets", "info", "phys-read"], "core"),
+    **dict.fromkeys(["ps", "modules", "kmods", "exports", "imports", "sections", "maps", "read", "dump-module"],
+                    "osinfo"),
+    "translate": "translate",
+    "dump-phys": "dump",
+    "keys": "win32",
+    "dmesg": "linux",
+    "bench": "bench",
+    "serve": "serve",
+}
+"""Which module registers each command, so a run imports only the module of the command it runs
+(``pymemflow -o remote:... ps`` must start in milliseconds, without the NumPy that ``translate`` or
+``bench`` bring). ``--help``, no command or an unknown one still load them all. tests/cli check that
+this table matches what the modules register."""

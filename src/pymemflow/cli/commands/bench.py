@@ -11,16 +11,16 @@ reports MB/s and reads/s; bytes that could not be read are counted in ``failed_b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+
+from ...bench import BATCH_SIZES, CHUNK_SIZES, BenchCell, read_bench
 from ...errors import ArgumentError, PymemflowError
+from ...mem.view import MemoryView
+from ...os.base import OsLayer
 from ...plugins.api import parse_int
 from ..context import CommandContext
-
-if TYPE_CHECKING:  # NumPy and the bench module load when the command runs (CLI start-up stays light)
-    from ...bench import BenchCell
-    from ...mem.view import MemoryView
-    from ...os.base import OsLayer
 
 MAX_PICK = 64
 """Processes tried when none is named: the module with the most readable pages wins."""
@@ -43,9 +43,9 @@ def register(sub: Any) -> None:
     p.add_argument("--start", type=parse_int, help="benchmark this address range instead of a module (with --size)")
     p.add_argument("--size", type=parse_int, help="length of the --start range")
     p.add_argument("--phys", action="store_true", help="benchmark the connector's physical memory")
-    p.add_argument("--chunks", type=_int_list, default=None,
+    p.add_argument("--chunks", type=_int_list, default=list(CHUNK_SIZES),
                    help="chunk sizes (default: 0x10000,0x1000,0x100,0x10,0x8)")
-    p.add_argument("--batches", type=_int_list, default=None, help="chunks per batch (default: 1,8,32)")
+    p.add_argument("--batches", type=_int_list, default=list(BATCH_SIZES), help="chunks per batch (default: 1,8,32)")
     p.add_argument("--seconds", type=float, default=0.3, help="time per cell (default 0.3)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the addresses")
     p.set_defaults(handler=run_bench)
@@ -53,8 +53,6 @@ def register(sub: Any) -> None:
 
 def readable_fraction(mem: MemoryView, start: int, size: int) -> float:
     """Share of the range's pages whose first byte reads (at most ``SAMPLE_PAGES``, evenly spread)."""
-    import numpy as np
-
     pages = np.arange(start & ~0xFFF, start + size, 0x1000, dtype=np.uint64)
     if pages.shape[0] > SAMPLE_PAGES:
         pages = pages[np.linspace(0, pages.shape[0] - 1, SAMPLE_PAGES).astype(np.intp)]
@@ -150,11 +148,7 @@ def _rows(cells: list[BenchCell]) -> list[dict[str, Any]]:
 
 
 def run_bench(ctx: CommandContext) -> int:
-    from ...bench import BATCH_SIZES, CHUNK_SIZES, read_bench  # lazy: NumPy not at CLI start-up
-
     a = ctx.args
-    a.chunks = a.chunks or list(CHUNK_SIZES)
-    a.batches = a.batches or list(BATCH_SIZES)
     if a.seconds <= 0:
         raise ArgumentError("bench: --seconds must be positive")
     mem, start, size, target = _target(ctx)

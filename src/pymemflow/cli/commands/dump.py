@@ -10,26 +10,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ...errors import ArgumentError
+from ...writers import DUMP_FORMATS, layout_for
+from ...writers.base import check_output, memory_ranges, write_layout
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("dump-phys", help="write physical memory to a raw, ELF or LiME file (resumable)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", help="output file")
-    p.add_argument("--format", dest="dump_format", default="raw",
+    p.add_argument("--format", dest="dump_format", choices=DUMP_FORMATS, default="raw",
                    help="raw (file offset = physical address), elf (QEMU-style core) or lime")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(handler=run)
 
 
 def run(ctx: Any) -> int:
-    from ...writers import DUMP_FORMATS, layout_for  # lazy: NumPy not at CLI start-up
-    from ...writers.base import check_output, memory_ranges, write_layout  # lazy: NumPy not at CLI start-up
-
     args = ctx.args
-    if args.dump_format not in DUMP_FORMATS:
-        raise ArgumentError(f"dump-phys: --format {args.dump_format!r}: use one of {', '.join(DUMP_FORMATS)}")
     from pathlib import Path
 
     out = Path(args.out)
