@@ -43,6 +43,7 @@ COMMAND_OWNERS: dict[str, str] = {
     "keys": "win32",
     "dmesg": "linux",
     "bench": "bench",
+    "fleet": "fleet",
     "serve": "serve",
 }
 """Which module registers each command, so a run imports only the module of the command it runs
