@@ -26,6 +26,8 @@ def test_target_words(tmp_path: Path) -> None:
     assert spec.links[0].name == "raw" and spec.links[0].args["offset"] == "0x1000"
     [chain] = parse_target("-c qemu:vm3 -o linux", "win32")  # the chain's own OS wins
     assert [(lk.kind, lk.name) for lk in chain.links] == [("connector", "qemu"), ("os", "linux")]
+    [native] = parse_target("native", "win32")  # an OS layer needing no connector: this machine
+    assert [(lk.kind, lk.name) for lk in native.links] == [("os", "native")]
     [missing] = parse_target("/no/such/file.dmp")  # an error row later, not a usage error now
     assert missing.links[0].name == "auto"
     with pytest.raises(ArgumentError, match="matches no file"):
@@ -88,7 +90,7 @@ def test_deadline_interrupts_python_code() -> None:
 
 def test_timeout_becomes_an_error_row(windows_dumps: Dumps) -> None:
     """A target out of time yields its error row (the worker thread is interrupted, not left running)."""
-    [target] = parse_target("demo:win10,seed=11,size=2g", "win32")
+    [target] = parse_target("demo:win10,seed=11,size=512m", "win32")
     res = run_target(target, ["maps", "-p", "explorer.exe"], timeout=0.05)
     assert res.error == "timed out after 0.05 s"
     assert res.seconds < 30

@@ -20,6 +20,7 @@ class Tally:
     failed: int = 0
     rows: int = 0
     retried: int = 0
+    warned: list[TargetResult] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     failures: list[TargetResult] = field(default_factory=list)
 
@@ -27,6 +28,8 @@ class Tally:
         self.done += 1
         self.rows += len(res.records)
         self.retried += res.attempts > 1
+        if res.warnings:
+            self.warned.append(res)
         if not res.ok:
             self.failed += 1
             self.failures.append(res)
@@ -42,6 +45,7 @@ class Tally:
         text = (f"fleet: {self.total} targets, {ok} ok, {self.failed} failed, {self.rows} rows"
                 f"{f', {self.retried} retried' if self.retried else ''}, {took:.1f} s")
         lines = [text] + [f"  failed: {r.target}: {r.error}" for r in self.failures]
+        lines += [f"  warning: {r.target}: {w}" for r in self.warned for w in r.warnings]
         return "\n".join(lines)
 
 

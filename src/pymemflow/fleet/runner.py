@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -184,6 +185,14 @@ def deadline(seconds: float | None) -> Iterator[None]:
                 _async_raise(tid, None)  # clear it if it has not been delivered yet
 
 
+def _warning_lines(caught: list[warnings.WarningMessage] | None) -> list[str]:
+    """What the OS layer warned about (cut-short lists, capped sizes), once each, in order."""
+    seen: dict[str, None] = {}
+    for w in caught or []:
+        seen[f"{w.category.__name__}: {w.message}"] = None
+    return list(seen)
+
+
 def _where() -> str:
     try:
         from distributed import get_worker
@@ -199,8 +208,10 @@ def run_target(target: Target, command: Sequence[str], timeout: float | None = N
     t0 = time.monotonic()
     res = TargetResult(target.label, index, worker=_where())
     ctx: RecordingContext | None = None
+    caught: list[warnings.WarningMessage] = []
     try:
-        with deadline(timeout):
+        with deadline(timeout), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             args = parse_command(command)
             ctx = RecordingContext(args, target)
             code = int(args.handler(ctx) or 0)
@@ -214,6 +225,7 @@ def run_target(target: Target, command: Sequence[str], timeout: float | None = N
     except Exception as e:
         res.error = describe_error(e, command[0] if command else "this command")
     finally:
+        res.warnings += _warning_lines(caught)
         if ctx is not None:
             res.records, res.columns = ctx.records, ctx.columns
             try:

@@ -42,20 +42,26 @@ def _dump_links(path: str) -> list[LinkSpec]:
     return [LinkSpec("connector", "auto", {TARGET_ARG: path})]
 
 
-def _is_connector_spec(text: str, inventory: Inventory) -> bool:
+def _plugin_kind(text: str, inventory: Inventory) -> str | None:
+    """``"connector"`` or ``"os"`` when ``text`` is ``NAME[:ARGS]`` of an installed plugin (a connector
+    first: ``raw:/x.img``, ``remote:host:port``; else an OS layer that needs no connector below it,
+    such as ``native``), None for anything else (a path, a glob)."""
     if Path(text).exists():
-        return False
+        return None
     try:
         name = parse_link(text).name
     except ArgumentError:
-        return False
-    return inventory.has("connector", name)
+        return None
+    for kind in ("connector", "os"):
+        if inventory.has(kind, name):
+            return kind
+    return None
 
 
 def parse_target(text: str, os_spec: str | None = None, inventory: Inventory | None = None) -> list[Target]:
     """One target word -> targets (a glob may give many, or none).
 
-    ``-c ... [-o ...]`` is a chain; ``NAME:ARGS`` with a known connector NAME is that connector; a
+    ``-c ... [-o ...]`` is a chain; ``NAME:ARGS`` of an installed connector (or OS layer) is that plugin; a
     glob expands to the files it matches; anything else is a dump path (a missing one fails on the
     worker like any other unopenable target, so it shows up as an error row, not a usage error).
     ``os_spec`` (``-o win32``) is added to targets whose chain has no OS layer.
@@ -69,8 +75,8 @@ def parse_target(text: str, os_spec: str | None = None, inventory: Inventory | N
         found = [Target(text, parse_chain_args(shlex.split(text)))]
         if not any(lk.kind == "connector" for lk in found[0].links) and not found[0].has_os():
             raise ArgumentError(f"target {text!r}: a chain needs -c CONNECTOR and/or -o OS")
-    elif _is_connector_spec(text, inv):
-        found = [Target(text, parse_chain_args(["-c", text]))]
+    elif (kind := _plugin_kind(text, inv)) is not None:
+        found = [Target(text, parse_chain_args(["-c" if kind == "connector" else "-o", text]))]
     elif GLOB_CHARS & set(text) and not Path(text).exists():
         matches = sorted(glob.glob(text, recursive=True))
         files = [m for m in matches if not Path(m).is_dir()]
