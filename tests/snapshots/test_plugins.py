@@ -98,3 +98,17 @@ def test_chunk_cache_is_the_decompression_cache_and_cache_the_page_cache(tmp_pat
     assert msg.startswith(f"{name}: unknown argument 'cache'; valid arguments: target, chunk_cache")
     assert f"the decompression cache is now chunk_cache=N ({name}:TARGET,chunk_cache=N)" in msg
     assert f"'cache' is a middleware option: write it after a second ':' ({name}:TARGET:cache=...)" in msg
+
+
+def test_uncompressed_formats_take_no_chunk_cache_and_say_where_cache_goes(tmp_path):
+    path = make("elf", tmp_path)
+    for bad, extra in (("cache=true", "'cache' is a middleware option: write it after a second ':' "
+                                      "(elf:TARGET:cache=...)"),
+                       ("chunk_cache=8", None)):
+        with pytest.raises(ArgumentError) as e:
+            chain(["-c", f"elf:{path},{bad}"])
+        msg = str(e.value)
+        assert msg.startswith(f"elf: unknown argument '{bad.split('=')[0]}'; valid arguments: target")
+        assert "chunk_cache=N" not in msg and (extra is None or extra in msg)
+    with chain(["-c", f"elf:{path}:cache=true"]) as ch:
+        assert isinstance(ch.connector, PageCache)

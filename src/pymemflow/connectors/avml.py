@@ -147,4 +147,4 @@ def open_avml(args: dict[str, Any], _input: Any = None) -> AvmlDump:
 
 
 PLUGIN = PluginSpec("connector", "avml", "AVML memory dump (snappy-compressed LiME-like blocks)", open_avml,
-                    args=file_plugin_args())
+                    args=file_plugin_args(compressed=True))

@@ -189,4 +189,4 @@ def open_kdump(args: dict[str, Any], _input: Any = None) -> KdumpCompressed:
 
 PLUGIN = PluginSpec("connector", "kdump",
                     "kdump-compressed dump (makedumpfile / QEMU -z: zlib, lzo, snappy, zstd; plain or flattened)",
-                    open_kdump, args=file_plugin_args())
+                    open_kdump, args=file_plugin_args(compressed=True))

@@ -54,14 +54,15 @@ class SnapshotMemory(PhysicalMemory):
         self.source.close()
 
 
-def file_plugin_args() -> list[ArgSpec]:
-    """The arguments every snapshot connector takes: ``NAME:PATH[,chunk_cache=N]``.
+def file_plugin_args(*, compressed: bool = False) -> list[ArgSpec]:
+    """The arguments a snapshot connector takes: ``NAME:PATH``, plus ``chunk_cache=N`` for the
+    ``compressed`` formats (decoded chunks kept in memory).
 
-    ``chunk_cache`` (decoded chunks kept by compressed formats) is not called ``cache``: that name is
-    the page-cache middleware key (``NAME:PATH:cache=true``)."""
-    return [
-        ArgSpec("target", "path of the dump file", required=True),
-        ArgSpec("chunk_cache", "decoded chunks (pages/frames) kept by compressed formats; the format's "
-                "default when not given (not the page cache: that is NAME:PATH:cache=true)",
-                default=None, parse=parse_int),
-    ]
+    ``chunk_cache`` is not called ``cache``: that name is the page-cache middleware key
+    (``NAME:PATH:cache=true``)."""
+    args = [ArgSpec("target", "path of the dump file", required=True)]
+    if compressed:
+        args.append(ArgSpec("chunk_cache", "decoded chunks (pages/frames) kept in memory; the format's default "
+                            "when not given (not the page cache: that is NAME:PATH:cache=true)",
+                            default=None, parse=parse_int))
+    return args
