@@ -127,3 +127,34 @@ def test_stopping_early_cancels_the_rest(dask_cluster: DaskCluster, windows_dump
                 break
             threading.Event().wait(0.1)
         assert done.is_set()
+
+
+def test_daemon_connections_are_targets(dask_cluster: DaskCluster, tmp_path) -> None:
+    """`remote:` targets: a real `pymemflow serve` on a unix socket, reached through its connector
+    (win32 runs on the worker) and through its OS layer (win32 runs in the daemon)."""
+    import subprocess
+    import sys
+    import time
+
+    sock = tmp_path / "q19-serve.sock"
+    daemon = subprocess.Popen([sys.executable, "-m", "pymemflow", "serve", "--socket", str(sock),
+                               "--open", "w1=-c demo:win10,seed=1,size=64m -o win32",
+                               "--open", "w2=-c demo:win7,seed=2,size=64m -o win32"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):
+            if sock.exists():
+                break
+            assert daemon.poll() is None, daemon.stderr.read().decode() if daemon.stderr else ""
+            time.sleep(0.1)
+        base = f"unix:{sock}"
+        alone = {f"remote:{base},conn=w1": ["-c", f"remote:{base},conn=w1", "-o", "win32"],
+                 f"-o remote:{base},conn=w2": ["-o", f"remote:{base},conn=w2"],
+                 f"remote:{base},conn=nope": ["-c", f"remote:{base},conn=nope", "-o", "win32"]}
+        expected = _expected(alone, ["ps"])
+        got = by_target(list(pymemflow.fleet(list(alone), "ps", os="win32", scheduler=dask_cluster.address)))
+        assert got == expected
+        assert len(got[f"remote:{base},conn=w1"][0]) > 10 and "nope" in (got[f"remote:{base},conn=nope"][1] or "")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
