@@ -68,6 +68,12 @@ class ArgumentError(PymemflowError):
     """Bad plugin argument, unknown key, missing required argument or bad command-line usage."""
 
 
+class RangeError(ArgumentError, ValueError):
+    """A number outside what is allowed: an address or length outside ``0 .. 2**64-1``, a read far
+    larger than the target, a size a plugin cannot honour. Also a ``ValueError``, so code written
+    against plain Python errors keeps working."""
+
+
 class PluginError(PymemflowError):
     """A plugin could not be found, loaded or opened."""
 

@@ -68,6 +68,32 @@ def choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def format_number(n: float, unit: str = "") -> str:
+    """A bound as a user types it: ``4k``, ``1t``, ``0x10000000000000000``, ``-1``; with a ``unit``
+    (seconds, say) a plain decimal: ``0.5s``."""
+    if unit or n < 0 or (isinstance(n, float) and not n.is_integer()):
+        return f"{n:g}{unit}"
+    n = int(n)
+    for suffix, unit in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n >= unit and n % unit == 0 and n // unit < 1024:
+            return f"{n // unit}{suffix}"
+    return hex(n) if n > 0xFFFF else str(n)
+
+
+def check_range(value: Any, minimum: float | None, maximum: float | None, unit: str = "") -> None:
+    """ValueError naming the allowed range unless ``minimum <= value <= maximum`` (None: open)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{format_number(value, unit)} is out of range (allowed {range_text(minimum, maximum, unit)})")
+
+
+def range_text(minimum: float | None, maximum: float | None, unit: str = "") -> str:
+    lo = format_number(minimum, unit) if minimum is not None else "-inf"
+    hi = format_number(maximum, unit) if maximum is not None else "inf"
+    return f"{lo} .. {hi}"
+
+
 @dataclass(frozen=True)
 class ArgSpec:
     name: str
@@ -76,6 +102,32 @@ class ArgSpec:
     default: Any = None
     parse: Callable[[str], Any] = str
     """Converts and validates the text; raises ValueError whose message says what is allowed."""
+    minimum: float | None = None
+    maximum: float | None = None
+    """Allowed range of a numeric value (inclusive; None: open), checked after ``parse`` and on
+    values Python callers pass already typed; shown in ``pymemflow plugins NAME``."""
+    validator: Callable[[Any], None] | None = None
+    """Further check of the parsed value (raises ValueError saying what is allowed); its docstring's
+    first line is shown in the help."""
+    unit: str = ""
+    """Shown after the numbers of a range (``s`` for durations)."""
+
+    def check(self, value: Any) -> Any:
+        """``value`` (parsed) if it is allowed, else ValueError naming the allowed range."""
+        check_range(value, self.minimum, self.maximum, self.unit)
+        if self.validator is not None and value is not None:
+            self.validator(value)
+        return value
+
+    def constraint(self) -> str:
+        """The allowed values in words, for help texts ('' when anything the parser takes goes)."""
+        parts = []
+        if self.minimum is not None or self.maximum is not None:
+            parts.append(range_text(self.minimum, self.maximum, self.unit))
+        doc = (getattr(self.validator, "__doc__", None) or "").strip().splitlines()
+        if doc:
+            parts.append(doc[0].rstrip("."))
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,14 @@ from __future__ import annotations
 import mmap
 from typing import Any
 
+from ..errors import PluginError, RangeError
 from ..mem.buffer import MmapMemory
 from ..mem.memmap import MemoryMap
 from ..types import ArgSpec, PluginSpec, TargetInfo, parse_size
+
+PAGE = 0x1000
+MAX_SIZE = 1 << 40
+"""Pages are allocated lazily, but the kernel still has to agree to reserve the range."""
 
 
 class DummyMemory(MmapMemory):
@@ -20,9 +25,13 @@ class DummyMemory(MmapMemory):
     name = "dummy"
 
     def __init__(self, size: int = 64 << 20, mem_map: MemoryMap | None = None) -> None:
-        if size <= 0:
-            raise ValueError(f"dummy memory size must be positive, got {size}")
-        mm = mmap.mmap(-1, size)
+        if not PAGE <= size <= MAX_SIZE:
+            raise RangeError(f"dummy: size {size:#x} is out of range (allowed {PAGE:#x} .. {MAX_SIZE:#x})")
+        try:
+            mm = mmap.mmap(-1, size)
+        except OSError as e:  # the kernel's overcommit limit: how much depends on the machine
+            raise PluginError(f"dummy: cannot reserve {size:#x} bytes of memory on this machine: "
+                              f"{e.strerror or e}") from None
         super().__init__(mm, mem_map if mem_map is not None else MemoryMap.identity(size), writable=True)
         self.mem_map = mem_map
 
@@ -41,7 +50,8 @@ PLUGIN = PluginSpec(
     factory=_open,
     args=[
         ArgSpec("target", "optional label for this memory (ignored otherwise)"),
-        ArgSpec("size", "bytes of memory, e.g. 64m, 1g, 0x100000", default=64 << 20, parse=parse_size),
+        ArgSpec("size", "bytes of memory, e.g. 64m, 1g, 0x100000", default=64 << 20, parse=parse_size,
+                minimum=PAGE, maximum=MAX_SIZE),
     ],
     targets=lambda: [TargetInfo("dummy", "in-process memory; no target needed")],
 )

@@ -15,6 +15,11 @@ from ..mem.memmap import MemoryMap
 from ..types import ArgSpec, PluginSpec, TargetInfo, parse_bool, parse_int, parse_size
 from .machine import ALIASES, PROFILES, build_image
 
+MIN_SIZE = 32 << 20
+"""Below this the fixed-address regions of the machines (win7's sit above 16 MiB) do not fit."""
+MAX_SIZE = 16 << 30
+"""The frame allocator keeps a permutation of every frame: 16 GiB is 32 MiB of it."""
+
 
 class DemoMemory(MmapMemory):
     """Physical memory of a synthetic Windows machine (read-only unless ``writable=true``)."""
@@ -56,8 +61,10 @@ PLUGIN = PluginSpec(
     factory=_open,
     args=[
         ArgSpec("target", "win10 (default) or win7, or a full profile name", parse=_profile),
-        ArgSpec("seed", "seed of the deterministic layout", default=0, parse=parse_int),
-        ArgSpec("size", "physical memory size (default 1g for win10, 512m for win7)", parse=parse_size),
+        ArgSpec("seed", "seed of the deterministic layout", default=0, parse=parse_int, minimum=0,
+                maximum=(1 << 63) - 1),
+        ArgSpec("size", "physical memory size (default 1g for win10, 512m for win7)", parse=parse_size,
+                minimum=MIN_SIZE, maximum=MAX_SIZE),
         ArgSpec("hints", "give dtb/kernel_base/list heads as hints (default: discover them)", default=False,
                 parse=parse_bool),
         ArgSpec("writable", "allow writes to the in-memory machine", default=False, parse=parse_bool),

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArgumentError
+from ..types import format_number
 from .api import TARGET_ARG, ArgSpec, PluginSpec
 
 QUOTES = "\"'`"
@@ -202,11 +203,11 @@ def _unknown_argument(who: str, key: str, specs: list[ArgSpec]) -> str:
 
 
 def _convert(who: str, spec: ArgSpec, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value  # Python callers may pass values already parsed (ints, bools, Paths)
+    """Parse text (Python callers may pass values already typed: ints, bools, Paths), then check the
+    spec's range and validator -- so a value that passes here cannot fail later inside the plugin."""
     try:
-        return spec.parse(value)
-    except (ValueError, TypeError) as e:
+        return spec.check(spec.parse(value) if isinstance(value, str) else value)
+    except (ValueError, TypeError, OverflowError) as e:
         raise ArgumentError(f"{who}: bad value {value!r} for {spec.name!r}: {e}") from None
 
 
@@ -245,7 +246,14 @@ def validate_middleware(plugin: str, given: Mapping[str, Any]) -> dict[str, Any]
     """The ``:``-section of a connector, parsed; only the keys given (the rest stay off)."""
     if not given:
         return {}
-    return validate_against(plugin, middleware_args(), given, what="middleware option", defaults=False)
+    parsed = validate_against(plugin, middleware_args(), given, what="middleware option", defaults=False)
+    from ..mem.middleware import check_options  # lazy: no NumPy at CLI start-up
+
+    try:
+        check_options(parsed)
+    except ValueError as e:
+        raise ArgumentError(f"{plugin}: middleware: {e}") from None
+    return parsed
 
 
 def format_args_help(specs: list[ArgSpec], indent: str = "  ") -> str:
@@ -257,10 +265,14 @@ def format_args_help(specs: list[ArgSpec], indent: str = "  ") -> str:
     for a in specs:
         if a.required:
             flag = "required"
+        elif isinstance(a.default, int) and not isinstance(a.default, bool) and a.minimum is not None:
+            flag = f"default {format_number(a.default)}"
         elif a.default is not None:
             flag = f"default {a.default!r}"
         else:
             flag = "optional"
+        allowed = a.constraint()
+        flag += f"; allowed {allowed}" if allowed else ""
         lines.append(f"{indent}{a.name.ljust(width)}  {a.description} [{flag}]")
     return "\n".join(lines)
 

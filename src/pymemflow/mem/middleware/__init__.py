@@ -80,16 +80,30 @@ def _page_size(text: str) -> int:
 MIDDLEWARE_ARGS: list[ArgSpec] = [
     ArgSpec("cache", "page cache: true/false, or the page types to keep "
             "(page_table, read_only, writeable, unknown, all; join with +)", parse=parse_cache),
-    ArgSpec("cache_size", "page cache size in bytes (default 2m)", parse=parse_size),
+    ArgSpec("cache_size", "page cache size in bytes (default 2m)", parse=parse_size, minimum=1 << 12,
+            maximum=4 << 30),
     ArgSpec("cache_time", "page cache validity: a duration (1s, 250ms; bare number = ms) "
             "or a count of batched reads (100reads); default 1s", parse=parse_validity),
-    ArgSpec("cache_page_size", "page cache page size, a power of two (default 4k)", parse=_page_size),
+    ArgSpec("cache_page_size", "page cache page size, a power of two (default 4k)", parse=_page_size,
+            minimum=1 << 12, maximum=2 << 20),
     ArgSpec("delay", "simulated latency per batched call (200us, 1ms; bare number = microseconds)",
-            parse=parse_delay),
+            parse=parse_delay, minimum=0, maximum=60, unit="s"),
     ArgSpec("metrics", "collect metrics and log them: true/false or a log interval (5s)",
-            parse=parse_metrics),
+            parse=parse_metrics, minimum=0.01, maximum=86400, unit="s"),
 ]
 """The ``:``-keys every connector accepts after its own arguments."""
+
+
+DEFAULT_CACHE_SIZE = 2 << 20
+DEFAULT_CACHE_PAGE = 4096
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """What the keys' own ranges cannot say: the cache holds at least one of its pages."""
+    size = options.get("cache_size") or DEFAULT_CACHE_SIZE
+    page = options.get("cache_page_size") or DEFAULT_CACHE_PAGE
+    if size < page:
+        raise ValueError(f"cache_size {size:#x} must hold at least one page of cache_page_size {page:#x}")
 
 
 def _validity(given: Any, conn: PhysicalMemory) -> TimeValidity | CountValidity:
@@ -119,8 +133,8 @@ def wrap(conn: PhysicalMemory, options: dict[str, Any]) -> PhysicalMemory:
     if types:
         out = PageCache(
             out,
-            size=options.get("cache_size") or 2 << 20,
-            page_size=options.get("cache_page_size") or 4096,
+            size=options.get("cache_size") or DEFAULT_CACHE_SIZE,
+            page_size=options.get("cache_page_size") or DEFAULT_CACHE_PAGE,
             validity=_validity(options.get("cache_time"), conn),
             page_types=types,
         )
@@ -133,6 +147,7 @@ def wrap(conn: PhysicalMemory, options: dict[str, Any]) -> PhysicalMemory:
 
 __all__ = [
     "MIDDLEWARE_ARGS",
+    "check_options",
     "CountValidity",
     "DelayMemory",
     "MetricsMemory",
