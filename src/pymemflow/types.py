@@ -74,9 +74,9 @@ def format_number(n: float, unit: str = "") -> str:
     if unit or n < 0 or (isinstance(n, float) and not n.is_integer()):
         return f"{n:g}{unit}"
     n = int(n)
-    for suffix, unit in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-        if n >= unit and n % unit == 0 and n // unit < 1024:
-            return f"{n // unit}{suffix}"
+    for suffix, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n >= scale and n % scale == 0 and n // scale < 1024:
+            return f"{n // scale}{suffix}"
     return hex(n) if n > 0xFFFF else str(n)
 
 

@@ -200,6 +200,10 @@ class VirtualMemory(MemoryView):
         return TranslationResult(pa, size, flags, reason)
 
     # ---- reads ------------------------------------------------------------------------------------
+    def target_size(self) -> int | None:
+        """The physical memory behind the mappings: a virtual read far larger is refused."""
+        return self.phys.target_size()
+
     def _read_single(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
         off = addr & _PMASK
         if off + n <= _PAGE and n > 0:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PartialReadError, PluginError, ReadFailure, ReadOnlyError
+from ..errors import PluginError, ReadFailure, ReadOnlyError
 from .gather import copy_pieces, zero_failures
 from .memmap import MemoryMap
 from .phys import PhysicalMemory, PhysicalMetadata, PhysRange, merge_ranges
@@ -95,13 +95,10 @@ class MmapMemory(PhysicalMemory):
         i = bisect_right(bl, addr) - 1
         if i >= 0:
             off = addr - bl[i]
-            if off + n <= self._lens[i]:
+            if off + n <= self._lens[i] and n >= 0:
                 r = self._reals[i] + off
                 return self._mm[r : r + n]  # type: ignore[no-any-return]
-        data, failures = super()._read_single(addr, n)
-        if failures and not zero_fill:
-            raise PartialReadError(data, failures)
-        return data
+        return super().read(addr, n, zero_fill=zero_fill)
 
     def _typed(self, addr: int, f: str) -> Any:
         s = (_LE if self.little_endian else _BE)[f]

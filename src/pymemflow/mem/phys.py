@@ -174,6 +174,9 @@ class PhysicalMemory(MemoryView):
         of copying. None when the bytes have to be fetched (the default)."""
         return None
 
+    def target_size(self) -> int | None:
+        return self.metadata.max_address if getattr(self, "metadata", None) is not None else None
+
     def close(self) -> None:
         """Release resources. Idempotent."""
 

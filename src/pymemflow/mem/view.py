@@ -12,14 +12,14 @@ from __future__ import annotations
 import ctypes
 import io
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import PartialReadError, PartialWriteError, ReadFailure, ReadOnlyError
+from ..errors import PartialReadError, PartialWriteError, RangeError, ReadFailure, ReadOnlyError
 
 U8Array = npt.NDArray[np.uint8]
 U64Array = npt.NDArray[np.uint64]
@@ -59,6 +59,30 @@ class BatchResult:
         return len(self.lengths)
 
 
+ADDRESS_END = 1 << 64
+
+LARGE_READ = 256 << 20
+"""A single read this large is checked against the size of the memory behind the view ..."""
+READ_SLACK = 64 << 20
+"""... and refused when it asks for more than that size plus this much: it would allocate what is
+asked, not what exists (``iter_read`` streams any length in bounded chunks instead)."""
+
+
+def check_span(addr: object, n: object, what: str = "read") -> None:
+    """:class:`RangeError` unless ``addr`` is an integer in ``0 .. 2**64-1`` and ``n`` a length in
+    ``0 .. 2**64``: the one check every public entry point of the read contract makes."""
+    if not isinstance(addr, (int, np.integer)) or isinstance(addr, bool):
+        raise RangeError(f"{what}: address must be an integer, got {type(addr).__name__}")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise RangeError(f"{what}: length must be an integer, got {type(n).__name__}")
+    if not 0 <= addr < ADDRESS_END:
+        raise RangeError(f"{what}: address {addr:#x} is outside 0 .. 0xffffffffffffffff" if addr >= 0 else
+                         f"{what}: address {addr} is negative (addresses are 0 .. 0xffffffffffffffff)")
+    if not 0 <= n <= ADDRESS_END:
+        raise RangeError(f"{what}: length {n} is negative" if n < 0 else
+                         f"{what}: length {n:#x} is larger than the 64-bit address space")
+
+
 def as_pieces(
     addrs: Iterable[int] | npt.ArrayLike, lengths: int | Iterable[int] | npt.ArrayLike
 ) -> tuple[U64Array, I64Array]:
@@ -72,17 +96,23 @@ def as_pieces(
         items = list(addrs) if isinstance(addrs, Iterable) else [addrs]
         try:
             a = np.array(items, dtype=np.uint64).reshape(-1)
-        except OverflowError:
-            raise ValueError("addresses must be in 0..2**64-1") from None
-    if isinstance(lengths, (int, np.integer)):
-        n = np.full(a.shape[0], int(lengths), dtype=np.int64)
-    else:
-        n = np.asarray(lengths if isinstance(lengths, np.ndarray) else list(lengths))  # type: ignore[arg-type]
-        n = n.astype(np.int64, copy=False).reshape(-1)
+        except (OverflowError, ValueError, TypeError):
+            bad = next((x for x in items if not isinstance(x, (int, np.integer)) or not 0 <= x < ADDRESS_END), None)
+            raise RangeError(f"addresses must be integers in 0 .. 0xffffffffffffffff, got {bad!r}") from None
+    try:
+        if isinstance(lengths, (int, np.integer)):
+            n = np.full(a.shape[0], int(lengths), dtype=np.int64)
+        else:
+            n = np.asarray(lengths if isinstance(lengths, np.ndarray) else list(lengths))  # type: ignore[arg-type]
+            if n.size and n.dtype.kind not in "ui":
+                raise TypeError(f"lengths must be integers, got {n.dtype}")
+            n = n.astype(np.int64, copy=False).reshape(-1)
+    except (OverflowError, TypeError, ValueError) as e:
+        raise RangeError(f"read lengths must be integers in 0 .. 2**63-1 ({e})") from None
     if n.shape != a.shape:
-        raise ValueError(f"{a.shape[0]} addresses but {n.shape[0]} lengths")
+        raise RangeError(f"{a.shape[0]} addresses but {n.shape[0]} lengths")
     if n.size and int(n.min()) < 0:
-        raise ValueError("negative read length")
+        raise RangeError(f"negative read length {int(n.min())}")
     return a, n
 
 
@@ -151,7 +181,9 @@ class MemoryView:
     ) -> BatchResult:
         """Read many pieces in one pass. Never raises for unreadable pieces: see ``failures``."""
         a, n = as_pieces(addrs, lengths)
-        out = np.empty(int(n.sum()), dtype=np.uint8)
+        total = int(n.sum())
+        self._check_size(total, "batched read")
+        out = np.empty(total, dtype=np.uint8)
         failures = self._read_batch(a, n, out) if a.size else []
         return BatchResult(out, _offsets(n), n, failures)
 
@@ -160,6 +192,7 @@ class MemoryView:
     ) -> tuple[npt.NDArray[np.uint8], list[ReadFailure]]:
         """Read ``size`` bytes at each address: an ``(n, size)`` uint8 array plus failures."""
         a, n = as_pieces(addrs, size)
+        self._check_size(a.shape[0] * size, "gathered read")
         out = np.empty(a.shape[0] * size, dtype=np.uint8)
         failures = self._read_batch(a, n, out) if a.size else []
         return out.reshape(a.shape[0], size), failures
@@ -181,15 +214,51 @@ class MemoryView:
         return self._write_batch(a, n, buf)
 
     # ---- single reads --------------------------------------------------------------------------
+    def target_size(self) -> int | None:
+        """Bytes of address space behind this view (None: unknown); reads far larger are refused."""
+        return None
+
+    def _check_size(self, n: int, what: str = "read") -> None:
+        if n > LARGE_READ:
+            size = self.target_size()
+            if size is not None and n > size + READ_SLACK:
+                raise RangeError(f"{what} of {n:#x} bytes is far larger than the target ({size:#x} bytes of "
+                                 "address space) and would allocate what is asked, not what exists; "
+                                 "use iter_read() to stream it in bounded chunks")
+
     def read(self, addr: int, n: int, *, zero_fill: bool = False) -> bytes:
-        """Read ``n`` bytes. Raises :class:`PartialReadError` on failure unless ``zero_fill``."""
+        """Read ``n`` bytes. Raises :class:`PartialReadError` on failure unless ``zero_fill``;
+        :class:`RangeError` for an address or length outside ``0 .. 2**64`` or a read far larger
+        than the target (stream those with :meth:`iter_read`)."""
+        try:
+            plain = 0 <= addr < ADDRESS_END and 0 <= n <= LARGE_READ
+        except TypeError:
+            plain = False
+        if not plain:
+            check_span(addr, n)
+            self._check_size(n)
         data, failures = self._read_single(addr, n)
         if failures and not zero_fill:
             raise PartialReadError(data, failures)
         return data
 
+    def iter_read(self, addr: int, n: int, chunk: int = 1 << 20) -> Iterator[tuple[int, bytes, list[ReadFailure]]]:
+        """Stream ``n`` bytes from ``addr`` as ``(address, data, failures)`` chunks of at most
+        ``chunk`` bytes: memory stays bounded whatever ``n`` is. Failed bytes are zero in ``data``
+        and listed in ``failures`` (addresses absolute); reading stops at the end of the address space."""
+        check_span(addr, n, "iter_read")
+        if not 0 < chunk <= LARGE_READ:
+            raise RangeError(f"iter_read: chunk {chunk:#x} must be in 1 .. {LARGE_READ:#x}")
+        end = min(addr + n, ADDRESS_END)
+        while addr < end:
+            k = min(chunk, end - addr)
+            data, failures = self._read_single(addr, k)
+            yield addr, data, [ReadFailure(0, f.address, f.length, f.reason) for f in failures]
+            addr += k
+
     def read_into(self, addr: int, buf: bytearray | memoryview, *, zero_fill: bool = False) -> None:
         mv = memoryview(buf).cast("B")
+        check_span(addr, len(mv))
         out = np.frombuffer(mv, dtype=np.uint8)
         failures = self._read_batch(
             np.array([addr], dtype=np.uint64), np.array([len(mv)], dtype=np.int64), out
@@ -199,6 +268,7 @@ class MemoryView:
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         d = np.frombuffer(bytes(data), dtype=np.uint8)
+        check_span(addr, d.size, "write")
         failures = self._write_batch(
             np.array([addr], dtype=np.uint64), np.array([d.size], dtype=np.int64), d
         )

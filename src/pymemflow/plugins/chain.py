@@ -16,6 +16,7 @@ The same chains from Python::
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,9 +217,11 @@ def chain(argv: Sequence[str] | str, inventory: Inventory | None = None) -> Open
     """Open a chain given as command-line words (``["-c", "raw:/x.img", "-o", "win32"]``) or one
     string (``"-c raw:/x.img -o win32"``, split with shell rules)."""
     if isinstance(argv, str):
-        import shlex
-
-        argv = shlex.split(argv)
+        try:
+            argv = shlex.split(argv)
+        except ValueError as e:  # shlex: "No closing quotation" / "No escaped character"
+            raise ArgumentError(f"cannot split the chain {argv!r} into words: {str(e).lower()} "
+                                "(close the quote, or pass a list of words)") from None
     return open_links(parse_chain_args(argv), inventory)
 
 
@@ -281,6 +284,9 @@ def open_target(path_or_spec: str | Path, os: str | None = None, *, inventory: I
     inv = inventory or default_inventory()
     b = Chain(inv)
     text = str(path_or_spec)
+    if not text.strip():
+        raise ArgumentError("pymemflow.open: empty path (give a dump file, a raw image, or a connector "
+                            "spec such as 'qemu:myvm' or 'demo:win10')")
     name = ""
     if isinstance(path_or_spec, str) and not Path(text).exists():
         try:
