@@ -92,7 +92,10 @@ class MmapMemory(PhysicalMemory):
 
     def read(self, addr: int, n: int, *, zero_fill: bool = False) -> bytes:
         bl = self._bl
-        i = bisect_right(bl, addr) - 1
+        try:
+            i = bisect_right(bl, addr) - 1
+        except TypeError:  # not an integer: the base class says so
+            i = -1
         if i >= 0:
             off = addr - bl[i]
             if off + n <= self._lens[i] and n >= 0:

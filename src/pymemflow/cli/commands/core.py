@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ArgumentError
-from ...plugins.api import PluginSpec, parse_int
+from ...plugins.api import PluginSpec
 from ...plugins.args import format_plugin_help
 from ..context import CommandContext
+from ..readout import add_read_arguments, read_out
 
 
 def register(sub: Any) -> None:
@@ -25,9 +26,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run_info)
 
     p = sub.add_parser("phys-read", help="read physical memory: hexdump, or raw bytes with --out")
-    p.add_argument("addr", type=parse_int, help="physical address (0x hex, size suffixes)")
-    p.add_argument("length", type=parse_int, help="bytes to read (e.g. 0x100, 4k)")
-    p.add_argument("--out", metavar="FILE", help="write the raw bytes to FILE ('-' for stdout)")
+    add_read_arguments(p, "physical")
     p.set_defaults(handler=run_phys_read)
 
 
@@ -103,6 +102,5 @@ def run_info(ctx: CommandContext) -> int:
 
 
 def run_phys_read(ctx: CommandContext) -> int:
-    data, bad = ctx.read_reporting(ctx.connector(), ctx.args.addr, ctx.args.length)
-    ctx.output_bytes(data, ctx.args.addr, ctx.args.out)
-    return 1 if bad else 0
+    a = ctx.args
+    return read_out(ctx, ctx.connector(), a.addr, a.length, a.out, a.force)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import ArgumentError, PartialReadError
+from ...errors import ArgumentError
 from ...os.base import ModuleInfo, Process
 from ...plugins.api import parse_int
+from ...writers.base import check_output
 from ..context import CommandContext
+from ..readout import add_read_arguments, read_out
 
 PS_COLUMNS = ["pid", "ppid", "name", "state", "arch", "dtb", "wow64", "command_line"]
 MODULE_COLUMNS = ["name", "path", "base", "size", "arch"]
@@ -52,15 +54,14 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("read", help="read process memory (hexdump, or raw bytes with --out)")
     _proc_arg(p)
-    p.add_argument("addr", type=parse_int, help="virtual address")
-    p.add_argument("length", type=parse_int, help="bytes to read (0x100, 4k)")
-    p.add_argument("--out", metavar="FILE", help="write the raw bytes to FILE ('-' for stdout)")
+    add_read_arguments(p, "virtual")
     p.set_defaults(handler=run_read)
 
     p = sub.add_parser("dump-module", help="write a module's memory image to a file (unreadable pages zeroed)")
     _proc_arg(p)
     p.add_argument("-m", "--module", required=True, help="module name")
     p.add_argument("out", help="output file")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(handler=run_dump_module)
 
 
@@ -136,31 +137,25 @@ def _page_map_rows(ctx: CommandContext, dtb: int, arch: str) -> list[dict[str, A
 
 
 def run_read(ctx: CommandContext) -> int:
-    proc = _process(ctx)
-    data, bad = ctx.read_reporting(proc.memory, ctx.args.addr, ctx.args.length)
-    ctx.output_bytes(data, ctx.args.addr, ctx.args.out)
-    return 1 if bad else 0
+    a = ctx.args
+    return read_out(ctx, _process(ctx).memory, a.addr, a.length, a.out, a.force)
 
 
 def run_dump_module(ctx: CommandContext) -> int:
+    out = Path(ctx.args.out)
+    check_output(out, bool(ctx.args.force))  # before any work: an existing file is never lost
     proc = _process(ctx)
     mod = _module(ctx, proc)
     if mod.size <= 0 or mod.size > 1 << 32:
         raise ArgumentError(f"dump-module: module {mod.name} has an implausible size {mod.size:#x}")
-    data = bytearray(mod.size)
-    step = 1 << 20
     unreadable = 0
-    with ctx.progress(mod.size, f"dump {mod.name}") as bar:
-        for off in range(0, mod.size, step):
-            n = min(step, mod.size - off)
-            try:
-                chunk = proc.memory.read(mod.base + off, n)
-            except PartialReadError as e:
-                chunk = e.data
-                unreadable += sum(f.length for f in e.failures)
-            data[off : off + n] = chunk
-            bar.advance(n)
-    Path(ctx.args.out).write_bytes(bytes(data))
+    part = out.with_name(out.name + ".part")
+    with ctx.progress(mod.size, f"dump {mod.name}") as bar, open(part, "wb") as f:
+        for _, chunk, failures in proc.memory.iter_read(mod.base, mod.size, 1 << 20):
+            unreadable += sum(x.length for x in failures)
+            f.write(chunk)
+            bar.advance(len(chunk))
+    part.replace(out)
     ctx.emit_obj({"module": mod.name, "base": mod.base, "size": mod.size, "file": ctx.args.out,
                   "unreadable_bytes": unreadable})
     return 0
