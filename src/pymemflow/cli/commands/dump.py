@@ -3,6 +3,9 @@
 Copies the connector's memory map (or 0..max_address) with a progress bar. The copy goes to
 ``OUT.part`` with a progress journal, so a rerun after a failure resumes where it stopped; the
 finished file is renamed to ``OUT``. An existing ``OUT`` is never replaced without ``--force``.
+A journal left by another source, format or output is not resumed from (a warning says why).
+The summary's ``status`` is ``complete`` only when every byte was read; otherwise the exit code is 1.
+A source with no memory is an error.
 """
 
 from __future__ import annotations
@@ -35,9 +38,15 @@ def run(ctx: Any) -> int:
     layout = layout_for(args.dump_format, mem, ranges)
     with ctx.progress(layout.data_bytes, f"dump-phys {args.dump_format}") as bar:
         res = write_layout(mem, out, layout, force=bool(args.force), progress=bar.advance)
+    if res.restarted:
+        ctx.err.write(f"pymemflow: warning: did not resume: {res.restarted}; copied everything again\n")
     ctx.emit_obj({
-        "file": str(res.path), "format": args.dump_format, "bytes": res.bytes_written,
-        "data_bytes": res.data_bytes, "ranges": [[s, e] for s, e in ranges],
+        "file": str(res.path), "format": args.dump_format, "status": "complete" if res.complete else "incomplete",
+        "bytes": res.bytes_written, "data_bytes": res.data_bytes, "ranges": [[s, e] for s, e in ranges],
         "resumed_from": res.resumed_from, "unreadable_bytes": res.unreadable_bytes,
     })
+    if not res.complete:
+        ctx.err.write(f"pymemflow: error: {res.path} is incomplete: {res.unreadable_bytes} of {res.data_bytes} "
+                      "bytes could not be read (zero in the file)\n")
+        return 1
     return 0
