@@ -96,15 +96,16 @@ def test_phys_read_out_file(capsys: pytest.CaptureFixture[str], img: Path, tmp_p
 
 def test_phys_read_dummy_after_write(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "-c", "dummy:size=64k", "--json", "phys-read", "0xfff0", "0x10")
-    assert code == 0 and json.loads(out) == {"address": 0xFFF0, "length": 16, "hex": "00" * 16}
+    assert code == 0 and json.loads(out) == {"address": 0xFFF0, "length": 16, "hex": "00" * 16, "requested": 16,
+                                             "unreadable": []}
 
 
 def test_phys_read_partial_is_a_failure_with_data(capsys: pytest.CaptureFixture[str], img: Path) -> None:
     code, out, err = run(capsys, "-c", f"raw:{img}", "phys-read", "0x2ff8", "16", "--json")
     assert code == 1
-    data = bytes.fromhex(json.loads(out)["hex"])
-    assert data == DATA[0x2FF8:] + bytes(8)
-    assert err.count("\n") == 1 and "8 of 16 bytes unreadable (zero-filled): 0x8 at 0x3000" in err
+    hx = json.loads(out)["hex"]
+    assert bytes.fromhex(hx[:16]) == DATA[0x2FF8:] and hx[16:] == "??" * 8  # unreadable is not zero data
+    assert err.count("\n") == 1 and "8 of 16 bytes unreadable (shown as ??): 0x8 at 0x3000" in err
 
 
 @pytest.mark.parametrize("argv, message", [
