@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from ..errors import ArgumentError, RangeError, ReadFailure
 from ..types import ArgSpec, parse_int
 
@@ -74,14 +72,17 @@ class Unreadable:
         err.write(f"pymemflow: error: {self.bytes} of {total} bytes unreadable ({how}): {shown}{more}\n")
 
 
-def _mask(addr: int, n: int, failures: list[ReadFailure]) -> np.ndarray:
-    bad = np.zeros(n, dtype=bool)
+def _mask(addr: int, n: int, failures: list[ReadFailure]) -> bytearray:
+    """One byte per byte read: 1 where it could not be read."""
+    bad = bytearray(n)
     for f in failures:
-        bad[max(0, f.address - addr) : f.address - addr + f.length] = True
+        lo = max(0, f.address - addr)
+        hi = min(n, f.address - addr + f.length)
+        bad[lo:hi] = b"\x01" * max(0, hi - lo)
     return bad
 
 
-def hexdump_lines(data: bytes, bad: np.ndarray, base: int, width: int) -> str:
+def hexdump_lines(data: bytes, bad: bytearray, base: int, width: int) -> str:
     """16 bytes a line; unreadable bytes are ``??`` (and a blank in the text column), never data."""
     lines = []
     for off in range(0, len(data), 16):
@@ -144,7 +145,7 @@ def _hexdump(ctx: Any, mem: Any, addr: int, length: int) -> int:
     shown = min(length, HEXDUMP_CAP, (1 << 64) - addr)
     bad = Unreadable()
     width = 16 if addr + shown > 0xFFFFFFFF else 8
-    chunks: list[tuple[bytes, np.ndarray]] = []
+    chunks: list[tuple[bytes, bytearray]] = []
     for a, data, failures in mem.iter_read(addr, shown, CHUNK):
         bad.add(failures)
         mask = _mask(a, len(data), failures)
@@ -153,10 +154,10 @@ def _hexdump(ctx: Any, mem: Any, addr: int, length: int) -> int:
         else:
             ctx.out.write(hexdump_lines(data, mask, a, width))
     if ctx.machine:
-        data = b"".join(d for d, _ in chunks)
-        mask = np.concatenate([m for _, m in chunks]) if chunks else np.zeros(0, dtype=bool)
-        hx = "".join("??" if m else f"{b:02x}" for b, m in zip(data, mask.tolist(), strict=True))
-        ctx.emit_obj({"address": addr, "length": len(data), "hex": hx, "requested": length,
+        whole = b"".join(d for d, _ in chunks)
+        marks = b"".join(m for _, m in chunks)
+        hx = "".join("??" if m else f"{b:02x}" for b, m in zip(whole, marks, strict=True))
+        ctx.emit_obj({"address": addr, "length": len(whole), "hex": hx, "requested": length,
                       "unreadable": [{"address": a, "length": n, "reason": r} for a, n, r in bad.ranges]})
     if shown < length:
         ctx.err.write(f"pymemflow: note: hexdump capped at {shown:#x} of {length:#x} bytes; "
