@@ -5,9 +5,10 @@ decompression bomb is a :class:`FormatError`, not a memory blow-up).
 
 Choice of libraries: zlib is in the standard library. Snappy and zstd come from ``cramjam`` (one
 maintained package with manylinux wheels, Rust implementations, raw and framed snappy, and
-decode-into-buffer calls that bound the output). LZO comes from ``python-lzo`` (the maintained binding
-of liblzo2; cramjam has no LZO). Both are optional: a dump that needs a missing one raises a
-:class:`FormatError` saying which package to install.
+decode-into-buffer calls that bound the output); it is optional: a dump that needs it raises a
+:class:`FormatError` saying which package to install. LZO is decoded by our own :mod:`.lzo` (the
+liblzo2 binding has no wheels; the decoder is small), so LZO dumps need nothing extra. Writers that
+make LZO data (tests' kdump files) use ``lzokay`` (abi3 wheels).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import numpy as np
 
 from ...errors import FormatError
 from ...mem.view import U8Array
+from . import lzo
 
 _INSTALL = {
-    "lzo": "python-lzo (pip install python-lzo; building it needs liblzo2-dev)",
+    "lzo": "lzokay (pip install lzokay; only writing LZO needs it, reading is built in)",
     "snappy": "cramjam (pip install cramjam)",
     "zstd": "cramjam (pip install cramjam)",
 }
@@ -32,9 +34,9 @@ _INSTALL = {
 def _module(codec: str) -> Any:
     try:
         if codec == "lzo":
-            import lzo
+            import lzokay
 
-            return lzo
+            return lzokay
         import cramjam
 
         return cramjam
@@ -43,7 +45,8 @@ def _module(codec: str) -> Any:
 
 
 def available(codec: str) -> bool:
-    return codec == "zlib" or _module(codec) is not None
+    """Can data in ``codec`` be decoded here? (zlib and lzo always can.)"""
+    return codec in ("zlib", "lzo") or _module(codec) is not None
 
 
 def require(codec: str, path: str | Path, offset: int | None, field: str) -> Any:
@@ -77,11 +80,7 @@ def decode(codec: str, data: bytes, size: int, path: str | Path, offset: int, fi
                 raise ValueError(f"zlib data decodes to {len(out)} bytes (at least), expected {size}")
             return np.frombuffer(out, dtype=np.uint8)
         if codec == "lzo":
-            lzo = require("lzo", path, offset, field)
-            out = lzo.decompress(data, False, size)
-            if len(out) != size:
-                raise ValueError(f"lzo data decodes to {len(out)} bytes, expected {size}")
-            return np.frombuffer(out, dtype=np.uint8)
+            return np.frombuffer(lzo.decompress(data, size), dtype=np.uint8)
         if codec == "snappy":
             cj = require("snappy", path, offset, field)
             n = snappy_raw_length(data)
@@ -114,7 +113,7 @@ def compressor(codec: str) -> Callable[[bytes], bytes]:
     if mod is None:
         raise FormatError("-", None, "compression", f"{codec} needs the optional package {_INSTALL[codec]}")
     if codec == "lzo":
-        return lambda b: bytes(mod.compress(b, 1, False))
+        return lambda b: bytes(mod.compress(b))
     if codec == "snappy":
         return lambda b: bytes(mod.snappy.compress_raw(b))
     return lambda b: bytes(mod.zstd.compress(b))
