@@ -349,3 +349,11 @@ def test_the_architecture_page_places_every_package() -> None:
 def test_package_docstrings_point_to_a_page_that_exists() -> None:
     pointing = [p for p in PKG.rglob("*.py") if "docs/architecture.md" in p.read_text(encoding="utf-8")]
     assert pointing and PAGE.is_file()
+
+
+def test_the_diagram_draws_exactly_the_allowed_imports() -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    block = text.split("```mermaid", 1)[1].split("```", 1)[0]
+    drawn = set(re.findall(r"^\s*(\w+) --> (\w+)\s*$", block, re.M))
+    wanted = {(k, d) for k, ds in DEPENDS.items() for d in ds if k not in ("", "__main__") and d}
+    assert drawn == wanted, f"draw {sorted(wanted - drawn)}, remove {sorted(drawn - wanted)}"
