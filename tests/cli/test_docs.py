@@ -44,3 +44,34 @@ def test_doc_example_runs(name: str, lang: str, code: str, tmp_path: Path) -> No
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, f"{name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
     assert "Traceback" not in res.stderr
+
+
+def test_readme_links_every_docs_page_once_in_its_list() -> None:
+    """README's Documentation section: one line per page of docs/, each a link with a short description."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Documentation\n", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("- ")]
+    linked = [re.match(r"- \[(docs/[\w.-]+\.md)\]\(\1\) -- \S", ln) for ln in lines]
+    assert all(linked), [ln for ln, m in zip(lines, linked, strict=True) if not m]
+    pages = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))
+    assert sorted(m.group(1) for m in linked if m) == pages
+
+
+def test_records_section_lists_every_field_of_every_record() -> None:
+    """docs/cli.md documents each record's fields once; they must be what --json prints (as_dict keys)."""
+    import dataclasses
+
+    from pymemflow.bench.readbench import BenchCell
+    from pymemflow.os import base
+    from pymemflow.types import MemoryRegion
+
+    classes = {c.__name__: c for c in (base.ProcessInfo, base.ModuleInfo, base.ExportInfo, base.ImportInfo,
+                                       base.SectionInfo, base.LogRecord, MemoryRegion, BenchCell)}
+    text = (ROOT / "docs/cli.md").read_text().split("## Records and their fields", 1)[1]
+    rows = re.findall(r"^\| [^|]+ \| `(\w+)` \| ([^|]+) \|", text, re.M)
+    assert {name for name, _ in rows} == set(classes)
+    for name, fields_text in rows:
+        cls = classes[name]
+        required = {f.name: 0 for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        assert re.findall(r"`(\w+)`", fields_text) == list(cls(**required).as_dict()), name
