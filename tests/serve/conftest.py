@@ -81,7 +81,7 @@ def demo_daemon(serve_dir: Path) -> Iterator[Daemon]:
     """Connections: ``demo`` (the synthetic Windows machine, win32) and ``scratch`` (a writable dummy)."""
     work = serve_dir / "demo"
     work.mkdir()
-    d = start_daemon(work, "--open", f"demo={DEMO_CHAIN}", "--open", "scratch=-c dummy:size=16m,writable",
+    d = start_daemon(work, "--open", f"demo={DEMO_CHAIN}", "--open", "scratch=-c dummy:size=16m",
                      "--writable", "scratch")
     yield d
     d.stop()

@@ -43,6 +43,13 @@ class RemoteChain:
             self._connector = RemoteConnector(self.client, self.name)
         return self._connector
 
+    def virtual_memory(self, dtb: int, arch: str = "x64") -> Any:
+        """The address space under page-table root ``dtb``, walked by the daemon on its connector."""
+        from ..os.remote.memory import RemoteMemory  # lazy: NumPy only for memory
+
+        return RemoteMemory(self.client, f"/connections/{self.name}/vmem/{arch}/{int(dtb):#x}",
+                            4 if arch in ("x86", "x86pae") else 8)
+
     def info(self) -> dict[str, Any]:
         """The daemon's view: chain, state, connector metadata and hints, OS facts."""
         return dict(self.client.get(f"/connections/{self.name}"))

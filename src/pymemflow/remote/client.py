@@ -167,20 +167,25 @@ class Client:
         return json.loads(self.request("DELETE", path)[2] or b"null")
 
     # ---- bytes --------------------------------------------------------------------------------------
-    def read_batch_into(self, path: str, pieces: bytes, out: Any) -> list[ReadFailure]:
-        """POST the packed ``(address, length)`` pieces to a ``.../read-batch`` path; the bytes land in
-        ``out`` (a writable buffer of the pieces' total length). Returns the failures."""
+    def _batch(self, path: str, pieces: bytes, expect: int) -> tuple[http.client.HTTPResponse, list[ReadFailure]]:
+        """POST packed ``(address, length)`` pieces; the response positioned at its data."""
         resp = self._send("POST", self._path(path, None), pieces, {"Content-Type": BATCH_CONTENT_TYPE}, True)
         if resp.status >= 400:
             raise self._error(resp.status, resp.read())
         count, flen, dlen = decode_batch_header(_read_exact(resp, BATCH_HEADER.size))
-        mv = memoryview(out).cast("B")
-        if dlen != mv.nbytes:
+        if dlen != expect:
             resp.close()
             self._drop()
-            raise RemoteError(f"batch response carries {dlen} bytes, expected {mv.nbytes}")
+            raise RemoteError(f"batch response carries {dlen} bytes, expected {expect}")
         _read_exact(resp, count)  # per-piece status; the failures below say the same in detail
-        failures = failures_from_json(_read_exact(resp, flen)) if flen else []
+        return resp, (failures_from_json(_read_exact(resp, flen)) if flen else [])
+
+    def read_batch_into(self, path: str, pieces: bytes, out: Any) -> list[ReadFailure]:
+        """POST the packed ``(address, length)`` pieces to a ``.../read-batch`` path; the bytes land in
+        ``out`` (a writable buffer of the pieces' total length). Returns the failures."""
+        mv = memoryview(out).cast("B")
+        resp, failures = self._batch(path, pieces, mv.nbytes)
+        dlen = mv.nbytes
         got = 0
         while got < dlen:
             n = resp.readinto(mv[got:])
@@ -202,10 +207,10 @@ class Client:
         return self.read_batch_into(path, pieces.tobytes(), out)
 
     def read_one(self, path: str, addr: int, n: int) -> tuple[bytes, list[ReadFailure]]:
-        """A ``MemoryView._read_single``: one piece, no NumPy."""
-        out = bytearray(n)
-        fails = self.read_batch_into(path, PIECE.pack(addr, n), out)
-        return bytes(out), fails
+        """A ``MemoryView._read_single``: one piece, no NumPy; the bytes object is filled straight
+        from the socket (no second copy)."""
+        resp, fails = self._batch(path, PIECE.pack(addr, n), n)
+        return _read_exact(resp, n), fails
 
     def write_arrays(self, path: str, addrs: Any, lengths: Any, data: Any) -> list[ReadFailure]:
         """A ``MemoryView._write_batch`` over ``path`` (``.../write``): one PUT per piece."""

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from ..errors import PartialReadError, PartialWriteError, ReadOnlyError
+from ..errors import PartialReadError, PartialWriteError, ReadFailure, ReadOnlyError
+from ..mem.view import BatchResult
 from ..plugins.api import parse_bool, parse_int
 from ..records import jsonable, record_list
 from ..remote.protocol import (
@@ -318,6 +319,15 @@ def _procmem(conn: Connection, request: web.Request) -> Any:
     return conn.process(_proc(request)).memory
 
 
+def _space(conn: Connection, request: web.Request) -> Any:
+    dtb_text = request.match_info["dtb"]
+    try:
+        dtb = parse_int(dtb_text)
+    except ValueError as e:
+        raise ApiError(400, f"dtb {dtb_text!r}: {e}") from None
+    return conn.address_space(request.match_info["arch"], dtb)
+
+
 def _read_route(getter: MemGetter) -> Handler:
     """``GET ...?addr=&length=``: raw bytes, streamed in ``stream_chunk`` steps."""
 
@@ -417,13 +427,30 @@ def _read_at(read: Callable[[int, int], Any], a: int, n: int, chain: Any) -> Any
     return read(a, n)
 
 
+WRITE_STEP = 1 << 20
+"""Bytes handed to the transport at a time (it copies what the socket does not take at once)."""
+
+
+def _read_pieces(mem: Any, addrs: Any, lengths: Any) -> Any:
+    """``mem.read_batch``; one big piece goes through ``read`` (the translation layer's direct path
+    for large reads: no second copy)."""
+    if len(lengths) == 1 and int(lengths[0]) >= 1 << 16:
+        a, n = int(addrs[0]), int(lengths[0])
+        try:
+            data, fails = mem.read(a, n), []
+        except PartialReadError as e:
+            data, fails = e.data, [ReadFailure(0, f.address, f.length, f.reason) for f in e.failures]
+        return BatchResult(np.frombuffer(data, dtype=np.uint8), np.zeros(1, dtype=np.int64), lengths, fails)
+    return mem.read_batch(addrs, lengths)
+
+
 def _batch_route(getter: MemGetter) -> Handler:
     """``POST .../read-batch``: many pieces in, the binary batch response out."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         conn = _conn(request)
         addrs, lengths = await _pieces(request)
-        res = await _run(request, conn, lambda ch: getter(conn, request).read_batch(addrs, lengths))
+        res = await _run(request, conn, lambda ch: _read_pieces(getter(conn, request), addrs, lengths))
         count = len(lengths)
         status = np.zeros(count, dtype=np.uint8)
         if res.failures:
@@ -434,8 +461,9 @@ def _batch_route(getter: MemGetter) -> Handler:
         resp.content_length = len(head) + count + len(fj) + int(res.data.size)
         await resp.prepare(request)
         await resp.write(head + status.tobytes() + fj)
-        if res.data.size:
-            await resp.write(memoryview(res.data))
+        data = memoryview(res.data)
+        for off in range(0, len(data), WRITE_STEP):  # steps: a slow reader holds little in buffers
+            await resp.write(data[off : off + WRITE_STEP])
         await resp.write_eof()
         return resp
 
@@ -521,6 +549,9 @@ def _memory_routes(prefix: str, getter: MemGetter, what: str, params: list[Param
 
 CP = "/v1/connections/{conn}"
 PP = CP + "/processes/{proc}"
+VP = CP + "/vmem/{arch}/{dtb}"
+ARCH = Param("arch", "path", "string", "MMU: x64, x64la57, x86, x86pae, aarch64", True)
+DTB = Param("dtb", "path", "string", "page-table root (CR3), decimal or 0x hex", True)
 
 ROUTES: list[Route] = [
     Route("GET", "/v1", h_root, "service version, API version and limits"),
@@ -546,6 +577,9 @@ ROUTES: list[Route] = [
           [C, ADDR]),
     *_memory_routes(CP + "/kernel", _kernel, "the kernel's virtual memory", [C]),
     *_memory_routes(CP + "/phys", _phys, "physical memory", [C]),
+    Route("GET", VP + "/translate", _translate_route(_space), "virtual -> physical under a page-table root",
+          [C, ARCH, DTB, ADDR]),
+    *_memory_routes(VP, _space, "virtual memory under a page-table root walked on the connector", [C, ARCH, DTB]),
     Route("GET", CP + "/extras/dmesg", h_dmesg, "Linux kernel log records", [C]),
     Route("GET", CP + "/extras/keys", h_keys, "Windows: virtual-key codes held down", [C]),
 ]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..arch import VirtualMemory, get_arch
 from ..errors import ArgumentError, NotFoundError, PymemflowError
 from ..live.procmem import ProcessGoneError
 from ..os.base import Process
@@ -58,6 +59,7 @@ class Connection:
     lock: threading.RLock = field(default_factory=threading.RLock)
     _procs: dict[int, tuple[Process, float]] = field(default_factory=dict)
     _kernel: Any = None
+    _spaces: dict[tuple[str, int], VirtualMemory] = field(default_factory=dict)
 
     def describe(self, detail: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "chain": " ".join(shlex.quote(w) for w in self.words),
@@ -92,6 +94,7 @@ class Connection:
         self.error = f"target went away at {time.strftime('%Y-%m-%d %H:%M:%S')}: {type(e).__name__}: {e}"
         self._procs.clear()
         self._kernel = None
+        self._spaces.clear()
         log.error("connection %s failed: %s", self.name, self.error)
 
     def os(self) -> Any:
@@ -129,6 +132,18 @@ class Connection:
         if self._kernel is None:
             self._kernel = self.os().kernel_memory()
         return self._kernel
+
+    def address_space(self, arch: str, dtb: int) -> VirtualMemory:
+        """A page-table root walked on the connector (as ``pymemflow translate --dtb``): for targets
+        without an OS layer, or address spaces the OS layer does not list."""
+        a = get_arch(arch)  # ArgumentError naming the known ones
+        key = (a.name, dtb)
+        vm = self._spaces.get(key)
+        if vm is None:
+            if len(self._spaces) >= 64:
+                self._spaces.clear()
+            vm = self._spaces[key] = VirtualMemory(self.connector(), a, dtb)
+        return vm
 
     def close(self) -> None:
         with self.lock:
