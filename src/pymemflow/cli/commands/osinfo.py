@@ -13,7 +13,6 @@ from typing import Any
 from ...errors import ArgumentError
 from ...os.base import ModuleInfo, Process
 from ...plugins.api import parse_int
-from ...writers.base import check_output
 from ..context import CommandContext
 from ..readout import add_read_arguments, read_out
 
@@ -142,6 +141,8 @@ def run_read(ctx: CommandContext) -> int:
 
 
 def run_dump_module(ctx: CommandContext) -> int:
+    from ...writers.base import check_output  # lazy: NumPy not at start-up (-o remote:... ps stays light)
+
     out = Path(ctx.args.out)
     check_output(out, bool(ctx.args.force))  # before any work: an existing file is never lost
     proc = _process(ctx)
