@@ -24,8 +24,9 @@ def test_capped_notes_every_cut() -> None:
 
 
 def _process_with_module(img: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A process and a DLL of it that has exports (KERNEL32)."""
     p = [p for p in img.facts["processes"] if p["modules"] and p["name"] != "System"][1]
-    return p, p["modules"][0]
+    return p, [m for m in p["modules"] if m["name"].lower() == "kernel32.dll"][0]
 
 
 def _peak_exports(k: Win32Kernel, pid: int, name: str) -> tuple[int, list[Any]]:
@@ -54,12 +55,12 @@ def test_corrupt_loader_size_of_image_is_capped(win10_small: Any, bad_size: int)
                            arch=k.facts.arch, progress=False)
     with pytest.warns(CappedSizeWarning, match="disagrees with the PE header"):
         peak, exports = _peak_exports(bad, p["pid"], m["name"])
-    assert [e.name for e in exports] == [e.name for e in good]
+    assert good and [e.name for e in exports] == [e.name for e in good]
     assert peak < max(4 * good_peak, 16 << 20), f"{peak >> 20} MiB for one corrupt field"
 
 
-def test_corrupt_header_and_loader_sizes_cut_to_what_is_mapped(win10_small: Any) -> None:
-    """Both sizes lie (256 MiB): the read stops at the image's last mapped page."""
+def test_corrupt_header_and_loader_sizes_cut_to_the_sections(win10_small: Any) -> None:
+    """Both sizes lie (256 MiB): the read stops where the section table says the image ends."""
     k = Win32Kernel.open(phys_over(win10_small, image_bytes(win10_small)), progress=False)
     p, m = _process_with_module(win10_small)
     vm = k.process(p["pid"]).memory
@@ -73,9 +74,26 @@ def test_corrupt_header_and_loader_sizes_cut_to_what_is_mapped(win10_small: Any)
     bad = Win32Kernel.open(phys_over(win10_small, mm), dtb=k.facts.dtb, kernel_base=k.facts.kernel_base,
                            arch=k.facts.arch, progress=False)
     assert mapped_extent(bad.process(p["pid"]).memory, m["base"], 0x10000000) < 0x10000000
-    with pytest.warns(CappedSizeWarning, match="bytes mapped"):
+    with pytest.warns(CappedSizeWarning, match="sections end"):
         peak, _ = _peak_exports(bad, p["pid"], m["name"])
-    assert peak < 64 << 20, f"{peak >> 20} MiB for one corrupt field"
+    assert peak < 16 << 20, f"{peak >> 20} MiB for one corrupt field"
+
+
+def test_size_past_the_last_mapped_page_is_cut(win10_small: Any) -> None:
+    """What the target maps bounds a read too: 64 MiB asked at a base with one mapped page."""
+    from pymemflow.os.win32 import pe
+
+    k = Win32Kernel.open(phys_over(win10_small, image_bytes(win10_small)), progress=False)
+    p, m = _process_with_module(win10_small)
+    vm = k.process(p["pid"]).memory
+    regions = sorted(vm.page_map(), key=lambda r: r.start)
+    ends = [r.end for r, nxt in zip(regions, regions[1:] + [None], strict=True)
+            if (nxt is None or nxt.start - r.end >= 64 << 20) and r.end < 1 << 47]
+    base = [e - 0x1000 for e in ends if vm.read(e - 0x1000, 2) != b"MZ"][0]  # no PE header to trust
+    assert mapped_extent(vm, base, 64 << 20) == 0x1000
+    notes: list[str] = []
+    data, _ = pe.read_image(vm, base, 64 << 20, notes)
+    assert len(data) == 0x1000 and any("bytes mapped" in n for n in notes)
 
 
 def test_corrupt_unicode_string_length_is_capped(win10_small: Any) -> None:
@@ -90,4 +108,4 @@ def test_corrupt_unicode_string_length_is_capped(win10_small: Any) -> None:
                            arch=k.facts.arch, progress=False)
     with pytest.warns(CappedSizeWarning, match="Length"):
         mods = bad.process(p["pid"]).module_list()
-    assert mods[0].name == m["name"]
+    assert [x.name for x in mods if x.base == m["base"]] == [m["name"]]

@@ -196,6 +196,12 @@ def codeview(mem: MemoryView, base: int, hdr: PeHeaders | None = None) -> CodeVi
 # whole images
 
 
+def _sections_end(hdr: PeHeaders) -> int:
+    """Page-aligned end of the last section (0 without sections): what the image really spans."""
+    end = max((sec.virtual_address + max(sec.virtual_size, sec.raw_size) for sec in hdr.sections), default=0)
+    return (end + PAGE - 1) & ~(PAGE - 1)
+
+
 def read_image(mem: MemoryView, base: int, size: int | None = None,
                warnings: list[str] | None = None) -> tuple[bytes, int]:
     """Read a whole mapped image page by page in one batch; unreadable pages are zero.
@@ -205,7 +211,14 @@ def read_image(mem: MemoryView, base: int, size: int | None = None,
     ``warnings`` -- one corrupt size field must not cost gigabytes.
     """
     try:
-        hdr_size: int | None = read_headers(mem, base).size_of_image
+        hdr = read_headers(mem, base)
+        hdr_size: int | None = hdr.size_of_image
+        span = _sections_end(hdr)
+        if span and hdr.size_of_image > span + PAGE:
+            if warnings is not None:
+                warnings.append(f"image at {base:#x}: SizeOfImage {hdr.size_of_image:#x} but the sections end "
+                                f"at {span:#x}; using the sections' end")
+            hdr_size = span
     except PymemflowError:
         hdr_size = None
     if size is None:
