@@ -35,8 +35,8 @@ N = 1_000_000
 
 
 def qmp(cmd: str, sock: str) -> None:
-    sys.path.insert(0, str(ROOT.parent / "shared" / "testbeds"))
-    from groundtruth import QMP  # type: ignore[import-not-found]
+    sys.path.insert(0, str(ROOT / "tests"))
+    from testbed import QMP  # type: ignore[import-not-found]
 
     q = QMP(sock)
     try:

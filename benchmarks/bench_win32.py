@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from pymemflow.connectors.raw import RawFileMemory
-from pymemflow.os.win32.kernel import Win32Kernel
 from pymemflow.demo.machine import build_image
+from pymemflow.os.win32.kernel import Win32Kernel
 
 GOAL_MS = 50.0
-ISF = Path(__file__).resolve().parents[2] / "shared" / "data" / "windows" / "isf"
+ISF = Path(__file__).resolve().parents[1] / "tests" / "data" / "windows" / "isf"
 GUID = "5278AFF86C341677D7D7835C85B7B844-1"
 
 

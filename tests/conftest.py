@@ -1,7 +1,9 @@
-"""Shared fixtures. Guests are session-scoped: one boot per kind per test run, stopped at the end."""
+"""Shared fixtures. Guests come from the project's own QEMU testbed (tests/testbed; set up on first use) and
+are session-scoped: one boot per kind per test run, stopped at the end. Reference data is in tests/data."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,11 +12,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from testbed import DATA, Guest, boot  # noqa: E402
+from testbed import DATA, Guest, boot, provision  # noqa: E402
 
 
-def _guest(kind: str, **env: str) -> Iterator[Guest]:
-    g = boot(kind, **env)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """First use on a Debian machine as root: install the suite's system tools (clang, lld, llvm,
+    libsnappy1v5) so no test skips for want of them. Otherwise the skips say what to install."""
+    if os.geteuid() == 0 and provision.missing_test_tools():
+        try:
+            provision.install_test_tools()
+        except provision.ProvisionError as e:
+            print(f"\ntestbed: could not install the test tools: {e}", file=sys.stderr)
+
+
+def _guest(kind: str, **knobs: str) -> Iterator[Guest]:
+    g = boot(kind, **knobs)
     try:
         yield g
     finally:
@@ -35,13 +47,13 @@ def guest_la57() -> Iterator[Guest]:
 
 @pytest.fixture(scope="session")
 def guest_pae() -> Iterator[Guest]:
-    """i386 PAE kernel."""
+    """i386 PAE kernel (Debian 686-pae)."""
     yield from _guest("pae")
 
 
 @pytest.fixture(scope="session")
 def guest_x86() -> Iterator[Guest]:
-    """i386 non-PAE kernel (2-level paging)."""
+    """i386 non-PAE kernel (Debian 686, 2-level paging)."""
     yield from _guest("x86")
 
 

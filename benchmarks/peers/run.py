@@ -11,7 +11,7 @@ Each other peer gets its own virtual environment, made with pip once and kept in
 volatility3 (``volatility3``), memflow's Python bindings (``memflow``) and matplotlib for the chart.
 Every peer runs in a fresh interpreter of its own (``harness.py PEER PLAN OUT``), one after the other.
 
-The image is the RAM of a real Linux guest (the QEMU testbed of ../shared/testbeds, 1 GiB, paused
+The image is the RAM of a real Linux guest (the project's QEMU testbed, tests/testbed, 1 GiB, paused
 while copied) read through its own x86-64 page tables with the CR3 QEMU reports; the process list
 uses the synthetic 1 GiB Windows 10 machine (pymemflow's win32 layer, ``vol windows.pslist``).
 Writes docs/performance.png and the table between the markers of docs/performance.md.

@@ -10,9 +10,7 @@ computed from the file at the translated physical addresses with NumPy, not thro
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -24,25 +22,12 @@ from pymemflow.arch import VirtualMemory
 from pymemflow.connectors.raw import RawFileMemory
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
-TESTBEDS = SHARED / "testbeds"
 WIN_PROFILE = "win10-19041-x64"
-WIN_ISF = SHARED / "data" / "windows" / "isf" / "5278AFF86C341677D7D7835C85B7B844-1.json.xz"
+WIN_ISF = ROOT / "tests" / "data" / "windows" / "isf" / "5278AFF86C341677D7D7835C85B7B844-1.json.xz"
 BIG = 16 << 20
 ALIASED = 512
 """Leaves sharing one frame with this many others are left out of the samples (see _sample_vas)."""
 M64 = (1 << 64) - 1
-
-
-def _qmp(sock: str, cmd: str) -> None:
-    sys.path.insert(0, str(TESTBEDS))
-    from groundtruth import QMP  # type: ignore[import-not-found]
-
-    q = QMP(sock)
-    try:
-        q.execute(cmd)
-    finally:
-        q.close()
 
 
 def linux_image(cache: Path, mem: str, fresh: bool) -> tuple[Path, dict[str, Any]]:
@@ -51,26 +36,23 @@ def linux_image(cache: Path, mem: str, fresh: bool) -> tuple[Path, dict[str, Any
     img, meta_path = cache / f"linux-guest-{mem}.raw", cache / f"linux-guest-{mem}.json"
     if img.exists() and meta_path.exists() and not fresh:
         return img, json.loads(meta_path.read_text())
-    if not (TESTBEDS / "boot_linux_guest.sh").exists():
-        raise SystemExit(f"peers: the QEMU testbed is missing ({TESTBEDS}); give --image FILE --dtb CR3 instead")
-    name = f"pmfpeers{os.getpid()}"
-    env = {**os.environ, "NAME": name, "ARCH": "x86_64", "MEM": mem, "RAM": "shm"}
+    sys.path.insert(0, str(ROOT / "tests"))
+    from testbed import QMP, ProvisionError, boot  # the project's QEMU testbed (tests/testbed)
+
     print(f"peers: booting a {mem} testbed guest ...", file=sys.stderr, flush=True)
     try:
-        boot = subprocess.run(["bash", str(TESTBEDS / "boot_linux_guest.sh")], env=env, capture_output=True,
-                              text=True, timeout=600)
-        if boot.returncode != 0:
-            raise SystemExit(f"peers: testbed guest failed to boot:\n{boot.stderr[-2000:]}")
-        info = dict(line.split("=", 1) for line in boot.stdout.splitlines() if "=" in line)
-        _qmp(info["QMP2"], "stop")  # paused: tables and RAM stay as copied
-        gt = json.loads(subprocess.run(
-            [sys.executable, str(TESTBEDS / "groundtruth.py"), info["QMP2"], "--serial", info["SERIAL"],
-             "--tlb-sample", "200", "--unmapped", "0", "--xp", "0", "--no-pause"],
-            check=True, capture_output=True, text=True, timeout=600).stdout)
+        guest = boot("x64", MEM=mem, RAM="shm", SUFFIX="peers")
+    except ProvisionError as e:
+        raise SystemExit(f"peers: the QEMU testbed cannot run here ({e}); give --image FILE --dtb CR3 instead") from e
+    try:
+        with QMP(guest.qmp2) as q:
+            q.execute("stop")  # paused: tables and RAM stay as copied
+        gt = guest.ground_truth("--tlb-sample", "200", "--unmapped", "0", "--xp", "0", "--no-pause")
         cache.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(info["RAMFILE"], img)
+        assert guest.ramfile
+        shutil.copyfile(guest.ramfile, img)
     finally:
-        subprocess.run(["bash", str(TESTBEDS / "stop_guest.sh"), name], env=env, capture_output=True, timeout=60)
+        guest.stop()
     pairs = [(int(p["gva"], 16), int(p["gpa"], 16)) for p in gt["pairs"] if p.get("gpa")]
     meta = {"dtb": int(gt["cr3"], 16) & ~0xFFF, "paging_mode": gt.get("paging_mode"), "pairs": pairs,
             "mem": mem}

@@ -1,18 +1,17 @@
 """Exactness against QEMU's own MMU on the real testbed guests (x86-64, LA57, i386 PAE, i386 2-level).
 
 The VM is paused while we compare, so the page tables and the bytes cannot move under us; QEMU's
-``gva2gpa`` and ``xp`` (through ../shared/testbeds/groundtruth.py) are the oracle."""
+``gva2gpa`` and ``xp`` (through tests/testbed/groundtruth.py) are the oracle."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
-from testbed import TESTBEDS, Guest
+from testbed import QMP, Guest
 
 from pymemflow.arch import VirtualMemory
 from pymemflow.connectors.raw import RawFileMemory
@@ -24,11 +23,6 @@ MODES = {"x86_64": "x64", "la57": "x64la57", "pae": "x86pae", "x86": "x86"}
 
 @contextmanager
 def paused(guest: Guest) -> Iterator[None]:
-    sys.path.insert(0, str(TESTBEDS))
-    try:
-        from groundtruth import QMP  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(TESTBEDS))
     q = QMP(guest.qmp2)
     try:
         q.execute("stop")

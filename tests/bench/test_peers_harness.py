@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testbed import Guest
+from testbed import QMP, Guest
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT / "benchmarks" / "peers"
@@ -29,9 +29,6 @@ REPEATS = {"min": 1, "max": 2, "budget_s": 0.1}
 def paused_copy(guest_x64: Guest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, list[tuple[int, int]]]:
     """The guest's RAM copied while it is paused, with CR3 and translations from QEMU."""
     assert guest_x64.ramfile
-    sys.path.insert(0, str(targets.TESTBEDS))
-    from groundtruth import QMP  # type: ignore[import-not-found]
-
     q = QMP(guest_x64.qmp)  # the second socket is for groundtruth.py
     try:
         q.execute("stop")

@@ -75,3 +75,26 @@ def test_records_section_lists_every_field_of_every_record() -> None:
         required = {f.name: 0 for f in dataclasses.fields(cls)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         assert re.findall(r"`(\w+)`", fields_text) == list(cls(**required).as_dict()), name
+
+
+def test_readme_setup_needs_nothing_beside_the_checkout() -> None:
+    """The two set-up commands: the demo, then the whole suite with nothing from outside the repository;
+    ``.ci/run`` runs the second one as written and reads nothing beside the checkout either."""
+    readme = (ROOT / "README.md").read_text()
+    setup = [code.strip() for lang, code in BLOCK.findall(readme) if lang == "sh" and "pip install" in code]
+    assert len(setup) == 2, setup
+    assert setup[0].endswith("pip install . && pymemflow -c demo -o win32 ps")
+    assert setup[1] == ". .venv/bin/activate && pip install '.[test]' && python -m pytest"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install '.[test]' && python -m pytest" in ci and "python -m pytest 2>&1" in ci
+    for text in (*setup, ci):
+        assert "../" not in text and "shared/" not in text
+
+
+def test_readme_one_time_setup_command_exists() -> None:
+    """The command the README and the testbed's messages name for a non-root machine runs."""
+    res = subprocess.run([sys.executable, "tests/testbed", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "setup [x86_64|i386|all]" in res.stdout
+    assert "python tests/testbed setup all" in (ROOT / "README.md").read_text()

@@ -4,14 +4,13 @@ then resumed, so every format can be checked page by page against the same RAM."
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from testbed import TESTBEDS
+from testbed import QMP
 
 
 @dataclass
@@ -25,9 +24,6 @@ class Snapshot:
 
 @pytest.fixture(scope="session")
 def snapshot(guest_x64, tmp_path_factory) -> Iterator[Snapshot]:
-    sys.path.insert(0, str(TESTBEDS))
-    from groundtruth import QMP  # the testbed's own QMP client
-
     folder = tmp_path_factory.mktemp("snapshots")
     q = QMP(guest_x64.qmp2, timeout=600)
     try:
@@ -37,13 +33,12 @@ def snapshot(guest_x64, tmp_path_factory) -> Iterator[Snapshot]:
         ram = np.fromfile(guest_x64.ramfile, dtype=np.uint8)
     finally:
         q.execute("cont")
-        q.sock.close()
-        q.f.close()
+        q.close()
     yield Snapshot(ram, elf, kdump, folder, guest_x64)
     shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def volcache(tmp_path_factory) -> Path:
-    """A private volatility3 cache folder (see ../shared/data/README.md: never share one)."""
+    """A private volatility3 cache folder (see tests/data/windows/README.md: never share one)."""
     return tmp_path_factory.mktemp("volcache")
