@@ -1,6 +1,6 @@
 """Address-translation benchmark on a real testbed guest kernel (x86-64 with KASLR, 512 MiB).
 
-Boots a guest through tests/testbed.py (or takes ``--ram FILE --dtb CR3`` of a running one), maps
+Boots a guest through the testbed (tests/testbed) (or takes ``--ram FILE --dtb CR3`` of a running one), maps
 its RAM with the ``raw`` connector and prints, all measured in one run:
 
 * batched translation of 1 M random mapped kernel addresses, warm TLB (target >= 20 M/s), and the

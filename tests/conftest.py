@@ -17,12 +17,18 @@ from testbed import DATA, Guest, boot, provision  # noqa: E402
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """First use on a Debian machine as root: install the suite's system tools (clang, lld, llvm,
-    libsnappy1v5) so no test skips for want of them. Otherwise the skips say what to install."""
-    if os.geteuid() == 0 and provision.missing_test_tools():
-        try:
-            provision.install_test_tools()
-        except provision.ProvisionError as e:
-            print(f"\ntestbed: could not install the test tools: {e}", file=sys.stderr)
+    libsnappy1v5) and build python-lzo, so no test skips for want of them. Otherwise the skips say what
+    to install."""
+    if os.geteuid() != 0:
+        return
+    for missing, install in ((provision.missing_test_tools, provision.install_test_tools),
+                             (provision.missing_python_codecs, provision.install_python_codecs)):
+        if missing():
+            print(f"\ntestbed: first use, installing {', '.join(missing())}", file=sys.stderr)
+            try:
+                install()
+            except provision.ProvisionError as e:
+                print(f"testbed: could not install them: {e}", file=sys.stderr)
 
 
 def _guest(kind: str, **knobs: str) -> Iterator[Guest]:

@@ -3,7 +3,7 @@
 Layers are the library's read path (what every vol plugin uses); they have no batched read or
 translate, so the "batched" workloads are loops over single calls, and say so. The process list is
 ``vol windows.pslist`` on the synthetic Windows image, with the real ISF of its build copied to a
-private folder (vol may delete a symbol file it was pointed at, see ../shared/data/README.md).
+private folder (vol may delete a symbol file it was pointed at, see tests/data/windows/README.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from testbed import groundtruth, provision
 from testbed.initramfs import build as build_initramfs
@@ -147,6 +147,15 @@ class Guest:
         (self.run_dir / "qemu.pid").unlink(missing_ok=True)
 
 
+def _cannot_run(reason: str) -> NoReturn:
+    """Under pytest a skip with the reason (it names the command to run); elsewhere an error."""
+    if "pytest" in sys.modules:
+        import pytest
+
+        pytest.skip(reason)
+    raise provision.ProvisionError(reason)
+
+
 def _kernel(e: dict[str, str]) -> Path:
     k = e.get("KERNEL")
     if k and Path(k).exists():
@@ -172,17 +181,18 @@ def boot(kind: str = "x64", **knobs: str) -> Guest:
     """Boot a guest of ``kind`` (see PRESETS) with knobs; set-up happens on first use."""
     reason = skip_reason()
     if reason:
-        if "pytest" in sys.modules:
-            import pytest
-
-            pytest.skip(reason)
-        raise provision.ProvisionError(reason)
+        _cannot_run(reason)
     e = {**DEFAULTS, **PRESETS[kind], **{k: str(v) for k, v in knobs.items()}}
     name = f"pmf{os.getpid()}{kind}{e.pop('SUFFIX', '')}"
     e["NAME"] = name
-    provision.ensure(e["ARCH"])
-    kernel = _kernel(e)
-    initrd = Path(e["INITRD"]) if e.get("INITRD") else build_initramfs(_flavour(e), e["ARCH"])
+    try:
+        provision.ensure(e["ARCH"])
+        kernel = _kernel(e)
+        initrd = Path(e["INITRD"]) if e.get("INITRD") else build_initramfs(_flavour(e), e["ARCH"])
+    except provision.ProvisionError as err:
+        if os.geteuid() == 0:
+            raise  # root could have installed it: a real failure (network, mirror), not a missing machine part
+        _cannot_run(str(err))
     d = RUN / name
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
