@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from testbed import Guest, GroundTruth, parse_ground_truth
+from testbed import GroundTruth, Guest, parse_ground_truth
 
 __all__ = ["TRANSIENT", "GroundTruth", "LinuxGuest", "parse_ground_truth"]
 
