@@ -4,7 +4,7 @@ Rules (the same text is in docs/architecture.md, "Rules the test enforces"):
 
 1. Direction. Every ``pymemflow`` subpackage has a place in ``DEPENDS`` (what it may import
    directly); it may import those, what they may import (transitively), and the bottom modules
-   ``errors`` and ``types``. Anything else is a violation, whether the import is at module level,
+   (``BOTTOM``: ``errors``, ``types``, ``records``). Anything else is a violation, whether the import is at module level,
    inside a function, or under ``if TYPE_CHECKING:``. A new subpackage fails the test until it is
    given a place here and on the page.
 2. OS layers are siblings: ``os.win32``, ``os.linux`` and ``os.native`` import ``os.base`` and
@@ -15,6 +15,9 @@ Rules (the same text is in docs/architecture.md, "Rules the test enforces"):
 4. No import cycles: the graph of module-level imports (``if TYPE_CHECKING:`` blocks left out,
    since they never run) between pymemflow modules has no cycle, so nothing needs a local import
    to break one.
+
+The page itself is checked too (at the end of this file): every path it names exists, its table
+places every package, and its diagram draws exactly ``DEPENDS``.
 """
 
 from __future__ import annotations
