@@ -94,3 +94,26 @@ def test_timeout_becomes_an_error_row(windows_dumps: Dumps) -> None:
     res = run_target(target, ["maps", "-p", "explorer.exe"], timeout=0.05)
     assert res.error == "timed out after 0.05 s"
     assert res.seconds < 30
+
+
+def test_a_command_stuck_in_c_code_still_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon that accepts the connection and never answers: the connector blocks in recv(), which
+    the timeout cannot interrupt; the target still ends as timed out, shortly after its time."""
+    import socket
+
+    from pymemflow.fleet import runner
+
+    monkeypatch.setattr(runner, "STUCK_GRACE", 1.0)
+    path = tmp_path / "silent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    try:
+        [target] = parse_target(f"remote:unix:{path},conn=vm1", "win32")
+        t0 = time.monotonic()
+        res = run_target(target, ["ps"], timeout=0.5)
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    assert res.error == "timed out after 0.5 s (the command did not stop; its thread was left behind)"
+    assert took < 10

@@ -202,11 +202,36 @@ def _where() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
+STUCK_GRACE = 10.0
+"""Seconds past its timeout a command may take to stop after being interrupted (it may be inside one
+long C call) before its result is given up for it."""
+
+
 def run_target(target: Target, command: Sequence[str], timeout: float | None = None,
                index: int = 0) -> TargetResult:
-    """Run ``command`` (CLI argv, e.g. ``["ps"]``) on ``target``; never raises for the target's sake."""
+    """Run ``command`` (CLI argv, e.g. ``["ps"]``) on ``target``; never raises for the target's sake.
+
+    With a ``timeout`` the command runs in a thread of its own: interrupted when its time is up, and if
+    it does not stop (blocked in C code, a hung device) the target still ends, as timed out, after
+    :data:`STUCK_GRACE` more seconds -- the stuck thread is left behind, the worker goes on."""
+    where = _where()
+    if not timeout or timeout <= 0:
+        return _run(target, command, None, index, where)
+    box: list[TargetResult] = []
     t0 = time.monotonic()
-    res = TargetResult(target.label, index, worker=_where())
+    th = threading.Thread(target=lambda: box.append(_run(target, command, timeout, index, where)),
+                          name=f"pymemflow-fleet-{index}", daemon=True)
+    th.start()
+    th.join(timeout + STUCK_GRACE)
+    if box:
+        return box[0]
+    return TargetResult(target.label, index, worker=where, seconds=time.monotonic() - t0,
+                        error=f"timed out after {timeout:g} s (the command did not stop; its thread was left behind)")
+
+
+def _run(target: Target, command: Sequence[str], timeout: float | None, index: int, where: str) -> TargetResult:
+    t0 = time.monotonic()
+    res = TargetResult(target.label, index, worker=where)
     ctx: RecordingContext | None = None
     caught: list[warnings.WarningMessage] = []
     try:
