@@ -158,3 +158,21 @@ def test_daemon_connections_are_targets(dask_cluster: DaskCluster, tmp_path) -> 
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
+
+
+def test_dask_dataframe(dask_cluster: DaskCluster, windows_dumps: Dumps) -> None:
+    """output="dataframe": one row per record, `target` first, `error` last, 64-bit addresses intact."""
+    pytest.importorskip("pandas")
+    from distributed import Client
+
+    words = [windows_dumps.missing] + windows_dumps.windows[:3]  # a failure first: columns still right
+    expected = _expected({w: windows_dumps.alone[w] for w in words}, ["ps"])
+    with Client(dask_cluster.address) as client:
+        df = pymemflow.fleet(words, "ps", os="win32", output="dataframe").compute(scheduler=client.get)
+    assert list(df.columns)[0] == "target" and list(df.columns)[-1] == "error"
+    for w in windows_dumps.windows[:3]:
+        mine = df[df["target"] == w]
+        rows = expected[w][0]
+        assert list(mine["pid"]) == [r["pid"] for r in rows]
+        assert list(mine["address"]) == [r["address"] for r in rows]  # > 2**63: object dtype keeps them
+    assert list(df[df["target"] == windows_dumps.missing]["error"]) == [expected[windows_dumps.missing][1]]

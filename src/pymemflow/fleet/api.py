@@ -87,8 +87,8 @@ def fleet(targets: str | Target | Sequence[str | Target], command: str | Sequenc
     ``output="records"`` (default): a :class:`FleetRecords` iterator of dicts -- no pandas needed.
     ``output="bag"``: a lazy ``dask.bag`` of the same records (one partition per target; it
     computes on the current Dask scheduler, e.g. an open ``distributed.Client``).
-    ``output="dataframe"``: that bag as a ``dask.dataframe`` (needs pandas; columns come from
-    the first target's records).
+    ``output="dataframe"``: that bag as a ``dask.dataframe`` (needs pandas; the columns are those of
+    the first target that gives records, learnt by computing it once; ``object`` dtype).
     """
     argv = command_argv(command)
     tlist = as_targets(targets, os)
@@ -106,4 +106,22 @@ def fleet(targets: str | Target | Sequence[str | Target], command: str | Sequenc
         raise ImportError("fleet(output='bag') needs Dask: pip install 'pymemflow[fleet]'") from None
     parts = [dask.delayed(_target_rows, pure=False)(t, argv, timeout, i, retries) for i, t in enumerate(tlist)]
     bag = db.from_delayed(parts)
-    return bag.to_dataframe() if output == "dataframe" else bag
+    return _dataframe(bag) if output == "dataframe" else bag
+
+
+def _dataframe(bag: Any) -> Any:
+    """The bag as a dask dataframe whose columns are ``target``, the fields of the first target that
+    gave records (computed once here to learn them), ``error``; every column of ``object`` dtype, so
+    64-bit addresses, missing values and nested fields all fit."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("fleet(output='dataframe') needs pandas: pip install 'dask[dataframe]'") from None
+    fields: list[str] = []
+    for part in bag.to_delayed():
+        good = [r for r in part.compute() if r.get("error") is None]
+        if good:
+            fields = [k for k in good[0] if k not in ("target", "error")]
+            break
+    meta = pd.DataFrame({c: pd.Series(dtype=object) for c in ["target", *fields, "error"]})
+    return bag.to_dataframe(meta=meta)
