@@ -17,9 +17,9 @@ import errno
 import os
 import shlex
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,7 +43,16 @@ from ..live.qmp import QmpBusyError, QmpClient, QmpError
 from ..live.rangemap import HostRangeMap
 from ..mem.phys import PhysicalMemory, PhysicalMetadata, PhysRange
 from ..mem.view import I64Array, MemoryView, U8Array, U64Array
-from ..types import ArgSpec, PluginSpec, TargetInfo, choice, parse_bool, parse_duration, parse_int
+from ..types import (
+    ArgSpec,
+    MemoryRegion,
+    PluginSpec,
+    TargetInfo,
+    choice,
+    parse_bool,
+    parse_duration,
+    parse_int,
+)
 
 DEFAULT_CACHE_TIME = 0.1
 """Seconds a page cache / TLB entry over a running VM stays valid by default (see docs/live.md)."""
@@ -423,7 +432,7 @@ def _locate(cmd: QemuCommandLine, maps: list[procfs.MapEntry], access: _HostAcce
 
 def open_qemu(target: str | int | None = None, *, qmp: str | None = None, map_base: int | None = None,
               map_size: int | None = None, pause: str = "off", writable: bool = False, io: str = "auto",
-              layout: str = "auto", qmp_timeout: float = 2.0, input: Any = None) -> QemuConnector:
+              layout: str = "auto", qmp_timeout: float = 2.0, input: HostOs | None = None) -> QemuConnector:
     """Open a VM on this host (or in ``input``, an OS layer) by name or pid."""
     endpoints = []
     if qmp:
@@ -446,7 +455,33 @@ def open_qemu(target: str | int | None = None, *, qmp: str | None = None, map_ba
         raise
 
 
-def _open_in_os(os_layer: Any, target: str | int | None, map_base: int | None, map_size: int | None,
+class HostProcessInfo(Protocol):
+    """What the connector reads of a process record of the OS layer it runs on (``ProcessInfo``)."""
+
+    pid: int
+    name: str
+    path: str
+    command_line: str
+
+
+class HostProcess(Protocol):
+    @property
+    def memory(self) -> MemoryView: ...
+
+
+class HostOs(Protocol):
+    """The OS layer a ``qemu`` connector runs on (``-o native -c qemu:VM``, or a QEMU process inside
+    another machine's memory), structurally: a connector may not import the OS layers above it.
+    ``OsLayer`` provides all of it."""
+
+    def process_info_list(self) -> Sequence[HostProcessInfo]: ...
+
+    def process_from_info(self, info: Any) -> HostProcess: ...
+
+    def memory_regions(self, proc: Any) -> Sequence[MemoryRegion]: ...
+
+
+def _open_in_os(os_layer: HostOs, target: str | int | None, map_base: int | None, map_size: int | None,
                 writable: bool, layout: str) -> QemuConnector:
     """A QEMU process inside another OS layer: command line and maps from that OS, heuristic layout."""
     infos = [i for i in os_layer.process_info_list()
