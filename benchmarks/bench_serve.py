@@ -20,7 +20,9 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,16 +55,65 @@ def rate(fn: Callable[[], int], seconds: float, min_calls: int = 3) -> float:
     return best
 
 
-def wall(cmd: list[str], repeat: int) -> tuple[float, float]:
-    """(median, best) wall seconds of a command run ``repeat`` times."""
-    times = []
+def wall(cmd: list[str], repeat: int) -> tuple[float, float, float]:
+    """(median wall, best wall, median CPU) seconds of a command run ``repeat`` times. CPU time (user +
+    system of the child) is what the process costs whatever else runs on the machine."""
+    times, cpus = [], []
     for _ in range(repeat):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         p = subprocess.run(cmd, capture_output=True, timeout=600)
         times.append(time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.decode()[-500:]}")
-    return statistics.median(times), min(times)
+    return statistics.median(times), min(times), statistics.median(cpus)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_read(daemon_pid: int, fn: Callable[[], int], n: int) -> tuple[float, float]:
+    """(daemon CPU, client CPU) seconds per call of ``fn``."""
+    d0, c0 = proc_cpu(daemon_pid), time.process_time()
+    for _ in range(n):
+        fn()
+    return (proc_cpu(daemon_pid) - d0) / n, (time.process_time() - c0) / n
+
+
+def socket_ceiling(seconds: float) -> float:
+    """Bytes/s of 16 MiB messages between two processes over a plain Unix socket pair (no HTTP, no
+    reads): what the machine's sockets allow right now, measured in this run."""
+    a, b = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # child: receive 16 MiB, acknowledge, repeat
+        a.close()
+        buf = memoryview(bytearray(BIG))
+        while True:
+            got = 0
+            while got < BIG:
+                n = b.recv_into(buf[got:])
+                if not n:
+                    os._exit(0)
+                got += n
+            b.sendall(b"k")
+    b.close()
+    data = bytes(BIG)
+
+    def once() -> int:
+        a.sendall(data)
+        a.recv(1)
+        return BIG
+
+    try:
+        return rate(once, seconds)
+    finally:
+        a.close()
+        os.waitpid(pid, 0)
 
 
 VA16 = 0x4000_0000
@@ -188,6 +239,10 @@ def main() -> None:
             same = rspace.read(kbase, BIG) == lspace.read(kbase, BIG) == data16
             same = same and (d["win"].os.process(pid).memory.read_batch(addrs, 8).data.tobytes()
                              == local.os.process(pid).memory.read_batch(addrs, 8).data.tobytes())
+            rmem = d["win"].os.process(pid).memory
+            cpu_big = cpu_per_read(daemon.pid, lambda: len(rspace.read(kbase, BIG)), 10)
+            cpu_batch = cpu_per_read(daemon.pid, lambda: len(rmem.read_batch(addrs, 8)), 20)
+        ceiling = socket_ceiling(a.seconds)
         remote_ps = wall([exe, "-o", f"remote:unix:{sock},conn=win", "ps"], a.repeat)
         local_ps = wall([exe, "-c", f"raw:{img}", "-o", "win32", "ps"], max(3, a.repeat // 2))
         floor = wall([sys.executable, "-c", "pass"], a.repeat)
@@ -198,9 +253,13 @@ def main() -> None:
         res = {
             "cpus": os.cpu_count(), "daemon_start_s": started, "same_bytes": same,
             "local": loc, "remote": rem,
-            "remote_ps_ms": {"median": remote_ps[0] * 1e3, "best": remote_ps[1] * 1e3},
-            "local_cold_ps_ms": {"median": local_ps[0] * 1e3, "best": local_ps[1] * 1e3},
-            "python_startup_ms": floor[0] * 1e3,
+            "socket_ceiling_gbs": ceiling / 1e9,
+            "cpu_ms_per_16m_read": {"daemon": cpu_big[0] * 1e3, "client": cpu_big[1] * 1e3},
+            "cpu_ms_per_10k_batch": {"daemon": cpu_batch[0] * 1e3, "client": cpu_batch[1] * 1e3},
+            "remote_ps_ms": {"median": remote_ps[0] * 1e3, "best": remote_ps[1] * 1e3, "cpu": remote_ps[2] * 1e3},
+            "local_cold_ps_ms": {"median": local_ps[0] * 1e3, "best": local_ps[1] * 1e3, "cpu": local_ps[2] * 1e3},
+            "python_startup_ms": {"median": floor[0] * 1e3, "cpu": floor[2] * 1e3},
+            "load_average": os.getloadavg()[0],
             "clients": a.clients,
             "read_16m_gbs": {"1 client": one_big, f"{a.clients} clients": many_big},
             "batch_reads_per_s": {"1 client": one_batch, f"{a.clients} clients": many_batch},
@@ -214,7 +273,8 @@ def main() -> None:
         print(json.dumps(res, indent=2))
         return
     ok = lambda good: "MET" if good else "MISSED"  # noqa: E731
-    print(f"pymemflow serve over a Unix socket, 1 GiB synthetic Windows image (raw file), {res['cpus']} CPUs")
+    print(f"pymemflow serve over a Unix socket, 1 GiB synthetic Windows image (raw file), {res['cpus']} CPUs, "
+          f"load average {res['load_average']:.1f}")
     print(f"daemon start (open + discovery): {started * 1e3:.0f} ms; same bytes remote/local: {same}")
     print(f"{'':34}{'local':>14}{'remote':>14}{'remote/local':>14}")
     print(f"{'16 MiB virtual read (GB/s)':34}{loc['read_16m_gbs']:14.2f}{rem['read_16m_gbs']:14.2f}"
@@ -222,10 +282,19 @@ def main() -> None:
     print(f"{'batched 8-byte reads x10k (M/s)':34}{loc['batch_reads_per_s'] / 1e6:14.2f}"
           f"{rem['batch_reads_per_s'] / 1e6:14.2f}{rem['batch_reads_per_s'] / loc['batch_reads_per_s']:14.2f}"
           f"   goal >= 1 M/s: {ok(rem['batch_reads_per_s'] >= 1e6)}")
-    rp, lp = res["remote_ps_ms"], res["local_cold_ps_ms"]
-    print(f"ps as a new process (ms, median/best): remote warm {rp['median']:.0f}/{rp['best']:.0f}, "
-          f"local cold {lp['median']:.0f}/{lp['best']:.0f} (x{lp['median'] / rp['median']:.1f}); "
-          f"python -c pass {res['python_startup_ms']:.0f}; goal <= 100 ms: {ok(rp['median'] <= 100)}")
+    cb, cbt = res["cpu_ms_per_16m_read"], res["cpu_ms_per_10k_batch"]
+    print(f"plain Unix socket, 16 MiB messages, same run: {res['socket_ceiling_gbs']:.2f} GB/s "
+          f"(remote 16 MiB read = {rem['read_16m_gbs'] / res['socket_ceiling_gbs']:.2f} of it)")
+    print(f"CPU per 16 MiB remote read: daemon {cb['daemon']:.1f} ms, client {cb['client']:.1f} ms "
+          f"(-> {BIG / max(cb['daemon'], cb['client']) / 1e6:.2f} GB/s when each has a core); per 10k-piece batch: "
+          f"daemon {cbt['daemon']:.2f} ms, client {cbt['client']:.2f} ms "
+          f"(-> {PIECES / max(cbt['daemon'], cbt['client']) / 1e3:.2f} M reads/s)")
+    rp, lp, py = res["remote_ps_ms"], res["local_cold_ps_ms"], res["python_startup_ms"]
+    print(f"ps as a new process, ms (median wall / best wall / median CPU): remote warm "
+          f"{rp['median']:.0f}/{rp['best']:.0f}/{rp['cpu']:.0f}, local cold {lp['median']:.0f}/{lp['best']:.0f}/"
+          f"{lp['cpu']:.0f} (x{lp['median'] / rp['median']:.1f} wall, x{lp['cpu'] / rp['cpu']:.1f} CPU); "
+          f"python -c pass {py['median']:.0f}/{py['cpu']:.0f}; goal <= 100 ms: wall {ok(rp['median'] <= 100)}, "
+          f"CPU {ok(rp['cpu'] <= 100)}")
     print(f"concurrent clients (processes): 16 MiB reads {one_big:.2f} GB/s with 1, {many_big:.2f} GB/s aggregate "
           f"with {a.clients}; batched reads {one_batch / 1e6:.2f} M/s with 1, {many_batch / 1e6:.2f} M/s with "
           f"{a.clients}")

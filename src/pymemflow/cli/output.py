@@ -8,7 +8,6 @@ formats carry every field of every record (nested dicts are kept in JSON/JSONL a
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable
 from typing import IO, Any
@@ -120,6 +119,8 @@ class Output:
         header: dict[str, None] = {} if flat else dict.fromkeys(columns or [])
         for r in flat:
             header.update(dict.fromkeys(r))
+        import csv  # only for --csv (start-up of the CLI's thin clients)
+
         w = csv.writer(self.out, lineterminator="\n")
         w.writerow(list(header))
         for r in flat:

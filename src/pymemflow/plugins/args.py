@@ -23,7 +23,6 @@ text, so the documentation cannot drift from the validation.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +47,8 @@ class LinkArgs:
 
 def did_you_mean(word: str, choices: Iterable[str], *, quote: bool = True) -> str:
     """``" (did you mean 'win32'?)"`` for the closest of ``choices`` (difflib), else ``""``."""
+    import difflib  # only when a name is wrong (start-up of the CLI's thin clients)
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if not close:
         return ""

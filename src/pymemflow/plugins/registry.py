@@ -18,7 +18,6 @@ A source that fails to import is skipped with a warning (``-v`` shows it) and li
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import importlib.util
 import logging
@@ -74,6 +73,8 @@ def specs_of(obj: Any, where: str) -> list[PluginSpec]:
 
 def _load_file(path: Path) -> ModuleType:
     """Import a plugin-folder ``.py`` file under a private, path-unique module name."""
+    import hashlib  # only for plugin-folder files (start-up of the CLI's thin clients)
+
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     modname = f"_pymemflow_plugin_{path.stem}_{digest}"
     if modname in sys.modules:

@@ -114,29 +114,26 @@ def _conn(request: web.Request) -> Connection:
     return _state(request).connections.get(request.match_info["conn"])
 
 
-def peer(request: web.Request) -> str:
-    """Who is asking: ``unix pid=N uid=N`` (SO_PEERCRED) or ``tcp HOST:PORT``."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is not None and sock.family == socket.AF_UNIX:
-        try:
-            pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                 struct.calcsize("3i")))
-            return f"unix pid={pid} uid={uid} gid={gid}"
-        except OSError:
-            return "unix"
-    pn = request.transport.get_extra_info("peername") if request.transport else None
-    return f"tcp {pn[0]}:{pn[1]}" if isinstance(pn, tuple) else "tcp"
-
-
-def _peer_uid(request: web.Request) -> int | None:
+def _peer_cred(request: web.Request) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of a Unix-socket peer (SO_PEERCRED); None over TCP."""
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is None or sock.family != socket.AF_UNIX:
         return None
     try:
-        return int(struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                       struct.calcsize("3i")))[1])
+        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                             struct.calcsize("3i")))
     except OSError:
         return None
+    return pid, uid, gid
+
+
+def peer(request: web.Request) -> str:
+    """Who is asking, for the log: ``unix pid=N uid=N gid=N`` or ``tcp HOST:PORT``."""
+    cred = _peer_cred(request)
+    if cred is not None:
+        return "unix pid={} uid={} gid={}".format(*cred)
+    pn = request.transport.get_extra_info("peername") if request.transport else None
+    return f"tcp {pn[0]}:{pn[1]}" if isinstance(pn, tuple) and len(pn) >= 2 else "unix"
 
 
 def authorised(request: web.Request) -> bool:
@@ -145,8 +142,8 @@ def authorised(request: web.Request) -> bool:
     the daemon's own user or root."""
     if _state(request).token is not None:
         return True
-    uid = _peer_uid(request)
-    return uid is not None and uid in (0, os.getuid())
+    cred = _peer_cred(request)
+    return cred is not None and cred[1] in (0, os.getuid())
 
 
 async def _run(request: web.Request, conn: Connection, fn: Callable[[Any], Any]) -> Any:

@@ -205,6 +205,13 @@ class Connections:
         conn.close()
         log.warning("connection %s closed by %s", name, by or "?")
 
+    def add_failed(self, name: str, spec: str | Sequence[str], writable: bool, opened_by: str, error: str) -> None:
+        """List a connection that could not be opened (with why), so clients see the reason."""
+        words = spec.split() if isinstance(spec, str) else [str(w) for w in spec]
+        with self._lock:
+            if name not in self._items:
+                self._items[name] = Connection(name, words, writable, opened_by, state="failed", error=error)
+
     def close_all(self) -> None:
         with self._lock:
             items = list(self._items.values())

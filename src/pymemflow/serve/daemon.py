@@ -21,7 +21,7 @@ from aiohttp import web
 from ..errors import ArgumentError
 from ..remote.client import read_token
 from .app import make_app
-from .connections import Connection, Connections
+from .connections import Connections
 from .limits import Limits
 
 log = logging.getLogger("pymemflow.serve")
@@ -168,9 +168,7 @@ async def serve(cfg: ServeConfig, ready: Any = None) -> None:
             await loop.run_in_executor(None, _open_one, conns, o)
         except Exception as e:  # the daemon still serves the others; the failed one stays listed
             log.error("connection %s (%s) could not be opened: %s", o.name, o.chain, e)
-            failed = Connection(o.name, o.chain.split() if isinstance(o.chain, str) else list(o.chain),
-                                o.writable, "--open/--config", state="failed", error=f"open failed: {e}")
-            conns._items[o.name] = failed
+            conns.add_failed(o.name, o.chain, o.writable, "--open/--config", f"open failed: {e}")
     app = make_app(conns, cfg.limits, token)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
