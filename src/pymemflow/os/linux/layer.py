@@ -26,7 +26,7 @@ from . import modules as modules_mod
 from . import tasks as tasks_mod
 from .btf import Btf
 from .dentry import PathResolver
-from .discovery import START_KERNEL_MAP, find_vmcoreinfo
+from .discovery import START_KERNEL_MAP, discover
 from .isf import IsfTypes, isf_symbols
 from .kread import Layouts, read_obj, read_ptr, walk_list
 
@@ -38,7 +38,8 @@ class LinuxOs(OsLayer):
     name = "linux"
 
     def __init__(self, phys: PhysicalMemory, *, system_map: str | None = None, isf: str | None = None,
-                 cancel: CancelToken | None = None, progress: ProgressReporter | None = None) -> None:
+                 cancel: CancelToken | None = None, progress: ProgressReporter | None = None,
+                 dtb: int | None = None, kaslr_offset: int | None = None) -> None:
         self.phys = phys
         self.warnings: list[str] = []
         """What walks and decoders could not read (also issued as Python warnings)."""
@@ -47,7 +48,8 @@ class LinuxOs(OsLayer):
         max_addr = int(getattr(getattr(phys, "metadata", None), "max_address", 0) or 0)
         if not max_addr:
             raise OsLayerError("linux: the connector does not say how much physical memory it has (max_address)")
-        self.vmcoreinfo, self.root = find_vmcoreinfo(phys, hints, max_addr, cancel, progress)
+        self.vmcoreinfo, self.root = discover(phys, hints, max_addr, dtb=dtb, kaslr_offset=kaslr_offset,
+                                              system_map=system_map, cancel=cancel, progress=progress)
         vi = self.vmcoreinfo
         self.arch = self.root.arch
         self.proc_arch = "x64" if vi.is_64bit else "x86"
