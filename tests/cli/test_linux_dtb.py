@@ -5,7 +5,6 @@ as the intact dump; what the error says when one of them is missing or wrong."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
