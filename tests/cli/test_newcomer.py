@@ -47,7 +47,11 @@ def test_bare_path_means_auto(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert json.loads(out)["chain"] == f"-c auto:{lime}:cache=true"
 
 
-def test_bare_path_errors_are_the_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_bare_path_errors_are_the_files(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "-c", "nothere.lime", "info") == (
+        1, "", "pymemflow: error: auto: cannot open nothere.lime: No such file or directory\n")
     missing = tmp_path / "missing.img"
     code, out, err = run(capsys, "-c", str(missing), "info")
     assert (code, out, err) == (1, "", f"pymemflow: error: auto: cannot open {missing}: No such file or directory\n")

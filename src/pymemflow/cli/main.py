@@ -1,9 +1,9 @@
 """``pymemflow [-v...] [-c CONNECTOR[:ARGS]]... [-o OS[:ARGS]]... COMMAND [--json|--jsonl|--csv]``.
 
 ``-c``, ``-o``, ``-v`` and the output formats are accepted after the command too. A typo of a command,
-an option or a plugin gets "did you mean". Exit codes: 0 success, 2 usage errors (bad options, bad plugin arguments: ``ArgumentError``),
-1 failures (any other pymemflow error, ``OSError``, unsupported operation). Errors are one line on
-stderr; ``-vvv`` adds the traceback. ``-v`` levels: warnings (``-v``), info (``-vv``), debug (``-vvv``).
+an option or a plugin gets "did you mean". Exit codes: 0 success, 2 usage errors (bad options, bad
+plugin arguments: ``ArgumentError``), 1 failures (any other pymemflow error, ``OSError``, unsupported
+operation). Errors are one line on stderr; ``-vvv`` adds the traceback. ``-v`` levels: warnings (``-v``), info (``-vv``), debug (``-vvv``).
 """
 
 from __future__ import annotations

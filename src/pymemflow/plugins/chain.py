@@ -92,7 +92,8 @@ def parse_chain_args(argv: Sequence[str]) -> list[LinkSpec]:
 
 
 def _looks_like_path(name: str) -> bool:
-    return "/" in name or "\\" in name or name.startswith((".", "~")) or Path(name).exists()
+    """Plugin names are identifiers: a name with a path separator or a dot (``mem.lime``) is a file."""
+    return "/" in name or "\\" in name or "." in name or name.startswith("~") or Path(name).exists()
 
 
 def bare_path(ls: LinkSpec, inv: Inventory) -> LinkSpec | None:
