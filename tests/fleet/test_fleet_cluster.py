@@ -66,8 +66,16 @@ def test_dask_bag(dask_cluster: DaskCluster, windows_dumps: Dumps) -> None:
 def test_worker_killed_mid_run_loses_nothing(tmp_path, windows_dumps: Dumps,
                                             linux_dumps: dict[str, list[str]]) -> None:
     """SIGKILL one of two workers while it runs a target: the scheduler reruns that target on the
-    other worker and every target's rows still arrive, exactly once, equal to the CLI alone."""
-    alone = {**linux_dumps, **windows_dumps.alone}
+    other worker and every target's rows still arrive, exactly once, equal to the CLI alone.
+
+    Two targets read through the `delay` middleware (5 ms a batched read: seconds of wall time, no
+    CPU) go first, so the victim is surely in the middle of one when it is killed."""
+    slow = {}
+    for word in windows_dumps.windows[:2]:
+        chain = list(windows_dumps.alone[word])
+        chain[1] += ":delay=5ms"
+        slow[" ".join(chain)] = chain
+    alone = {**slow, **linux_dumps, **windows_dumps.alone}
     expected = _expected(alone, ["ps"])
     cluster = DaskCluster(tmp_path)
     try:
@@ -75,29 +83,36 @@ def test_worker_killed_mid_run_loses_nothing(tmp_path, windows_dumps: Dumps,
 
         with Client(cluster.address) as watcher:
             pids = watcher.run(os.getpid)
-            run = pymemflow.fleet(list(alone), "ps", os="win32", scheduler=cluster.address)
-            records: list[dict] = []
             killed: dict[str, object] = {}
-            for rec in run:
-                records.append(rec)
-                if killed:
-                    continue
-                busy = {w: keys for w, keys in watcher.processing().items() if keys}
-                if busy:
-                    victim = sorted(busy)[0]
-                    os.kill(pids[victim], signal.SIGKILL)
-                    killed.update(addr=victim, keys=list(busy[victim]))
-            assert killed, "no worker was ever busy"
-            in_flight = {int(str(k).rsplit("-", 2)[1]) for k in killed["keys"]}  # type: ignore[union-attr]
+            stop = threading.Event()
+
+            def kill_one_running_a_slow_target() -> None:
+                while not stop.wait(0.05):
+                    for addr, keys in watcher.processing().items():
+                        slow_keys = [k for k in keys if int(str(k).rsplit("-", 2)[1]) < len(slow)]
+                        if slow_keys:
+                            os.kill(pids[addr], signal.SIGKILL)
+                            killed.update(addr=addr, index=int(str(slow_keys[0]).rsplit("-", 2)[1]))
+                            return
+
+            hunter = threading.Thread(target=kill_one_running_a_slow_target)
+            hunter.start()
+            try:
+                run = pymemflow.fleet(list(alone), "ps", os="win32", scheduler=cluster.address)
+                records = list(run)
+            finally:
+                stop.set()
+                hunter.join()
+            assert killed, "no worker was seen running a slow target"
             results = {r.index: r for r in run.results}
-            rerun = [i for i in in_flight if results[i].worker != killed["addr"]]
-            assert rerun, "the killed worker's targets did not run elsewhere"
+            assert results[killed["index"]].worker != killed["addr"]  # type: ignore[index]
+            assert results[killed["index"]].ok  # type: ignore[index]
             assert len(watcher.scheduler_info()["workers"]) == 1
     finally:
         cluster.close()
     got = by_target(records)
     assert got == expected
-    assert sum(1 for r in run.results) == len(alone)
+    assert len(run.results) == len(alone)
 
 
 def test_timeout_and_retries_are_per_target(dask_cluster: DaskCluster, windows_dumps: Dumps) -> None:
