@@ -93,6 +93,7 @@ class Cluster:
         try:
             if self.opts.scheduler:
                 self.client = dd.Client(self.opts.scheduler, timeout="15s", set_as_default=False)
+                self._wait_for_a_worker()
             else:
                 # memory_limit=0: a worker's RSS grows with the mmap'ed dump pages it touches; that is
                 # page cache, not a leak, and must not get the worker restarted by its nanny.
@@ -105,6 +106,16 @@ class Cluster:
             where = self.opts.scheduler or "a local cluster"
             raise FleetError(f"fleet: cannot start or reach the Dask scheduler ({where}): {e}") from None
         return self
+
+    def _wait_for_a_worker(self, seconds: float = 60.0) -> None:
+        """A scheduler without workers would hold the targets forever: wait a while, then say so."""
+        if self.client.nthreads():
+            return
+        log.warning("fleet: the scheduler %s has no workers yet; waiting up to %g s", self.opts.scheduler, seconds)
+        try:
+            self.client.wait_for_workers(1, timeout=seconds)
+        except TimeoutError:
+            raise TimeoutError(f"no worker joined in {seconds:g} s") from None
 
     def __exit__(self, *exc: object) -> None:
         if self.opts.client is None and self.client is not None:
