@@ -82,6 +82,8 @@ def test_options_after_the_command_are_accepted(capsys: pytest.CaptureFixture[st
     (["-c", "demo", "-o", "win32", "ps", "--jsn"],
      "pymemflow: error: ps: unrecognized arguments: --jsn (did you mean --json?)\n"),
     (["--jsno", "plugins"], "pymemflow: error: plugins: unrecognized arguments: --jsno (did you mean --json?)\n"),
+    (["-c", "demo", "ps", "--version"], "pymemflow: error: ps: unrecognized arguments: --version (--version is an "
+     "option of pymemflow itself: put it before the command)\n"),
     (["-c", "demo", "-o", "wind32", "ps"],
      "pymemflow: error: unknown OS layer 'wind32' (did you mean 'win32'?); available: "),
     (["-c", "dumy", "info"], "pymemflow: error: unknown connector 'dumy' (did you mean 'dummy'?); available: "),

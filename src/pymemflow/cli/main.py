@@ -152,8 +152,8 @@ def _add_common(sp: argparse.ArgumentParser) -> None:
     opts = {s for a in sp._actions for s in a.option_strings}
     if not opts & {"--json", "--jsonl", "--csv"}:
         _add_format_flags(sp, argparse.SUPPRESS)
-    if "-v" not in opts:
-        sp.add_argument("-v", dest="verbose_sub", action="count", default=argparse.SUPPRESS,
+    if not opts & {"-v", "--verbose"}:
+        sp.add_argument("-v", "--verbose", dest="verbose_sub", action="count", default=argparse.SUPPRESS,
                         help="more log output")
     if "-c" not in opts:
         sp.add_argument("-c", "--connector", dest="after_c", action=ChainAction, metavar="CONNECTOR[:ARGS]",
@@ -164,12 +164,20 @@ def _add_common(sp: argparse.ArgumentParser) -> None:
 
 
 def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: list[str]) -> str:
-    """``unrecognized arguments: --jsn (did you mean --json?)``, options of the command included."""
-    options = {s for a in parser._actions for s in a.option_strings}
+    """``unrecognized arguments: --jsn (did you mean --json?)``, options of the command included; an
+    option only ``pymemflow`` itself takes (``--version``) is told to move before the command."""
+    top = {s for a in parser._actions for s in a.option_strings}
     sub = _subparser(parser, command)
-    if sub is not None:
-        options |= {s for a in sub._actions for s in a.option_strings}
-    hints = [did_you_mean(x.split("=", 1)[0], sorted(options), quote=False) for x in extra if x.startswith("-")]
+    options = top | ({s for a in sub._actions for s in a.option_strings} if sub is not None else set())
+    hints = []
+    for x in extra:
+        name = x.split("=", 1)[0]
+        if not x.startswith("-"):
+            continue
+        if name in top and command:
+            hints.append(f" ({name} is an option of pymemflow itself: put it before the command)")
+        else:
+            hints.append(did_you_mean(name, sorted(options), quote=False))
     where = f"{command}: " if command else ""
     return f"pymemflow: error: {where}unrecognized arguments: {' '.join(extra)}{''.join(dict.fromkeys(hints))}"
 

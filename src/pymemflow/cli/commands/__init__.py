@@ -18,8 +18,10 @@ Each module listed in :data:`COMMAND_MODULES` (``pymemflow.cli.commands.<name>``
         return 0
 
 A listed module that fails to import (or to register) is skipped with a warning shown at ``-v``,
-so one broken command never takes the CLI down. Every sub-command automatically accepts ``--json``
-and ``-v`` (also accepted before the command).
+so one broken command never takes the CLI down. Every sub-command automatically accepts the output
+formats ``--json``/``--jsonl``/``--csv``, ``-v`` and ``-c``/``-o`` (also accepted before the command);
+print records with ``ctx.emit(rows, columns)`` / ``ctx.emit_obj(obj)`` so every format works
+(tests/cli/test_formats.py runs each command in each format: list a new command there).
 """
 
 COMMAND_MODULES: list[str] = [
