@@ -15,14 +15,13 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ...errors import NotFoundError, OsLayerError, PymemflowError
 from ...mem.view import MemoryView
+from ..base import ModuleInfo, Process, ProcessInfo
 from . import pe
-
-if TYPE_CHECKING:
-    from .kernel import Win32Kernel
+from .discovery import KernelFacts
 
 STATE_BYTES = 64
 SESSION_PROCESSES = ("winlogon.exe", "csrss.exe", "explorer.exe", "dwm.exe")
@@ -88,7 +87,21 @@ class Keyboard:
         return down_keys(self.state())
 
 
-def open_keyboard(k: Win32Kernel) -> Keyboard:
+class KeyboardHost(Protocol):
+    """What the keyboard reader needs of the kernel (``Win32Kernel`` provides it). A protocol, so
+    this module imports nothing from kernel.py, which imports it."""
+
+    @property
+    def facts(self) -> KernelFacts: ...
+
+    def kernel_modules(self) -> list[ModuleInfo]: ...
+
+    def process_info_list(self) -> list[ProcessInfo]: ...
+
+    def process_from_info(self, info: ProcessInfo) -> Process: ...
+
+
+def open_keyboard(k: KeyboardHost) -> Keyboard:
     """Locate the key state of the interactive session; says what was tried when it cannot."""
     kmods = {m.name.lower(): m for m in k.kernel_modules()}
     tried: list[str] = []

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...arch import VirtualMemory
 from ...errors import PymemflowError
-from ..base import ModuleInfo, Process, ProcessInfo
+from ..base import ModuleInfo, OsLayer, Process, ProcessInfo
+from .discovery import KernelFacts
 from .fields import first, maybe, user_layout
 from .listwalk import walk_list
 from .modules import parse_ustr, read_unicode_strings
-
-if TYPE_CHECKING:
-    from .kernel import Win32Kernel
+from .offsets import Win32Offsets
 
 STATUS_PENDING = 0x103
 MAX_PROCESSES = 32768
@@ -66,10 +65,29 @@ class EprocessLayout:
         return cls(size=size, ptr=off.pointer_size, **d)  # type: ignore[arg-type]
 
 
+class KernelContext(Protocol):
+    """What the process list needs of the kernel (``Win32Kernel`` provides it). A protocol, so this
+    module imports nothing from kernel.py, which imports it."""
+
+    @property
+    def facts(self) -> KernelFacts: ...
+
+    @property
+    def offsets(self) -> Win32Offsets: ...
+
+    @property
+    def kmem(self) -> VirtualMemory: ...
+
+    @property
+    def eproc(self) -> EprocessLayout: ...
+
+    def process_vm(self, info: ProcessInfo) -> VirtualMemory: ...
+
+
 class Win32Process(Process):
     """A Windows process: info, its virtual memory, and ``set_dtb`` to override the translation root."""
 
-    def __init__(self, os: Win32Kernel, info: ProcessInfo, memory: VirtualMemory) -> None:
+    def __init__(self, os: OsLayer, info: ProcessInfo, memory: VirtualMemory) -> None:
         super().__init__(os, info, memory)
         self.vm = memory
         self._modules: list[ModuleInfo] | None = None
@@ -94,7 +112,7 @@ def _u(raw: bytes, off: int | None, size: int) -> int:
     return int.from_bytes(raw[off : off + size], "little")
 
 
-def process_infos(k: Win32Kernel) -> tuple[list[ProcessInfo], list[str]]:
+def process_infos(k: KernelContext) -> tuple[list[ProcessInfo], list[str]]:
     """Every process of the ActiveProcessLinks list (capped, loop-safe) with its facts."""
     lay = k.eproc
     vm = k.kmem
@@ -139,7 +157,7 @@ def process_infos(k: Win32Kernel) -> tuple[list[ProcessInfo], list[str]]:
     return infos, warnings
 
 
-def _fill_nt_paths(k: Win32Kernel, infos: list[ProcessInfo]) -> None:
+def _fill_nt_paths(k: KernelContext, infos: list[ProcessInfo]) -> None:
     """``extra["nt_path"]`` (\\Device\\HarddiskVolumeN\\...) from each process's audit info: one
     batched read of the UNICODE_STRINGs, one of their text."""
     ptr = k.eproc.ptr
@@ -155,7 +173,7 @@ def _fill_nt_paths(k: Win32Kernel, infos: list[ProcessInfo]) -> None:
         info.extra["nt_path"] = text
 
 
-def _fill_peb_facts(k: Win32Kernel, infos: list[ProcessInfo], warnings: list[str]) -> None:
+def _fill_peb_facts(k: KernelContext, infos: list[ProcessInfo], warnings: list[str]) -> None:
     """Image path and command line from each PEB's RTL_USER_PROCESS_PARAMETERS."""
     lay = user_layout(k.offsets)
     fmt = "<Q" if lay.ptr == 8 else "<I"
@@ -177,7 +195,7 @@ def _fill_peb_facts(k: Win32Kernel, infos: list[ProcessInfo], warnings: list[str
             warnings.append(f"pid {info.pid} ({info.name}): PEB {peb:#x} unreadable: {e}")
 
 
-def wow64_peb(k: Win32Kernel, info: ProcessInfo) -> int:
+def wow64_peb(k: KernelContext, info: ProcessInfo) -> int:
     """The 32-bit PEB of a WoW64 process: ``_EWOW64PROCESS.Peb`` (Windows 10) or, on Windows 7,
     the ``Wow64Process`` field's target whose first member is the PEB32 pointer."""
     wp = info.extra.get("wow64_process", 0)
@@ -192,7 +210,7 @@ def wow64_peb(k: Win32Kernel, info: ProcessInfo) -> int:
         return 0
 
 
-def kernel_info(k: Win32Kernel) -> ProcessInfo:
+def kernel_info(k: KernelContext) -> ProcessInfo:
     """The kernel as a pseudo-process (pid 0 is the Idle process on Windows; we name it 'kernel')."""
     return ProcessInfo(pid=0, ppid=0, name="kernel", path="", state="alive",
                        arch="x64" if k.facts.arch == "x64" else "x86", dtb=k.facts.dtb, address=0,
