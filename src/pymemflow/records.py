@@ -2,11 +2,13 @@
 
 Field names are the records' own (``ProcessInfo.as_dict()`` ...), so a field added to a record shows
 up in ``pymemflow ps --json`` and in ``GET /v1/connections/NAME/processes`` at once. Stdlib only:
-the remote client imports it without NumPy.
+the remote client imports it without NumPy. The plain-text tables (the CLI's default output and
+the mount's ``.txt`` files) are rendered here too, so both show the same table for the same records.
 """
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -36,3 +38,83 @@ def jsonable(obj: Any) -> Any:
 def record_list(records: Any) -> list[Any]:
     """A list of records (``ProcessInfo``, ``ModuleInfo`` ...) as JSON-ready dicts with all fields."""
     return [jsonable(r) for r in records]
+
+
+PS_COLUMNS = ["pid", "ppid", "name", "state", "arch", "dtb", "wow64", "command_line"]
+MODULE_COLUMNS = ["name", "path", "base", "size", "arch"]
+EXPORT_COLUMNS = ["name", "address", "ordinal", "forwarder"]
+IMPORT_COLUMNS = ["module", "name", "address", "ordinal"]
+SECTION_COLUMNS = ["name", "address", "size", "characteristics"]
+MAP_COLUMNS = ["start", "end", "size", "protection", "kind", "path"]
+"""Table columns. Machine formats (--json, --jsonl, --csv, the mount's .json files) carry every field."""
+
+HEX_FIELDS = frozenset({
+    "address", "base", "dtb", "user_dtb", "start", "end", "va", "pa", "virt", "phys", "addr",
+    "max_address", "kernel_base", "real_base", "entry", "offset", "cr3", "pte", "pde",
+})
+"""Integer fields shown in hex in tables (machine formats always have plain numbers)."""
+
+
+def json_text(obj: Any) -> str:
+    """What ``--json`` prints for ``obj`` (indented, newline at the end)."""
+    return json.dumps(jsonable(obj), indent=2) + "\n"
+
+
+def is_hex_field(name: str) -> bool:
+    return name in HEX_FIELDS or name.endswith(("_address", "_addr", "_base", "_va", "_pa"))
+
+
+def cell(key: str, value: Any, width: int = 80) -> str:
+    """One table cell: hex for address-like fields, lower-case booleans, long text cut."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:#x}" if is_hex_field(key) and value >= 0 else str(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).hex()
+    if isinstance(value, (dict, list, tuple)):
+        value = json.dumps(jsonable(value))
+    text = str(value).replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def table_text(rows: list[dict[str, Any]], columns: list[str] | None = None, title: str | None = None,
+               width: int = 80) -> str:
+    """The CLI's plain-text table: upper-case header, numbers right-aligned, ``(none)`` when empty."""
+    cols = list(columns) if columns else (list(rows[0].keys()) if rows else [])
+    out = [f"{title}\n"] if title else []
+    if not rows:
+        return "".join(out) + "(none)\n"
+    cells = [[cell(c, r.get(c), width) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    right = [all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                 for r in rows if r.get(c) is not None) for c in cols]
+
+    def line(values: list[str]) -> str:
+        parts = [v.rjust(w) if rj else v.ljust(w) for v, w, rj in zip(values, widths, right, strict=True)]
+        return "  ".join(parts).rstrip() + "\n"
+
+    out.append(line([c.upper() for c in cols]))
+    out += [line(row) for row in cells]
+    return "".join(out)
+
+
+def flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"a": {"b": 1}}`` -> ``[("a.b", 1)]``; empty dicts stay one (empty) field."""
+    out: list[tuple[str, Any]] = []
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out += flatten(v, key + ".")
+        else:
+            out.append((key, v))
+    return out
+
+
+def object_text(obj: dict[str, Any], width: int = 100) -> str:
+    """One object as ``key  value`` lines, nested dicts flattened with dots."""
+    items = flatten(obj)
+    w = max((len(k) for k, _ in items), default=0)
+    return "".join(f"{k.ljust(w)}  {cell(k.rsplit('.', 1)[-1], v, width)}\n" for k, v in items)

@@ -46,7 +46,9 @@ OBJECTS: dict[str, list[str]] = {
 }
 """Commands that print one object (or bytes): --json an object, --jsonl one line, --csv one row."""
 
-NO_RECORDS: dict[str, str] = {"serve": "a daemon: it logs and serves, the API returns the records"}
+NO_RECORDS: dict[str, str] = {"serve": "a daemon: it logs and serves, the API returns the records",
+                               "mount": "a FUSE server: tests/fs read its files with real tools",
+                               "gdbserver": "a GDB stub: tests/gdb drive it with gdb"}
 """Commands that print no records at all."""
 
 ELSEWHERE: dict[str, str] = {

@@ -79,8 +79,11 @@ def missing_host_packages(arches: tuple[str, ...] = ("x86_64", "i386")) -> list[
 
 def missing_test_tools() -> list[str]:
     """Debian packages other tests use: clang + lld + llvm (PE/PDB files made and checked here),
-    libsnappy1v5 (volatility3 reads AVML with it)."""
-    need = [pkg for tool, pkg in (("clang", "clang"), ("lld-link", "lld"), ("llvm-pdbutil", "llvm"))
+    libsnappy1v5 (volatility3 reads AVML with it), fuse3 (libfuse3 + fusermount3 for `pymemflow mount`),
+    gdb, file and binutils (the mount's and gdbserver's real clients)."""
+    need = [pkg for tool, pkg in (("clang", "clang"), ("lld-link", "lld"), ("llvm-pdbutil", "llvm"),
+                                  # tests/fs mount for real and read with file/strings; tests/gdb drive gdb
+                                  ("fusermount3", "fuse3"), ("gdb", "gdb"), ("file", "file"), ("strings", "binutils"))
             if not shutil.which(tool)]
     if not ctypes.util.find_library("snappy"):
         need.append("libsnappy1v5")

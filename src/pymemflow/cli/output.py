@@ -12,49 +12,13 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any
 
-from ..records import jsonable as jsonable  # the one serialiser: the daemon's API uses it too
+# the one serialiser and table renderer: the daemon's API and the mount use them too
+from ..records import HEX_FIELDS, cell, flatten, is_hex_field, json_text, jsonable, object_text, table_text
+
+__all__ = ["FORMATS", "HEX_FIELDS", "Output", "cell", "flatten", "is_hex_field", "jsonable"]
 
 FORMATS = ("table", "json", "jsonl", "csv")
 """``table`` for people; the rest print nothing but data on stdout."""
-
-HEX_FIELDS = frozenset({
-    "address", "base", "dtb", "user_dtb", "start", "end", "va", "pa", "virt", "phys", "addr",
-    "max_address", "kernel_base", "real_base", "entry", "offset", "cr3", "pte", "pde",
-})
-"""Integer fields shown in hex in tables (machine formats always have plain numbers)."""
-
-
-def is_hex_field(name: str) -> bool:
-    return name in HEX_FIELDS or name.endswith(("_address", "_addr", "_base", "_va", "_pa"))
-
-
-def flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """``{"a": {"b": 1}}`` -> ``[("a.b", 1)]``; empty dicts stay one (empty) field."""
-    out: list[tuple[str, Any]] = []
-    for k, v in obj.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out += flatten(v, key + ".")
-        else:
-            out.append((key, v))
-    return out
-
-
-def cell(key: str, value: Any, width: int = 80) -> str:
-    """One table cell: hex for address-like integers, JSON for lists, cut at ``width``."""
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value).lower()
-    if isinstance(value, int):
-        return f"{value:#x}" if is_hex_field(key) and value >= 0 else str(value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (bytes, bytearray)):
-        value = bytes(value).hex()
-    if isinstance(value, (dict, list, tuple)):
-        value = json.dumps(jsonable(value))
-    text = str(value).replace("\n", "\\n")
-    return text if len(text) <= width else text[: width - 3] + "..."
-
 
 def _csv_value(value: Any) -> Any:
     if value is None:
@@ -81,8 +45,7 @@ class Output:
         return self.fmt != "table"
 
     def json(self, obj: Any) -> None:
-        json.dump(jsonable(obj), self.out, indent=2)
-        self.out.write("\n")
+        self.out.write(json_text(obj))
 
     def rows(self, rows: Iterable[dict[str, Any]], columns: list[str] | None = None,
              title: str | None = None) -> None:
@@ -109,10 +72,7 @@ class Output:
         else:
             if title:
                 self.out.write(f"{title}\n")
-            items = flatten(obj)
-            width = max((len(k) for k, _ in items), default=0)
-            for k, v in items:
-                self.out.write(f"{k.ljust(width)}  {cell(k.rsplit('.', 1)[-1], v, 100)}\n")
+            self.out.write(object_text(obj))
 
     def _csv(self, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
         flat = [dict(flatten(r)) for r in rows]
@@ -127,21 +87,4 @@ class Output:
             w.writerow([_csv_value(r.get(k)) for k in header])
 
     def _table(self, rows: list[dict[str, Any]], columns: list[str] | None, title: str | None) -> None:
-        cols = list(columns) if columns else (list(rows[0].keys()) if rows else [])
-        if title:
-            self.out.write(f"{title}\n")
-        if not rows:
-            self.out.write("(none)\n")
-            return
-        cells = [[cell(c, r.get(c)) for c in cols] for r in rows]
-        widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
-        right = [all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
-                     for r in rows if r.get(c) is not None) for c in cols]
-
-        def line(values: list[str]) -> str:
-            parts = [v.rjust(w) if rj else v.ljust(w) for v, w, rj in zip(values, widths, right, strict=True)]
-            return "  ".join(parts).rstrip() + "\n"
-
-        self.out.write(line([c.upper() for c in cols]))
-        for row in cells:
-            self.out.write(line(row))
+        self.out.write(table_text(rows, columns, title))

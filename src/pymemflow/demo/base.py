@@ -32,6 +32,8 @@ class BuilderBase:
     # set by the process / user-space parts
     dlls: dict[str, tuple[AddressSpace, Module, dict[int, bytes]]]
     user_spaces: list[tuple[AddressSpace, AddressSpace]]
+    min_processes: int = 0
+    """At least this many processes (the demo connector's ``processes=N``)."""
     sessions: dict[int, int]
     session_vmap: dict[int, int]
     session_blobs: tuple[int, dict[int, bytes], list[int]]

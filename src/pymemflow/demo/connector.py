@@ -27,8 +27,8 @@ class DemoMemory(MmapMemory):
     name = "demo"
 
     def __init__(self, profile: str = "win10", seed: int = 0, size: int | None = None, *,
-                 hints: bool = False, writable: bool = False) -> None:
-        img = build_image(profile, seed=seed, size=size)
+                 hints: bool = False, writable: bool = False, processes: int = 0) -> None:
+        img = build_image(profile, seed=seed, size=size, processes=processes)
         mm = mmap.mmap(-1, img.size)
         img.fill(mm)
         super().__init__(mm, MemoryMap.identity(img.size), writable=writable)
@@ -51,7 +51,7 @@ def _profile(text: str) -> str:
 
 def _open(args: dict[str, Any], _input: Any) -> DemoMemory:
     return DemoMemory(_profile(args.get("target") or "win10"), args["seed"], args.get("size"),
-                      hints=args["hints"], writable=args["writable"])
+                      hints=args["hints"], writable=args["writable"], processes=args["processes"])
 
 
 PLUGIN = PluginSpec(
@@ -68,6 +68,8 @@ PLUGIN = PluginSpec(
         ArgSpec("hints", "give dtb/kernel_base/list heads as hints (default: discover them)", default=False,
                 parse=parse_bool),
         ArgSpec("writable", "allow writes to the in-memory machine", default=False, parse=parse_bool),
+        ArgSpec("processes", "at least this many processes (extra svchost.exe, for benchmarks)", default=0,
+                parse=parse_int),
     ],
     targets=lambda: [TargetInfo(a, f"synthetic {p}") for a, p in ALIASES.items()],
 )

@@ -32,8 +32,9 @@ class MachineBuilder(ProcessMixin):
 
 
 def build_image(profile: str = "win10-19041-x64", seed: int = 0, size: int | None = None,
-                offsets: Win32Offsets | None = None) -> SyntheticImage:
-    """Build a synthetic Windows machine's physical memory and its ground truth, deterministically."""
+                offsets: Win32Offsets | None = None, processes: int = 0) -> SyntheticImage:
+    """Build a synthetic Windows machine's physical memory and its ground truth, deterministically.
+    ``processes``: at least this many processes (extra svchost.exe; for listing benchmarks)."""
     p = PROFILES.get(ALIASES.get(profile, profile))
     if p is None:
         raise ValueError(f"unknown synthetic profile {profile!r} (known: {', '.join([*PROFILES, *ALIASES])})")
@@ -41,4 +42,5 @@ def build_image(profile: str = "win10-19041-x64", seed: int = 0, size: int | Non
     b.user_spaces = []
     b.sessions = {}
     b.pae_spaces = []
+    b.min_processes = processes
     return b.build()

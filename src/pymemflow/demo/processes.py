@@ -21,8 +21,9 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
 
         def add(name: str, path: str | None, cmd: str | None, parent: str | None, session: int | None,
                 **kw: Any) -> None:
+            pid = kw.pop("pid", None) or (4 if name == "System" else next(pids))
             specs.append({"name": name, "path": path, "cmd": cmd, "parent": parent, "session": session,
-                          "pid": 4 if name == "System" else next(pids), **kw})
+                          "pid": pid, **kw})
 
         add("System", None, None, None, None)
         if self.modern:
@@ -47,6 +48,10 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
             add("demo32.exe", "C:\\Program Files (x86)\\Demo\\demo32.exe",
                 '"C:\\Program Files (x86)\\Demo\\demo32.exe" --synthetic', "explorer.exe", 1, wow64=True)
         add("cmd.exe", f"{sysroot}\\cmd.exe", f'"{sysroot}\\cmd.exe" /c exit 1', "explorer.exe", 1, dead=True)
+        # the `processes=N` knob: more service hosts until there are N (pids above the random ones)
+        for i in range(max(0, self.min_processes - len(specs))):
+            add("svchost.exe", f"{sysroot}\\svchost.exe", f"{sysroot}\\svchost.exe -k demo{i} -p", "services.exe", 0,
+                pid=10_004 + 4 * i)
         return specs
 
     def build_processes(self) -> None:

@@ -34,6 +34,8 @@ COMMAND_MODULES: list[str] = [
     "bench",  # benchmarks from the CLI
     "fleet",  # one listing command over many targets on Dask
     "serve",  # the HTTP/JSON daemon (pymemflow.serve)
+    "mount",  # FUSE file system over the chain (pymemflow.fs)
+    "gdbserver",  # GDB remote-serial-protocol server (pymemflow.gdb)
 ]
 
 COMMAND_OWNERS: dict[str, str] = {
@@ -47,6 +49,8 @@ COMMAND_OWNERS: dict[str, str] = {
     "bench": "bench",
     "fleet": "fleet",
     "serve": "serve",
+    "mount": "mount",
+    "gdbserver": "gdbserver",
 }
 """Which module registers each command, so a run imports only the module of the command it runs
 (``pymemflow -o remote:... ps`` must start in milliseconds, without the NumPy that ``translate`` or

@@ -12,14 +12,21 @@ from typing import Any
 
 from ...errors import ArgumentError
 from ...os.base import ModuleInfo, Process
+from ...os.image import module_image
 from ...plugins.api import parse_int
+from ...records import (
+    EXPORT_COLUMNS,
+    IMPORT_COLUMNS,
+    MAP_COLUMNS,
+    MODULE_COLUMNS,
+    PS_COLUMNS,
+    SECTION_COLUMNS,
+)
 from ..context import CommandContext
 from ..readout import add_read_arguments, read_out
 
-PS_COLUMNS = ["pid", "ppid", "name", "state", "arch", "dtb", "wow64", "command_line"]
-MODULE_COLUMNS = ["name", "path", "base", "size", "arch"]
-EXPORT_COLUMNS = ["name", "address", "ordinal", "forwarder"]
-"""Table columns. --json/--jsonl/--csv carry every field of the records (docs/cli.md lists them)."""
+# Table columns live in pymemflow/records.py (the mount's tables use them too); --json/--jsonl/--csv
+# carry every field of the records (docs/cli.md lists them).
 
 
 def register(sub: Any) -> None:
@@ -102,18 +109,18 @@ def run_exports(ctx: CommandContext) -> int:
 
 def run_imports(ctx: CommandContext) -> int:
     proc = _process(ctx)
-    ctx.emit([i.as_dict() for i in proc.imports(_module(ctx, proc))], ["module", "name", "address", "ordinal"])
+    ctx.emit([i.as_dict() for i in proc.imports(_module(ctx, proc))], IMPORT_COLUMNS)
     return 0
 
 
 def run_sections(ctx: CommandContext) -> int:
     proc = _process(ctx)
-    ctx.emit([s.as_dict() for s in proc.sections(_module(ctx, proc))], ["name", "address", "size", "characteristics"])
+    ctx.emit([s.as_dict() for s in proc.sections(_module(ctx, proc))], SECTION_COLUMNS)
     return 0
 
 
 def run_maps(ctx: CommandContext) -> int:
-    cols = ["start", "end", "size", "protection", "kind", "path"]
+    cols = MAP_COLUMNS
     if ctx.args.dtb is not None:
         if ctx.args.process:
             raise ArgumentError("maps: give either -p PROCESS or --dtb ADDRESS, not both")
@@ -147,16 +154,11 @@ def run_dump_module(ctx: CommandContext) -> int:
     check_output(out, bool(ctx.args.force))  # before any work: an existing file is never lost
     proc = _process(ctx)
     mod = _module(ctx, proc)
-    if mod.size <= 0 or mod.size > 1 << 32:
-        raise ArgumentError(f"dump-module: module {mod.name} has an implausible size {mod.size:#x}")
-    unreadable = 0
+    with ctx.progress(mod.size, f"dump {mod.name}") as bar:
+        img = module_image(proc, mod, bar.advance)
     part = out.with_name(out.name + ".part")
-    with ctx.progress(mod.size, f"dump {mod.name}") as bar, open(part, "wb") as f:
-        for _, chunk, failures in proc.memory.iter_read(mod.base, mod.size, 1 << 20):
-            unreadable += sum(x.length for x in failures)
-            f.write(chunk)
-            bar.advance(len(chunk))
+    part.write_bytes(img.data)
     part.replace(out)
     ctx.emit_obj({"module": mod.name, "base": mod.base, "size": mod.size, "file": ctx.args.out,
-                  "unreadable_bytes": unreadable})
+                  "unreadable_bytes": img.unreadable, "rebuilt": img.rebuilt})
     return 0

@@ -204,7 +204,11 @@ class Win32Kernel(OsLayer):
 
     def dump_module(self, proc: Process, module: ModuleInfo) -> bytes:
         """The module as a PE file rebuilt from memory (sections at their RVAs, ImageBase = load address)."""
-        return pe.rebuild_pe(self._image(proc, module), module.base)
+        return self.rebuild_module(self._image(proc, module), module)
+
+    def rebuild_module(self, image: bytes, module: ModuleInfo) -> bytes:
+        """A PE file from the module's memory image (see :func:`pymemflow.os.image.module_image`)."""
+        return pe.rebuild_pe(image, module.base)
 
     def kernel_exports(self) -> list[ExportInfo]:
         kp = self.kernel_process()
