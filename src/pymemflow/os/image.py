@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ArgumentError, PartialReadError
+from ..errors import ArgumentError
 
 if TYPE_CHECKING:  # the CLI's osinfo imports this module; remote-only runs start without NumPy
     from ..mem.view import MemoryView
@@ -33,20 +33,15 @@ class ModuleImage:
 
 def read_zero_filled(mem: MemoryView, addr: int, size: int,
                      progress: Callable[[int], None] | None = None) -> tuple[bytes, int]:
-    """``size`` bytes at ``addr`` in 1 MiB steps; unreadable bytes are zero and counted."""
-    data = bytearray(size)
+    """``size`` bytes at ``addr`` (``iter_read``'s 1 MiB chunks); unreadable bytes are zero and counted."""
+    parts: list[bytes] = []
     unreadable = 0
-    for off in range(0, size, STEP):
-        n = min(STEP, size - off)
-        try:
-            chunk = mem.read(addr + off, n)
-        except PartialReadError as e:
-            chunk = e.data
-            unreadable += sum(f.length for f in e.failures)
-        data[off : off + n] = chunk
+    for _, chunk, failures in mem.iter_read(addr, size, STEP):
+        parts.append(chunk)
+        unreadable += sum(f.length for f in failures)
         if progress is not None:
-            progress(n)
-    return bytes(data), unreadable
+            progress(len(chunk))
+    return b"".join(parts), unreadable
 
 
 def module_image(proc: Process, mod: ModuleInfo, progress: Callable[[int], None] | None = None) -> ModuleImage:
