@@ -22,7 +22,6 @@ from ...records import (
     PS_COLUMNS,
     SECTION_COLUMNS,
 )
-from ...writers.base import check_output
 from ..context import CommandContext
 from ..readout import add_read_arguments, read_out
 
