@@ -8,8 +8,9 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -58,10 +59,18 @@ def parse_duration(text: str | float) -> float:
     return float(m.group(1)) * scale
 
 
+def did_you_mean(word: str, choices: Iterable[str], *, quote: bool = True) -> str:
+    """``" (did you mean 'win32'?)"`` for the closest of ``choices`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"
+
+
 def choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
-            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}{did_you_mean(text, allowed)}")
         return text
 
     parse.__doc__ = "one of " + ", ".join(allowed)

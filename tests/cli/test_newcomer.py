@@ -8,9 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pymemflow
 from pymemflow.cli.main import build_parser, main
+from pymemflow.errors import ArgumentError
 from pymemflow.plugins.args import parse_link
 from pymemflow.plugins.chain import parse_chain_args
 
@@ -91,6 +94,8 @@ def test_options_after_the_command_are_accepted(capsys: pytest.CaptureFixture[st
      "pymemflow: error: dummy: unknown argument 'sise' (did you mean 'size'?); valid arguments: target, size\n"),
     (["-c", "dummy::cahce=true", "info"],
      "pymemflow: error: dummy: unknown middleware option 'cahce' (did you mean 'cache'?); valid middleware options: "),
+    (["-o", "native:io=readvv", "ps"], "pymemflow: error: native: bad value 'readvv' for 'io': 'readvv' is not one "
+     "of auto, readv, procmem (did you mean 'readv'?)\n"),
     (["-c", "demo", "-o", "win32", "modules"],
      "pymemflow: error: modules: the following arguments are required: -p/--process\n"),
     (["-c", "dummy", "phys-read", "zz", "4"],
@@ -133,6 +138,17 @@ def test_url_targets_need_no_quotes() -> None:
     assert la.args == {"target": "file:///x.img", "remote": "rpc://host:28473"} and la.middleware == {"cache": "true"}
     [ls] = parse_chain_args(["-c", "leechcore:file:///x.img"])
     assert ls.args == {"target": "file:///x.img"} and str(ls) == "-c leechcore:file:///x.img"
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet=":/,=\"'`ab1 .", max_size=40))
+def test_link_parser_takes_any_text(text: str) -> None:
+    """Whatever the text, a link spec parses or is an ArgumentError (never another exception or a hang)."""
+    try:
+        la = parse_link(text)
+    except ArgumentError:
+        return
+    assert la.name
 
 
 def test_leechcore_file_url_on_the_command_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import ArgumentError, PymemflowError
-from ..plugins.args import did_you_mean
 from ..plugins.chain import LinkSpec
 from ..plugins.chain import parse_chain_args as _parse_links
+from ..types import did_you_mean
 from .commands import COMMAND_MODULES, COMMAND_OWNERS
 from .context import CommandContext
 from .output import FORMATS

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArgumentError
-from ..types import format_number
+from ..types import did_you_mean, format_number
 from .api import TARGET_ARG, ArgSpec, PluginSpec
 
 QUOTES = "\"'`"
@@ -43,16 +43,6 @@ class LinkArgs:
     args: dict[str, str] = field(default_factory=dict)
     middleware: dict[str, str] = field(default_factory=dict)
     text: str = ""
-
-
-def did_you_mean(word: str, choices: Iterable[str], *, quote: bool = True) -> str:
-    """``" (did you mean 'win32'?)"`` for the closest of ``choices`` (difflib), else ``""``."""
-    import difflib  # only when a name is wrong (start-up of the CLI's thin clients)
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if not close:
-        return ""
-    return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"
 
 
 _PORT = re.compile(r":[0-9]+(?=[,:/]|$)")

@@ -30,8 +30,8 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ArgumentError
+from ..types import did_you_mean
 from .api import PluginKind, PluginSpec
-from .args import did_you_mean
 from .builtin import ALONE, BUILTIN_MODULES
 
 log = logging.getLogger(__name__)
