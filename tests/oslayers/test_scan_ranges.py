@@ -152,3 +152,31 @@ def test_dtb_hint_skips_the_root_scans(win10_small: Any, monkeypatch: pytest.Mon
     phys.hints["dtb"] = win10_small.facts["dtb"]
     facts = discovery.discover(phys, progress=False)
     assert facts.dtb == win10_small.facts["dtb"] and "dtb hint" in facts.how[0]
+
+
+def test_os_layers_take_a_cancel_token(tmp_path: Path) -> None:
+    """A cancelled token stops discovery in both layers with ScanCancelled (a PymemflowError)."""
+    from pymemflow.os.linux.layer import LinuxOs
+    from pymemflow.os.win32.kernel import Win32Kernel
+
+    phys = _high_ram(tmp_path, 4 * GIB)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(ScanCancelled):
+        LinuxOs(phys, cancel=token)
+    with pytest.raises(ScanCancelled):
+        Win32Kernel.open(phys, cancel=token)
+
+
+def test_ctrl_c_in_a_scan_propagates_cleanly(tmp_path: Path) -> None:
+    """KeyboardInterrupt (Ctrl-C) raised while scanning leaves the scan at once (the CLI exits 130)."""
+    phys = _high_ram(tmp_path, 0, 64 << 20, bytes(64 << 20))
+    calls = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append(done)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        list(vmcoreinfo.scan(phys, progress=progress))
+    assert len(calls) == 1

@@ -147,3 +147,20 @@ def test_linux_cli_warns_on_a_cut_short_list(lx: LinuxCase) -> None:
     assert r.returncode == 0, r.stderr
     assert "pymemflow: warning: linux: init_task.tasks: impossible link after 10 entries" in r.stderr
     assert len(r.stdout.strip().splitlines()) == 1 + 11
+
+
+def test_linux_dmesg_with_an_unreadable_ring_page_warns(lx: LinuxCase) -> None:
+    from pymemflow.mem.memmap import MemoryMap
+
+    full = lx.os.dmesg()
+    vi = lx.os.vmcoreinfo
+    prb = lx.os.kmem.read_ptr(vi.symbols["prb"])
+    data_at = lx.os.kmem.read_ptr(prb + vi.offsets["printk_ringbuffer.text_data_ring"]
+                                  + vi.offsets["prb_data_ring.data"])
+    pa = lx.os.kmem.translate(data_at) & ~0xFFF
+    size = lx.path.stat().st_size
+    holed = RawFileMemory(lx.path, mem_map=MemoryMap([(0, pa, 0), (pa + 0x1000, size - pa - 0x1000, pa + 0x1000)]))
+    bad = LinuxOs(holed)
+    with pytest.warns(IncompleteWalkWarning, match="printk ring: 0x[0-9a-f]+ of 0x[0-9a-f]+ bytes of the text ring unreadable"):
+        got = bad.dmesg()
+    assert 0 < len(got) < len(full)

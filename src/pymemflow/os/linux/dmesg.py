@@ -11,15 +11,34 @@ import struct
 from ...errors import NotFoundError
 from ...mem.view import MemoryView
 from ..base import LogRecord
-from .kread import read_obj, read_ptr
+from .kread import outside, read_obj, read_ptr
 from .vmcoreinfo import VmcoreInfo
 
 MAX_COUNT_BITS = 20
 """CONFIG_LOG_BUF_SHIFT is at most 25 and count_bits = size_bits - PRB_AVGBITS (5)."""
 MAX_DATA_BITS = 25
+MAX_RECORD = 1024
+"""Bytes of one descriptor or printk_info (real ones: 24 and 88); a larger SIZE() is corrupt."""
 
 
-def read_log(kmem: MemoryView, vi: VmcoreInfo) -> list[LogRecord]:
+def _bulk(kmem: MemoryView, addr: int, n: int, what: str, lost: list[str] | None
+          ) -> tuple[bytes, list[tuple[int, int]]]:
+    """``n`` bytes at ``addr`` (unreadable parts zero) and the unreadable ``(start, end)`` offsets,
+    noted in ``lost``: records there are dropped, not shown as NULs."""
+    if outside(kmem, addr, n):
+        if lost is not None:
+            lost.append(f"printk ring: {what} at {addr:#x} (+{n:#x}) is not a kernel address; its records are lost")
+        return bytes(n), [(0, n)]
+    res = kmem.read_batch([addr], [n])
+    holes = [(f.address - addr, f.address - addr + f.length) for f in res.failures]
+    if holes and lost is not None:
+        bad = sum(e - b for b, e in holes)
+        lost.append(f"printk ring: {bad:#x} of {n:#x} bytes of {what} unreadable; records there are lost")
+    return res.data.tobytes(), holes
+
+
+def read_log(kmem: MemoryView, vi: VmcoreInfo, warnings: list[str] | None = None) -> list[LogRecord]:
+    """The log records, oldest first; unreadable parts of the ring are noted in ``warnings``."""
     o, s = vi.offsets, vi.sizes
     prb_sym = vi.symbols.get("prb")
     need = ["printk_ringbuffer.desc_ring", "prb_desc_ring.descs", "printk_info.text_len",
@@ -42,12 +61,17 @@ def read_log(kmem: MemoryView, vi: VmcoreInfo) -> list[LogRecord]:
     descs_at, infos_at = d.ptr(o["prb_desc_ring.descs"]), d.ptr(o["prb_desc_ring.infos"])
     data_at = t.ptr(o["prb_data_ring.data"])
     desc_sz, info_sz = s.get("prb_desc", 3 * ps), s.get("printk_info", 88)
-    descs = kmem.read(descs_at, count * desc_sz, zero_fill=True)
-    infos = kmem.read(infos_at, count * info_sz, zero_fill=True)
-    data = kmem.read(data_at, dsize, zero_fill=True)
+    descs, _ = _bulk(kmem, descs_at, count * desc_sz, "the descriptors", warnings)  # zeros: not committed
+    infos, info_holes = _bulk(kmem, infos_at, count * info_sz, "the record infos", warnings)
+    data, text_holes = _bulk(kmem, data_at, dsize, "the text ring", warnings)
     sv_off, lpos_off = o.get("prb_desc.state_var", 0), o.get("prb_desc.text_blk_lpos", ps)
     begin_off, next_off = o["prb_data_blk_lpos.begin"], o.get("prb_data_blk_lpos.next", ps)
     seq_off, ts_off, tl_off = o.get("printk_info.seq", 0), o.get("printk_info.ts_nsec", 8), o["printk_info.text_len"]
+    if (not 0 < desc_sz <= MAX_RECORD or not 0 < info_sz <= MAX_RECORD
+            or min(sv_off, lpos_off, begin_off, next_off, seq_off, ts_off, tl_off) < 0
+            or max(sv_off, lpos_off + begin_off, lpos_off + next_off) + ps > desc_sz
+            or max(seq_off + 8, ts_off + 8, tl_off + 4) > info_sz):
+        raise NotFoundError("linux: VMCOREINFO's printk offsets do not fit its record sizes (corrupt?)")
     fmt = "<Q" if ps == 8 else "<I"
     shift = 8 * ps - 2
     out: list[LogRecord] = []
@@ -70,6 +94,9 @@ def read_log(kmem: MemoryView, vi: VmcoreInfo) -> list[LogRecord]:
         text_len = struct.unpack_from("<H", infos, ib + tl_off)[0]
         ln = min(ln - ps, text_len)
         if ln < 0 or start + ps + ln > dsize:
+            continue
+        if any(b < start + ps + ln and start < e for b, e in text_holes) or \
+                any(b < ib + info_sz and ib < e for b, e in info_holes):
             continue
         txt = data[start + ps: start + ps + ln].decode("utf-8", "replace")
         seq = struct.unpack_from("<Q", infos, ib + seq_off)[0]

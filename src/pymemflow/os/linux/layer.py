@@ -344,7 +344,10 @@ class LinuxOs(OsLayer):
         return mods
 
     def dmesg(self) -> list[dmesg_mod.LogRecord]:
-        return dmesg_mod.read_log(self.kmem, self.vmcoreinfo)
+        lost: list[str] = []
+        out = dmesg_mod.read_log(self.kmem, self.vmcoreinfo, lost)
+        self._warn(lost)
+        return out
 
     # ---- per process -------------------------------------------------------------------------------
     def memory_regions(self, proc: Process, **kw: Any) -> list[MemoryRegion]:
