@@ -41,7 +41,8 @@ def test_parse_command_is_the_clis() -> None:
     args = parse_command(["modules", "-p", "explorer.exe"])
     assert args.process == "explorer.exe" and args.json
     for bad, msg in ((["nosuch"], "unknown command"), (["fleet", "ps"], "not a listing command"),
-                     (["modules"], "-p"), ([], "no command")):
+                     (["modules"], "-p"), ([], "no command"), (["serve"], "not a listing command"),
+                     (["read", "-p", "1", "0x1000", "16", "--out", "x.bin"], "writes a file")):
         with pytest.raises(ArgumentError, match=msg):
             parse_command(bad)
 

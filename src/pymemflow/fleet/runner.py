@@ -32,8 +32,9 @@ from ..cli.output import jsonable
 from ..errors import ArgumentError, PymemflowError
 from .targets import Target
 
-NOT_FLEET_COMMANDS = frozenset({"fleet", "dump-module", "dump-phys", "bench"})
-"""Commands that write files, loop or measure this machine: not something to fan out."""
+NOT_FLEET_COMMANDS = frozenset({"fleet", "dump-module", "dump-phys", "bench", "serve"})
+"""Commands that write files, run a daemon, loop or measure this machine: not something to fan out.
+Any other command given an output file (an ``out`` argument, as ``read --out``) is refused too."""
 
 
 class TargetTimeout(Exception):
@@ -100,6 +101,8 @@ def parse_command(argv: Sequence[str]) -> argparse.Namespace:
         raise ArgumentError(str(e)) from None
     except SystemExit:  # --help
         raise ArgumentError(f"fleet: {name} --help is not a command to run over a fleet") from None
+    if getattr(args, "out", None):
+        raise ArgumentError(f"fleet: {name} --out writes a file; a fleet collects records (drop --out)")
     args.json = True  # machine output: commands that print text for people emit records instead
     args.format = "json"
     args.verbose = 0
