@@ -69,6 +69,22 @@ def start_daemon(workdir: Path, *args: str, socket: bool = True, timeout: float 
     raise RuntimeError(f"pymemflow serve did not start within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+TOKEN = "s3cret-token-for-tests"
+
+
+def tcp_daemon(tmp: Path, *extra: str) -> Daemon:
+    """A daemon on 127.0.0.1 (a free port) with TOKEN, max_read 1 MiB and the demo connection, from a
+    --config file."""
+    token = tmp / "token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
+    cfg = tmp / "serve.toml"
+    cfg.write_text(f'listen = "127.0.0.1:0"\ntoken_file = "{token}"\n[limits]\nmax_read = 1048576\n'
+                   '[connections.demo]\nchain = "-c demo -o win32"\n'
+                   '[connections.scratch]\nchain = "-c dummy:size=1m"\nwritable = true\n')
+    return start_daemon(tmp, "--config", str(cfg), *extra, socket=False)
+
+
 @pytest.fixture(scope="session")
 def serve_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="pmf-serve-", dir="/tmp"))  # short: Unix socket paths <= 107 bytes

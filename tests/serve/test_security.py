@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, cli, start_daemon
+from conftest import TOKEN, Daemon, cli, tcp_daemon
 
 import pymemflow
 from pymemflow.errors import ReadOnlyError
 from pymemflow.remote.protocol import RemoteError
-
-TOKEN = "s3cret-token-for-tests"
 
 
 def test_socket_mode_0600(demo_daemon: Daemon) -> None:
@@ -62,18 +60,8 @@ def test_refused_configurations(tmp_path: Path) -> None:
     assert p.returncode == 2 and "max_read" in p.stderr
 
 
-def _tcp_daemon(tmp: Path, *extra: str) -> Daemon:
-    token = tmp / "token"
-    token.write_text(TOKEN + "\n")
-    token.chmod(0o600)
-    cfg = tmp / "serve.toml"
-    cfg.write_text(f'listen = "127.0.0.1:0"\ntoken_file = "{token}"\n[limits]\nmax_read = 1048576\n'
-                   '[connections.demo]\nchain = "-c demo -o win32"\n')
-    return start_daemon(tmp, "--config", str(cfg), *extra, socket=False)
-
-
 def test_tcp_needs_the_token(tmp_path: Path, demo_local: Any) -> None:
-    d = _tcp_daemon(tmp_path)
+    d = tcp_daemon(tmp_path)
     try:
         url = d.addresses[0]
         assert url.startswith("http://127.0.0.1:")
@@ -109,7 +97,7 @@ def test_tls(tmp_path: Path, demo_local: Any) -> None:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True, timeout=120)
-    d = _tcp_daemon(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    d = tcp_daemon(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
     try:
         url = d.addresses[0]
         assert url.startswith("https://127.0.0.1:")

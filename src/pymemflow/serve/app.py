@@ -27,19 +27,20 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from ..errors import PartialReadError, PartialWriteError, ReadFailure, ReadOnlyError
+from ..errors import ArgumentError, PartialReadError, PartialWriteError, ReadFailure, ReadOnlyError
 from ..mem.view import BatchResult
 from ..plugins.api import parse_bool, parse_int
 from ..records import jsonable, record_list
 from ..remote.protocol import (
     API_PREFIX,
     BATCH_CONTENT_TYPE,
+    check_name,
     encode_batch_header,
     error_body,
     failures_to_json,
     status_of,
 )
-from .connections import Connection, ConnectionFailed, Connections
+from .connections import Connection, ConnectionFailed, Connections, NoRoom, chain_words
 from .limits import Limits
 from .openapi import VERSION, document
 
@@ -189,10 +190,17 @@ async def h_create(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "body.writable: expected true or false")
     if writable and not authorised(request):
         raise ApiError(403, "opening a writable connection needs an authorised request", "Forbidden")
+    check_name(name)
+    words = chain_words(spec)  # a malformed chain is a bad request (400) ...
     who = peer(request)
     loop = asyncio.get_running_loop()
-    conn = await loop.run_in_executor(st.pool, lambda: st.connections.open(name, spec, writable=writable,
-                                                                            opened_by=who))
+    try:
+        conn = await loop.run_in_executor(st.pool, lambda: st.connections.open(name, words, writable=writable,
+                                                                                opened_by=who))
+    except NoRoom as e:
+        raise ApiError(409, str(e), "ArgumentError") from None
+    except ArgumentError as e:  # ... a well-formed one that cannot be opened (unknown plugin, bad value) is 422
+        raise ApiError(422, str(e), "ArgumentError") from None
     return _json(conn.describe(), 201)
 
 
@@ -527,7 +535,8 @@ VAD = Param("vad", "query", "boolean", "from the OS's own records (VADs) instead
 
 CONN_BODY = {"type": "object", "required": ["name", "chain"], "additionalProperties": False, "properties": {
     "name": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"},
-    "chain": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+    "chain": {"oneOf": [{"type": "string", "pattern": r"^\s*-(c|o|-connector|-os)\s+\S"},
+                        {"type": "array", "items": {"type": "string"}, "minItems": 2}],
               "description": "the chain as on the command line: \"-c demo -o win32\""},
     "writable": {"type": "boolean", "default": False}}}
 
@@ -633,7 +642,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         what = {404: f"no such endpoint {request.method} {request.path} (see {API_PREFIX}/openapi.json)",
                 405: f"method {request.method} not allowed on {request.path}",
                 413: f"request body too large (max_body {st.limits.max_body} bytes)"}.get(e.status, e.reason)
-        return _error_response(e.status, type(e).__name__.removeprefix("HTTP"), what)
+        resp = _error_response(e.status, type(e).__name__.removeprefix("HTTP"), what)
+        if isinstance(e, web.HTTPMethodNotAllowed):
+            resp.headers["Allow"] = ", ".join(sorted(e.allowed_methods))
+        return resp
     except (PartialReadError, PartialWriteError) as e:
         fails = [[f.index, f.address, f.length, f.reason] for f in e.failures[:100]]
         return _error_response(422, type(e).__name__, str(e), failures=fails)

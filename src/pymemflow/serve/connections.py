@@ -33,7 +33,11 @@ class ConnectionFailed(PymemflowError):
     """The connection's target went away; the message says when and why."""
 
 
-def _chain_words(spec: str | Sequence[str]) -> list[str]:
+class NoRoom(ArgumentError):
+    """The name is taken, or the connection limit is reached (HTTP 409)."""
+
+
+def chain_words(spec: str | Sequence[str]) -> list[str]:
     words = shlex.split(spec) if isinstance(spec, str) else [str(w) for w in spec]
     if not words:
         raise ArgumentError("empty chain: give -c CONNECTOR[:ARGS] and/or -o OS[:ARGS]")
@@ -166,13 +170,13 @@ class Connections:
              opened_by: str = "config") -> Connection:
         """Open a chain under ``name`` (blocking: discovery runs here)."""
         check_name(name)
-        words = _chain_words(spec)
+        words = chain_words(spec)
         conn = Connection(name, words, writable, opened_by, process_ttl=self.process_ttl)
         with self._lock:
             if name in self._items:
-                raise ArgumentError(f"a connection named {name!r} exists already (delete it first)")
+                raise NoRoom(f"a connection named {name!r} exists already (delete it first)")
             if len(self._items) >= self.max_connections:
-                raise ArgumentError(f"too many connections (limit {self.max_connections})")
+                raise NoRoom(f"too many connections (limit {self.max_connections})")
             self._items[name] = conn  # reserved while opening, so a second open of the name fails
         t0 = time.monotonic()
         try:
