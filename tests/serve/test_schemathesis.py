@@ -26,7 +26,7 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
         p = subprocess.run([st, "run", f"{url}/v1/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
                             "--max-examples", "15", "--checks", "all", "--exclude-checks",
                             "positive_data_acceptance", "--workers", "1", "--request-timeout", "30",
-                            "--seed", "16"], capture_output=True, text=True, timeout=900)
+                            "--seed", "16"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
         assert p.returncode == 0, p.stdout[-6000:]
         assert d.alive()
         assert "internal error" not in d.log_text()
