@@ -16,6 +16,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,21 +57,23 @@ class BufferMemory(PhysicalMemory):
         return []
 
 
-def make_all(src: BufferMemory, folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    files["raw (raw connector)"] = dump_physical(src, folder / "m.raw", "raw").path
-    files["elf"] = dump_physical(src, folder / "m.elf", "elf").path
-    files["lime"] = dump_physical(src, folder / "m.lime", "lime").path
-    files["crashdump full"] = write_crashdump(src, folder / "m.dmp")
-    files["crashdump bitmap"] = write_crashdump(src, folder / "mb.dmp", kind="bitmap")
-    files["vmware"] = write_vmware(src, folder / "m.vmss")
+def make_all(src: BufferMemory, folder: Path, only: list[str] | None = None) -> dict[str, Path]:
+    """Every format (or those whose name contains one of ``only``) written from ``src``."""
+    writers: dict[str, Callable[[], Path]] = {
+        "raw (raw connector)": lambda: dump_physical(src, folder / "m.raw", "raw").path,
+        "elf": lambda: dump_physical(src, folder / "m.elf", "elf").path,
+        "lime": lambda: dump_physical(src, folder / "m.lime", "lime").path,
+        "crashdump full": lambda: write_crashdump(src, folder / "m.dmp"),
+        "crashdump bitmap": lambda: write_crashdump(src, folder / "mb.dmp", kind="bitmap"),
+        "vmware": lambda: write_vmware(src, folder / "m.vmss"),
+    }
     for codec in ("none", "zlib", "lzo", "snappy", "zstd"):
         if codec in ("none", "zlib") or codecs.available(codec):
-            files[f"kdump {codec}"] = write_kdump(src, folder / f"m.{codec}.kdump", codec)
-    files["kdump zlib flattened"] = write_kdump(src, folder / "mf.kdump", "zlib", flattened=True)
+            writers[f"kdump {codec}"] = partial(write_kdump, src, folder / f"m.{codec}.kdump", codec)
+    writers["kdump zlib flattened"] = lambda: write_kdump(src, folder / "mf.kdump", "zlib", flattened=True)
     if codecs.available("snappy"):
-        files["avml (snappy)"] = write_avml(src, folder / "m.avml")
-    return files
+        writers["avml (snappy)"] = lambda: write_avml(src, folder / "m.avml")
+    return {name: write() for name, write in writers.items() if not only or any(o == name for o in only)}
 
 
 def bench(path: Path, addrs: np.ndarray, batch: int, expect: np.ndarray) -> tuple[float, float]:
@@ -98,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="256M", help="synthetic source size (without --ram)")
     ap.add_argument("--reads", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--formats", help="comma-separated format names to measure (default: all), e.g. "
+                    "'kdump zlib,kdump lzo'")
     a = ap.parse_args(argv)
     if a.ram:
         data = np.fromfile(a.ram, dtype=np.uint8)
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="bench-formats-"))
     try:
         t = time.perf_counter()
-        files = make_all(src, folder)
+        files = make_all(src, folder, a.formats.split(",") if a.formats else None)
         print(f"source {data.size >> 20} MiB ({'RAM image ' + a.ram if a.ram else 'synthetic'}); "
               f"wrote {len(files)} files in {time.perf_counter() - t:.1f} s; {a.reads} random 4 KiB reads, "
               f"batches of {a.batch}; single = one read() call a page (first 5000)")
