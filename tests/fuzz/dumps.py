@@ -16,6 +16,7 @@ import numpy as np
 
 import pymemflow
 from pymemflow.connectors.formats import codecs
+from pymemflow.errors import FormatError
 from pymemflow.writers.base import memory_ranges
 
 from .harness import INTERESTING, mutate
@@ -46,8 +47,13 @@ _ORIGINALS: dict[str, dict[str, bytes]] = {}
 
 
 def available(fmt: str) -> bool:
-    """Whether this build can write and read ``fmt`` (optional codec packages)."""
+    """Whether this build can write and read ``fmt`` (optional codec packages: writing LZO needs
+    lzokay even where reading it is built in)."""
     codec = fmt.split("-")[1] if fmt.startswith("kdump") else ("snappy" if fmt == "avml" else "zlib")
+    try:
+        codecs.compressor(codec)
+    except FormatError:
+        return False
     return codecs.available(codec)
 
 

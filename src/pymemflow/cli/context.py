@@ -13,18 +13,14 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ArgumentError, PartialReadError
+from ..errors import ArgumentError
 from ..plugins.chain import LinkSpec, OpenedChain, open_links
 from ..plugins.registry import Inventory, default_inventory
 from .output import Output, jsonable
 
-__all__ = ["CommandContext", "Progress", "hexdump_text", "jsonable"]
-
-MAX_READ = 1 << 32
-"""Largest single read a command does into memory (4 GiB)."""
+__all__ = ["CommandContext", "Progress", "jsonable"]
 
 
 class Progress:
@@ -180,40 +176,6 @@ class CommandContext:
         """One object: ``key  value`` lines (nested dicts flattened with dots), or the machine format."""
         self.output.obj(obj, title)
 
-    def hexdump(self, data: bytes, base: int) -> None:
-        """Classic 16-bytes-a-line hexdump, or ``{"address", "length", "hex"}`` with ``--json``."""
-        if self.machine:
-            self.emit_obj({"address": base, "length": len(data), "hex": bytes(data).hex()})
-            return
-        self.out.write(hexdump_text(data, base))
-
-    def read_reporting(self, mem: Any, addr: int, n: int) -> tuple[bytes, int]:
-        """Read ``n`` bytes at ``addr`` from ``mem`` (a MemoryView). Unreadable parts come back zeroed
-        and are reported in one line on stderr; returns (data, unreadable byte count)."""
-        if n < 0 or n > MAX_READ:
-            raise ArgumentError(f"length {n:#x} out of range (0 .. {MAX_READ:#x})")
-        try:
-            return mem.read(addr, n), 0
-        except PartialReadError as e:
-            bad = sum(f.length for f in e.failures)
-            shown = "; ".join(f"{f.length:#x} at {f.address:#x}: {f.reason}" for f in e.failures[:3])
-            more = f" (+{len(e.failures) - 3} more)" if len(e.failures) > 3 else ""
-            self.err.write(f"pymemflow: error: {bad} of {n} bytes unreadable (zero-filled): {shown}{more}\n")
-            return e.data, bad
-
-    def output_bytes(self, data: bytes, addr: int, out: str | None) -> None:
-        """``--out FILE`` (raw bytes; ``-`` is stdout), else a hexdump (or JSON)."""
-        if out == "-":
-            self.out.flush()
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        elif out:
-            Path(out).write_bytes(data)
-            if not self.machine:
-                self.err.write(f"wrote {len(data)} bytes to {out}\n")
-        else:
-            self.hexdump(data, addr)
-
     def _bars(self) -> bool:
         """Progress bars only for a human: stderr is a terminal and the output is not machine-readable."""
         return not self.machine and hasattr(self.err, "isatty") and self.err.isatty()
@@ -226,14 +188,3 @@ class CommandContext:
             yield bar
         finally:
             bar.finish()
-
-
-def hexdump_text(data: bytes, base: int) -> str:
-    lines = []
-    width = 16 if base + len(data) > 0xFFFFFFFF else 8
-    for off in range(0, len(data), 16):
-        chunk = data[off : off + 16]
-        hx = " ".join(f"{b:02x}" for b in chunk[:8]) + "  " + " ".join(f"{b:02x}" for b in chunk[8:])
-        txt = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{base + off:0{width}x}  {hx:<49} |{txt}|\n")
-    return "".join(lines)
