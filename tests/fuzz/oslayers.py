@@ -102,6 +102,9 @@ def warm_windows() -> None:
                 where["vad_tree"] += _pa_ranges(k.kmem, v["node"], 0x80)
             if p["dtb"] and p["modules"]:
                 where["page_tables"] += _table_pages(k.phys, p["dtb"], p["modules"][0]["base"], levels)
+        # the kernel's own: the list head, the page tables mapping ntoskrnl
+        where["process_list"] += _pa_ranges(k.kmem, k.facts.ps_active_process_head, 2 * ptr)
+        where["page_tables"] += _table_pages(k.phys, k.facts.dtb, k.facts.kernel_base, levels)
         for m in img.facts["kernel_modules"][:8]:
             if m.get("ldr_entry"):
                 where["loader_list"] += _pa_ranges(k.kmem, m["ldr_entry"], 0x80)

@@ -78,7 +78,8 @@ class Chunk:
         """The bytes as a uint8 array (a view of the buffer, read-only)."""
         return np.frombuffer(self.buffer, dtype=np.uint8, count=self.length, offset=self.offset)
 
-    def bytes(self, start: int, end: int) -> bytes:
+    def take(self, start: int, end: int) -> bytes:
+        """A copy of bytes ``[start, end)`` (offsets from ``base``, clipped to the chunk)."""
         start = max(start, 0)
         end = min(end, self.length)
         if end <= start:

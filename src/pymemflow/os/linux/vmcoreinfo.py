@@ -126,8 +126,8 @@ def scan(phys: MemoryView, max_address: int | None = None, *, chunk: int = CHUNK
         at = c.find(NEEDLE, 0, own + len(NEEDLE) - 1)
         while 0 <= at < own:
             # The format string "OSRELEASE=%s" in .rodata is not VMCOREINFO: require a digit.
-            if c.bytes(at + len(NEEDLE), at + len(NEEDLE) + 1).isdigit():
-                blob = c.bytes(at, at + MAX_TEXT)
+            if c.take(at + len(NEEDLE), at + len(NEEDLE) + 1).isdigit():
+                blob = c.take(at, at + MAX_TEXT)
                 try:
                     yield parse(blob, source="physical memory", location=c.base + at)
                 except FormatError:
