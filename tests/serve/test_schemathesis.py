@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from conftest import TOKEN, tcp_daemon
 
 @pytest.mark.slow
 def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
-    st = shutil.which("st") or shutil.which("schemathesis")
+    here = str(Path(sys.executable).parent)  # the venv's scripts, also when it is not activated
+    st = shutil.which("st", path=here) or shutil.which("st") or shutil.which("schemathesis")
     if st is None:
         pytest.skip("schemathesis is not installed (pip install '.[test]')")
     d = tcp_daemon(tmp_path)
