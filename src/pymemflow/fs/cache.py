@@ -56,3 +56,41 @@ class TtlCache:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+
+class ReadAhead:
+    """Sequential reads of a memory file in one bigger read: the kernel hands FUSE 128 KiB at a
+    time, and a translated read's fixed cost (page walks, a NumPy batch) is paid once per ``window``
+    instead of once per request. Only a read that starts where the previous one ended triggers it,
+    so random access (mmap faults, gdb) reads exactly what it asks for. ``max_age``: how long a
+    window stays valid (None: until the next write; a few ms on live targets)."""
+
+    def __init__(self, max_age: float | None, window: int = 4 << 20) -> None:
+        self.max_age = max_age
+        self.window = window
+        self._last_end: dict[int, int] = {}
+        self._buf: dict[int, tuple[int, bytes, float]] = {}
+
+    def read(self, mem: Any, off: int, n: int, size: int | None) -> bytes:
+        key = id(mem)
+        now = time.monotonic()
+        hit = self._buf.get(key)
+        if hit is not None:
+            start, data, born = hit
+            fresh = self.max_age is None or now - born < self.max_age
+            if fresh and start <= off and off + n <= start + len(data):
+                self._last_end[key] = off + n
+                return data[off - start : off - start + n]
+        if self._last_end.get(key) == off and n < self.window:
+            k = self.window if size is None else max(n, min(self.window, size - off))
+            data = mem.read(off, k, zero_fill=True)
+            self._buf[key] = (off, data, now)
+            out = data[:n]
+        else:
+            out = mem.read(off, n, zero_fill=True)
+        self._last_end[key] = off + n
+        return bytes(out)
+
+    def clear(self) -> None:
+        self._buf.clear()
+        self._last_end.clear()

@@ -29,7 +29,7 @@ from ..records import (
     json_text,
     table_text,
 )
-from .cache import TtlCache
+from .cache import ReadAhead, TtlCache
 from .physmap import phys_map_rows
 
 log = logging.getLogger("pymemflow.fs")
@@ -100,6 +100,7 @@ class MemoryFs:
         self.cache = TtlCache(ttl, cache_bytes)
         self.lock = threading.RLock()
         """One chain, one lock: OS layers are not thread-safe."""
+        self._readahead = ReadAhead(0.05 if ttl is not None else None)
 
     # ---- lookups ---------------------------------------------------------------------------------
     def node(self, path: str) -> Node:
@@ -159,7 +160,7 @@ class MemoryFs:
         if n <= 0:
             return b""
         with self.lock:
-            return mem.read(off, n, zero_fill=True)
+            return self._readahead.read(mem, off, n, size)
 
     def _writer(self, mem: MemoryView | Connector) -> Callable[[int, bytes], int] | None:
         """Writes through ``mem`` (connectors that can write have ``write``; the protocol does not
@@ -172,6 +173,7 @@ class MemoryFs:
             with self.lock:
                 write_to(off, data)
             self.cache.clear()
+            self._readahead.clear()
             return len(data)
         return write
 
