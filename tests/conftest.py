@@ -17,12 +17,11 @@ from testbed import DATA, Guest, boot, provision  # noqa: E402
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """First use on a Debian machine as root: install the suite's system tools (clang, lld, llvm,
-    libsnappy1v5) and build python-lzo, so no test skips for want of them. Otherwise the skips say what
+    libsnappy1v5, liblzo2-2 ...), so no test skips for want of them. Otherwise the skips say what
     to install."""
     if os.geteuid() != 0:
         return
-    for missing, install in ((provision.missing_test_tools, provision.install_test_tools),
-                             (provision.missing_python_codecs, provision.install_python_codecs)):
+    for missing, install in ((provision.missing_test_tools, provision.install_test_tools),):
         if missing():
             print(f"\ntestbed: first use, installing {', '.join(missing())}", file=sys.stderr)
             try:

@@ -11,13 +11,9 @@ from __future__ import annotations
 import ctypes.util
 import fcntl
 import fnmatch
-import importlib
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -79,7 +75,7 @@ def missing_host_packages(arches: tuple[str, ...] = ("x86_64", "i386")) -> list[
 
 def missing_test_tools() -> list[str]:
     """Debian packages other tests use: clang + lld + llvm (PE/PDB files made and checked here),
-    libsnappy1v5 (volatility3 reads AVML with it), fuse3 (libfuse3 + fusermount3 for `pymemflow mount`),
+    libsnappy1v5 (volatility3 reads AVML with it), liblzo2-2 (LZO streams to check our decoder), fuse3 (libfuse3 + fusermount3 for `pymemflow mount`),
     gdb, file and binutils (the mount's and gdbserver's real clients)."""
     need = [pkg for tool, pkg in (("clang", "clang"), ("lld-link", "lld"), ("llvm-pdbutil", "llvm"),
                                   # tests/fs mount for real and read with file/strings; tests/gdb drive gdb
@@ -87,30 +83,14 @@ def missing_test_tools() -> list[str]:
             if not shutil.which(tool)]
     if not ctypes.util.find_library("snappy"):
         need.append("libsnappy1v5")
+    if not ctypes.util.find_library("lzo2"):
+        need.append("liblzo2-2")  # reference LZO1X streams for tests/snapshots/test_lzo.py (through ctypes)
     return need
 
 
 def install_test_tools() -> None:
     """At the start of a root session: the suite's other system packages, so none of its tests skips."""
     _apt_install(missing_test_tools(), missing_test_tools)
-
-
-def missing_python_codecs() -> list[str]:
-    """python-lzo (the ``compress`` extra's LZO codec for kdump pages): PyPI has no wheel of it, so it is
-    built against Debian's liblzo2-dev; the test extra cannot list it without breaking a plain pip install."""
-    return [] if importlib.util.find_spec("lzo") else ["python-lzo"]
-
-
-def install_python_codecs() -> None:
-    """At the start of a root session: build python-lzo into the running interpreter's environment."""
-    if not missing_python_codecs():
-        return
-    include = Path(sysconfig.get_paths()["include"])
-    need = [pkg for pkg, ok in (("liblzo2-dev", Path("/usr/include/lzo/lzo1x.h").exists()),
-                                ("python3-dev", (include / "Python.h").exists())) if not ok]
-    _apt_install(need, lambda: [n for n in need if n == "liblzo2-dev" and not Path("/usr/include/lzo").exists()])
-    _run([sys.executable, "-m", "pip", "install", "-q", "python-lzo>=1.15"], "pip install python-lzo")
-    importlib.invalidate_caches()
 
 
 def install_host_packages(arches: tuple[str, ...] = ("x86_64", "i386")) -> None:
@@ -263,7 +243,6 @@ def setup(what: str = "all") -> list[str]:
     arches = ("x86_64", "i386") if what == "all" else (what,)
     install_host_packages(arches)
     install_test_tools()
-    install_python_codecs()
     for a in arches:
         ensure(a)
     return [str(vmlinuz(f)) for f in ("x86_64", "i386", "i386-nopae") if f.split("-")[0] in arches]
