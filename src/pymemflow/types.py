@@ -81,7 +81,7 @@ def format_number(n: float, unit: str = "") -> str:
     """A bound as a user types it: ``4k``, ``1t``, ``0x10000000000000000``, ``-1``; with a ``unit``
     (seconds, say) a plain decimal: ``0.5s``."""
     if unit or n < 0 or (isinstance(n, float) and not n.is_integer()):
-        return f"{n:g}{unit}"
+        return f"{int(n) if float(n).is_integer() else f'{n:g}'}{unit}"
     n = int(n)
     for suffix, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
         if n >= scale and n % scale == 0 and n // scale < 1024:

@@ -121,3 +121,15 @@ def test_chain_with_unterminated_quote() -> None:
     with pytest.raises(ArgumentError, match=r"""^cannot split the chain "-c 'raw:/x" into words: no closing """
                                             r"quotation \(close the quote, or pass a list of words\)$"):
         pymemflow.chain("-c 'raw:/x")
+
+
+def test_chunk_cache_range(tmp_path) -> None:
+    from snapshots.synth import make
+
+    dump = make("kdump-zlib-plain", tmp_path)
+    for spec in (f"auto:{dump},chunk_cache=0", f"kdump:{dump},chunk_cache=2m"):
+        with pytest.raises(ArgumentError, match=r"'chunk_cache': .* chunks is out of range \(allowed 1 chunks "
+                                                r"\.\. 1048576 chunks\)"):
+            pymemflow.open(spec)
+    with pymemflow.open(f"kdump:{dump},chunk_cache=16") as mem:
+        assert mem.read(0, 8)

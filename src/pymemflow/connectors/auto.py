@@ -83,7 +83,7 @@ PLUGIN = PluginSpec(
     args=[ArgSpec("target", "path of the dump file", required=True),
           ArgSpec("chunk_cache", "decoded chunks (pages/frames) kept by compressed formats "
                   "(not the page cache: that is the middleware key, NAME:TARGET:cache=true)",
-                  default=None, parse=parse_int),
+                  default=None, parse=parse_int, minimum=1, maximum=1 << 20, unit=" chunks"),
           ArgSpec("raw", "open a file without a known magic as a raw image", default=False, parse=parse_bool),
           ArgSpec("memmap", "memory-map TOML for a raw image (implies raw=true)")],
 )

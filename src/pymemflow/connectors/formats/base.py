@@ -64,5 +64,5 @@ def file_plugin_args(*, compressed: bool = False) -> list[ArgSpec]:
     if compressed:
         args.append(ArgSpec("chunk_cache", "decoded chunks (pages/frames) kept in memory; the format's default "
                             "when not given (not the page cache: that is NAME:PATH:cache=true)",
-                            default=None, parse=parse_int))
+                            default=None, parse=parse_int, minimum=1, maximum=1 << 20, unit=" chunks"))
     return args
