@@ -156,20 +156,17 @@ def _cannot_run(reason: str) -> NoReturn:
     raise provision.ProvisionError(reason)
 
 
-def _kernel(e: dict[str, str]) -> Path:
-    k = e.get("KERNEL")
-    if k and Path(k).exists():
-        return Path(k)
-    if k:
-        return provision.vmlinuz(k)
-    return provision.vmlinuz("x86_64" if e["ARCH"] == "x86_64" else "i386" if e.get("PAE", "1") == "1" else "i386-nopae")
-
-
 def _flavour(e: dict[str, str]) -> str:
+    """The kernel to fetch (and whose modules go into the initramfs): a package named by KERNEL, or the arch's."""
     k = e.get("KERNEL")
     if k and not Path(k).exists():
         return k
     return "x86_64" if e["ARCH"] == "x86_64" else "i386" if e.get("PAE", "1") == "1" else "i386-nopae"
+
+
+def _kernel(e: dict[str, str]) -> Path:
+    k = e.get("KERNEL")
+    return Path(k) if k and Path(k).exists() else provision.vmlinuz(_flavour(e))
 
 
 def _kv(line: str, key: str) -> str:
@@ -236,7 +233,7 @@ def boot(kind: str = "x64", **knobs: str) -> Guest:
             if "\nTESTBED_ERROR" in text:
                 err = text[text.index("\nTESTBED_ERROR") + 1:].split("\n", 1)[0]
                 raise BootError(f"guest {name}: a guest program failed: {err}")
-            if "\nTESTBED_READY" in text:
+            if re.search(r"\nTESTBED_READY [^\n]*\n", text):  # the whole line: it carries the nonce
                 break
             if not g.alive():
                 raise BootError(f"QEMU of guest {name} exited before TESTBED_READY; serial log tail:\n{text[-3000:]}")

@@ -102,7 +102,7 @@ def _apt_install(need: list[str], still_missing: Callable[[], list[str]]) -> Non
         return
     cmd = "apt-get update && apt-get install -y --no-install-recommends " + " ".join(need)
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ProvisionError(f"the QEMU testbed needs {', '.join(need)}; run as root: {cmd}")
+        raise ProvisionError(f"the Debian packages {', '.join(need)} are missing; run as root: {cmd}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     _run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq"], "apt-get update", env=env)
     _run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", *need],

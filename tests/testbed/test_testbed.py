@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import struct
 import time
 from pathlib import Path
@@ -97,7 +98,7 @@ def test_knobs_and_stop() -> None:
 def test_extra_kernel_packages_resolve() -> None:
     """A kernel named by Debian metapackage resolves to its image package in the private apt state (the
     download itself is what the session's guests already did for the default kernels)."""
-    if provision.missing_host_packages(("x86_64",)) and os.geteuid() != 0:
-        pytest.skip("no apt on this machine")
+    if not shutil.which("apt-cache"):
+        pytest.skip("no apt on this machine (not Debian): kernels come from Debian's archive")
     pkg = provision._image_package("amd64", "linux-image-cloud-amd64")
     assert re.fullmatch(r"linux-image-\d+\.\d+\.\d+-\d+-cloud-amd64(-unsigned)?", pkg), pkg
