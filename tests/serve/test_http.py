@@ -33,6 +33,10 @@ def test_curl_processes_and_bytes(demo_daemon: Daemon, demo_local: Any) -> None:
     # a large read streams (12 MiB > the 4 MiB step), zero-filled where unmapped
     big = curl(demo_daemon, f"/v1/connections/demo/phys/read?addr=0&length={12 << 20}&zero_fill=true")
     assert big.stdout == demo_local.connector.read(0, 12 << 20, zero_fill=True)
+    # a hole, zero-filled: the header says how many bytes are zeros
+    hole = curl(demo_daemon, "/v1/connections/demo/phys/read?addr=0&length=4096&zero_fill=true", "-D", "-")
+    head, _, body = hole.stdout.partition(b"\r\n\r\n")
+    assert b"Pymemflow-Unreadable-Bytes: 4096" in head and body == bytes(4096)
     exports = _json(curl(demo_daemon, "/v1/connections/demo/processes/explorer.exe/modules/kernel32.dll/exports"))
     assert exports == json.loads(json.dumps([e.as_dict() for e in exp.exports(k32)]))
 

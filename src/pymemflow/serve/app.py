@@ -357,8 +357,9 @@ def _read_route(getter: MemGetter) -> Handler:
         data, fails = await _run(request, conn, lambda ch: read(addr, first_n))
         if fails and not zero_fill:
             raise PartialReadError(data, fails)
-        resp = web.StreamResponse(headers={"Content-Type": BATCH_CONTENT_TYPE,
-                                           "Pymemflow-Unreadable-Bytes-First-Chunk": str(sum(f.length for f in fails))})
+        resp = web.StreamResponse(headers={"Content-Type": BATCH_CONTENT_TYPE})
+        if length <= chunk:  # known before the headers go: how many bytes came back as zeros
+            resp.headers["Pymemflow-Unreadable-Bytes"] = str(sum(f.length for f in fails))
         resp.content_length = length
         await resp.prepare(request)
         await resp.write(data)
