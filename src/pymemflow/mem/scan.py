@@ -100,6 +100,12 @@ def ranges_of(phys: MemoryView, limit: int | None = None) -> list[PhysRange]:
 
 def check_declared_size(phys: MemoryView, ranges: list[PhysRange] | None = None) -> str | None:
     """Warn (:class:`DeclaredSizeWarning`) when zero-filled ranges dwarf the stored ones; returns the text."""
+    if getattr(phys, "_declared_size_checked", False):
+        return None  # said once per target (at open, not again at every scan)
+    try:
+        phys._declared_size_checked = True  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
     rs = ranges_of(phys) if ranges is None else ranges
     stored = sum(r.length for r in rs if r.backed)
     empty = sum(r.length for r in rs if not r.backed)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import ReadFailure
 from ...mem.phys import PhysRange, merge_ranges
+from ...mem.scan import check_declared_size
 from ...mem.view import I64Array, U8Array, U64Array, _offsets
 from .base import SnapshotMemory
 from .source import FileSource
@@ -95,6 +96,7 @@ class RunMappedMemory(SnapshotMemory):
         self._starts_l: list[int] = runs.starts.tolist()
         self._ends_l: list[int] = runs.ends.tolist()
         self._fos_l: list[int] = runs.file_offsets.tolist()
+        check_declared_size(self)  # a header declaring far more than the file stores: warn at open
 
     def phys_ranges(self) -> list[PhysRange]:
         """Runs with file bytes are backed; zero-fill runs (ELF ``p_memsz > p_filesz``) are not."""

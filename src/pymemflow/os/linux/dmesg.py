@@ -41,11 +41,13 @@ def read_log(kmem: MemoryView, vi: VmcoreInfo, warnings: list[str] | None = None
     """The log records, oldest first; unreadable parts of the ring are noted in ``warnings``."""
     o, s = vi.offsets, vi.sizes
     prb_sym = vi.symbols.get("prb")
-    need = ["printk_ringbuffer.desc_ring", "prb_desc_ring.descs", "printk_info.text_len",
-            "prb_data_ring.data", "prb_data_blk_lpos.begin"]
+    need = ["printk_ringbuffer.desc_ring", "printk_ringbuffer.text_data_ring", "prb_desc_ring.descs",
+            "prb_desc_ring.infos", "prb_desc_ring.count_bits", "printk_info.text_len", "prb_data_ring.data",
+            "prb_data_ring.size_bits", "prb_data_blk_lpos.begin"]  # every o[...] below (a torn copy lacks some)
     if prb_sym is None or any(k not in o for k in need):
-        raise NotFoundError("linux: this kernel's VMCOREINFO does not describe the printk ring buffer "
-                            "(needs 5.10+ with SYMBOL(prb) and its OFFSETs)")
+        missing = [k for k in need if k not in o] or ["SYMBOL(prb)"]
+        raise NotFoundError(f"linux: this kernel's VMCOREINFO does not describe the printk ring buffer (no "
+                            f"{missing[0]}; needs 5.10+ with SYMBOL(prb) and its OFFSETs)")
     ps = kmem.pointer_size
     prb = read_ptr(kmem, prb_sym) or prb_sym
     dr = prb + o["printk_ringbuffer.desc_ring"]
