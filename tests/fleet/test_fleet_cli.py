@@ -99,3 +99,12 @@ def test_split_words() -> None:
     assert o == ["--workers", "2", "--jsonl", "--scheduler=tcp://h:1", "--retries", "1"]
     t, c, o = split_words(["./ps", "-c", "qemu:vm", "ps"])
     assert t == ["./ps"] and c == ["ps"] and o == ["-c", "qemu:vm"]
+
+
+def test_unreachable_scheduler_is_one_clear_error(windows_dumps: Dumps) -> None:
+    """No scheduler at the address: exit 1 and one line naming it (not a row per target)."""
+    p = _run(["fleet", *windows_dumps.windows[:2], "-o", "win32", "ps", "--scheduler", "tcp://127.0.0.1:9"])
+    assert p.returncode == 1
+    assert p.stdout == ""
+    [line] = [ln for ln in p.stderr.splitlines() if ln.startswith("pymemflow: error:")]
+    assert "cannot start or reach the Dask scheduler (tcp://127.0.0.1:9)" in line
