@@ -100,3 +100,14 @@ def test_random_page_damage_still_lists_processes(clean: LinuxOs, linux_ram: Pat
         if not want <= got:
             assert rec, f"seed {seed}: {len(want - got)} processes missing without a warning"
     assert listed == 17
+
+
+def test_dmesg_with_a_torn_vmcoreinfo_is_a_clean_error(linux_ram: Path) -> None:
+    """Found by the fuzz suite: a VMCOREINFO copy missing one printk OFFSET line ended in KeyError."""
+    from pymemflow.errors import NotFoundError
+
+    lx = LinuxOs(RawFileMemory(linux_ram))
+    assert lx.dmesg()
+    del lx.vmcoreinfo.offsets["printk_ringbuffer.text_data_ring"]
+    with pytest.raises(NotFoundError, match="no printk_ringbuffer.text_data_ring"):
+        lx.dmesg()
