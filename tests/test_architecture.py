@@ -54,10 +54,11 @@ DEPENDS: dict[str, set[str]] = {
     "os": {"arch", "live", "remote"},
     "writers": {"connectors"},
     "demo": {"os"},
+    "scan": {"os"},  # pattern/string/YARA scans over processes, the kernel, physical memory (a layer on os)
     "plugins": {"demo", "os", "connectors", "writers"},
     **{fe: {"plugins"} for fe in FRONT_ENDS},
     "fleet": {"plugins", "cli"},  # runs the CLI's own commands (parser, handlers, records) on every target
-    "cli": {*FRONT_ENDS, ""},
+    "cli": {*FRONT_ENDS, "scan", ""},
     "__main__": {"cli"},
     "": {"plugins"},  # the package root, pymemflow/__init__.py: the public API (pymemflow.open, __version__)
 }

@@ -33,6 +33,7 @@ LISTINGS: dict[str, list[str]] = {
     "translate": [*DEMO, "translate", "0xfffff8006fe00000", "0xfffff8006fe01000"],
     "keys": [*DEMO, "keys", "--once"],
     "dmesg": ["-o", "native", "dmesg", "-n", "20"],
+    "scan": [*DEMO, "scan", "-p", "explorer.exe", "--pattern", "4D 5A 90 00"],
     "bench": [*DEMO, "bench", "--seconds", "0.005", "--chunks", "0x1000,8", "--batches", "1,4"],
 }
 """Listing commands and a command line that lists records."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -171,6 +171,16 @@ class CommandContext:
         """A listing: a table of ``columns`` (chosen and ordered; default: the keys of the first row),
         or every field of every row as JSON / JSON lines / CSV."""
         self.output.rows(rows, columns, title)
+
+    def emit_stream(self, rows: Iterable[dict[str, Any]], columns: list[str],
+                    widths: dict[str, int] | None = None) -> int:
+        """A listing printed as ``rows`` yields its records (long scans): see :meth:`Output.stream`."""
+        return self.output.stream(rows, columns, widths)
+
+    def progress_bars(self) -> ProgressBars:
+        """A :class:`~pymemflow.types.ProgressReporter` drawing the layers' long work on stderr
+        (quiet with machine output or no tty); call ``finish()`` when done."""
+        return ProgressBars(self.err, self._bars())
 
     def emit_obj(self, obj: dict[str, Any], title: str | None = None) -> None:
         """One object: ``key  value`` lines (nested dicts flattened with dots), or the machine format."""

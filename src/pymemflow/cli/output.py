@@ -9,7 +9,7 @@ formats carry every field of every record (nested dicts are kept in JSON/JSONL a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 # the one serialiser and table renderer: the daemon's API and the mount use them too
@@ -62,6 +62,47 @@ class Output:
         else:
             self._table(rows, columns, title)
 
+    def stream(self, rows: Iterable[dict[str, Any]], columns: list[str],
+               widths: Mapping[str, int] | None = None) -> int:
+        """A listing printed record by record as ``rows`` yields them (a scan's hits), flushed after
+        each: JSON Lines and CSV rows as they come, a JSON array closed at the end, and a table whose
+        column widths are fixed up front (``widths``: the expected widths; longer cells push the row).
+        Same records as :meth:`rows` would print; returns how many there were."""
+        n = 0
+        header: list[str] | None = None
+        w = [max(len(c), (widths or {}).get(c, 0)) for c in columns]
+        for r in rows:
+            if self.fmt == "json":
+                self.out.write(("[\n" if n == 0 else ",\n") + json.dumps(jsonable(r), indent=2))
+            elif self.fmt == "jsonl":
+                self.out.write(json.dumps(jsonable(r)) + "\n")
+            elif self.fmt == "csv":
+                flat = dict(flatten(jsonable(r)))
+                if header is None:
+                    header = list(flat)
+                    self._csv_writer().writerow(header)
+                self._csv_writer().writerow([_csv_value(flat.get(k)) for k in header])
+            else:
+                if n == 0:
+                    self.out.write("  ".join(c.upper().ljust(x) for c, x in zip(columns, w, strict=True)).rstrip() + "\n")
+                cells = [cell(c, r.get(c), max(x, 48)) for c, x in zip(columns, w, strict=True)]
+                self.out.write("  ".join(v.ljust(x) for v, x in zip(cells, w, strict=True)).rstrip() + "\n")
+            n += 1
+            self.out.flush()
+        if self.fmt == "json":
+            self.out.write("[]\n" if n == 0 else "\n]\n")
+        elif self.fmt == "csv" and header is None:
+            self._csv_writer().writerow(columns)
+        elif self.fmt == "table" and n == 0:
+            self.out.write("(none)\n")
+        self.out.flush()
+        return n
+
+    def _csv_writer(self) -> Any:
+        import csv  # only for --csv (start-up of the CLI's thin clients)
+
+        return csv.writer(self.out, lineterminator="\n")
+
     def obj(self, obj: dict[str, Any], title: str | None = None) -> None:
         """One record: ``key  value`` lines (nested dicts flattened with dots) in the table; a JSON
         object; one JSONL line; or a one-row CSV with the flattened keys as header."""
@@ -79,9 +120,7 @@ class Output:
         header: dict[str, None] = {} if flat else dict.fromkeys(columns or [])
         for r in flat:
             header.update(dict.fromkeys(r))
-        import csv  # only for --csv (start-up of the CLI's thin clients)
-
-        w = csv.writer(self.out, lineterminator="\n")
+        w = self._csv_writer()
         w.writerow(list(header))
         for r in flat:
             w.writerow([_csv_value(r.get(k)) for k in header])

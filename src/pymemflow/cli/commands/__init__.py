@@ -36,6 +36,7 @@ COMMAND_MODULES: list[str] = [
     "serve",  # the HTTP/JSON daemon (pymemflow.serve)
     "mount",  # FUSE file system over the chain (pymemflow.fs)
     "gdbserver",  # GDB remote-serial-protocol server (pymemflow.gdb)
+    "scan",  # search memory for patterns, strings, YARA rules (pymemflow.scan)
 ]
 
 COMMAND_OWNERS: dict[str, str] = {
@@ -51,6 +52,7 @@ COMMAND_OWNERS: dict[str, str] = {
     "serve": "serve",
     "mount": "mount",
     "gdbserver": "gdbserver",
+    "scan": "scan",
 }
 """Which module registers each command, so a run imports only the module of the command it runs
 (``pymemflow -o remote:... ps`` must start in milliseconds, without the NumPy that ``translate`` or
