@@ -12,7 +12,7 @@ are zero in the buffer and no hit that touches them is reported.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +136,7 @@ class Scanner:
         for t in targets:
             if self.max_hits is not None and self.hits >= self.max_hits:
                 return
-            it = self._phys(t) if t.kind == "phys" else self._virtual(t)
+            it: Generator[Hit, None, None] = self._phys(t) if t.kind == "phys" else self._virtual(t)
             for hit in it:
                 yield hit
                 self.hits += 1
@@ -173,7 +173,7 @@ class Scanner:
                       mod.name if mod else None, va - mod.base if mod else None,
                       bytes(buf[at:at + min(n, MAX_MATCH_BYTES)]).hex(), bytes(buf[c0:c1]).hex(), at - c0)
 
-    def _phys(self, t: Target) -> Iterator[Hit]:
+    def _phys(self, t: Target) -> Generator[Hit, None, None]:
         total = t.size
         done = 0
         for c in scan_chunks(t.memory, chunk=self.chunk, overlap=self.overlap, cancel=self.cancel):
@@ -183,7 +183,7 @@ class Scanner:
             self.bytes_scanned += own
             self._report(t, done, total)
 
-    def _virtual(self, t: Target) -> Iterator[Hit]:
+    def _virtual(self, t: Target) -> Generator[Hit, None, None]:
         total = t.size
         done = 0
         self._report(t, 0, total)

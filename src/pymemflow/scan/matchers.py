@@ -86,8 +86,7 @@ def parse_pattern(text: str) -> list[int | None | tuple[int, int]]:
         if tok == "??":
             out.append(None)
         elif "?" in tok:
-            hi, lo = tok
-            out.append((int(lo, 16), 0x0F) if hi == "?" else (int(hi, 16) << 4, 0xF0))
+            out.append((int(tok[1], 16), 0x0F) if tok[0] == "?" else (int(tok[0], 16) << 4, 0xF0))
         else:
             out.append(int(tok, 16))
     if all(b is None for b in out):
