@@ -9,10 +9,13 @@ See docs/architecture.md.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
+
+from .errors import ArgumentError
 
 PluginKind = Literal["connector", "os"]
 
@@ -57,6 +60,30 @@ def parse_duration(text: str | float) -> float:
         raise ValueError(f"{text!r} is not a duration (e.g. 1.5, 250ms, 10us, 2s, 1m)")
     scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0}[m.group(2)]
     return float(m.group(1)) * scale
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``--listen`` of the servers (``serve``, ``gdbserver``): ``PORT``, ``HOST:PORT`` or ``[V6]:PORT``
+    (host defaults to 127.0.0.1; port 0 lets the system pick)."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        p = int(port)
+    except ValueError:
+        raise ArgumentError(f"--listen {text!r}: expected [HOST:]PORT") from None
+    if not 0 <= p < 65536:
+        raise ArgumentError(f"--listen {text!r}: port out of range")
+    return host, p
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine reaches (servers warn or refuse otherwise)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def did_you_mean(word: str, choices: Iterable[str], *, quote: bool = True) -> str:

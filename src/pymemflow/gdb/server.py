@@ -9,13 +9,12 @@ the next one, one client at a time, until Ctrl-C / SIGTERM.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 from collections.abc import Callable
 from typing import IO
 
-from ..errors import ArgumentError, PartialReadError, PymemflowError
+from ..errors import PartialReadError, PymemflowError
 from .regs import register_offsets, target_xml
 from .rsp import MAX_PACKET, Connection, ProtocolError, unescape
 from .target import GdbTarget
@@ -24,28 +23,6 @@ log = logging.getLogger("pymemflow.gdb")
 
 MAX_READ = 0x10000
 """Largest ``m``/``x`` read served at once (gdb splits bigger ones by PacketSize)."""
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback), ``[v6]:PORT``."""
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        p = int(port, 0)
-    except ValueError:
-        raise ArgumentError(f"--listen {text!r}: the port must be a number (HOST:PORT)") from None
-    if not 0 <= p <= 65535:
-        raise ArgumentError(f"--listen {text!r}: port {p} out of range")
-    return host, p
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _hex_args(text: bytes) -> tuple[int, int]:

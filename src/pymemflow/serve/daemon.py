@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from ..errors import ArgumentError
 from ..remote.client import read_token
+from ..types import is_loopback, parse_listen
 from .app import make_app
 from .connections import Connections
 from .limits import Limits
@@ -79,28 +79,6 @@ class ServeConfig:
         return cfg
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``PORT``, ``HOST:PORT`` or ``[V6]:PORT`` (host defaults to 127.0.0.1)."""
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        p = int(port)
-    except ValueError:
-        raise ArgumentError(f"--listen {text!r}: expected [HOST:]PORT") from None
-    if not 0 <= p < 65536:
-        raise ArgumentError(f"--listen {text!r}: port out of range")
-    return host, p
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def unix_listener(path: str) -> socket.socket:
     """A listening Unix socket created with mode 0600 (umask around bind: no window where others
     could connect). A stale socket file (nobody listening) is replaced; a live one is an error."""
@@ -147,7 +125,7 @@ def check_config(cfg: ServeConfig) -> None:
             raise ArgumentError("--listen needs --token-file FILE: a TCP port is reachable by every local user")
         if bool(cfg.tls_cert) != bool(cfg.tls_key):
             raise ArgumentError("--tls-cert and --tls-key go together")
-        if not _is_loopback(host) and not cfg.tls_cert:
+        if not is_loopback(host) and not cfg.tls_cert:
             raise ArgumentError(f"--listen {cfg.listen}: a non-loopback address needs TLS (--tls-cert/--tls-key)")
     elif cfg.tls_cert or cfg.tls_key:
         raise ArgumentError("--tls-cert/--tls-key apply to --listen only")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ArgumentError
-from ...gdb.server import GdbServer, is_loopback, parse_listen
+from ...gdb.server import GdbServer
 from ...gdb.target import build_target
+from ...types import is_loopback, parse_listen
 from ..context import CommandContext
 
 
