@@ -39,7 +39,7 @@ PKG = SRC / "pymemflow"
 BOTTOM = {"errors", "types", "records"}
 """Usable by every package; they import no other pymemflow module (only each other)."""
 
-FRONT_ENDS = ("bench", "serve", "fs", "mount", "gdb", "fleet")
+FRONT_ENDS = ("bench", "serve", "fs", "mount", "gdb")
 """Thin clients of the OS-layer objects (docs/architecture.md); `cli` may start any of them."""
 
 DEPENDS: dict[str, set[str]] = {
@@ -57,8 +57,10 @@ DEPENDS: dict[str, set[str]] = {
     "scan": {"os"},  # pattern/string/YARA scans over processes, the kernel, physical memory (a layer on os)
     "plugins": {"demo", "os", "connectors", "writers"},
     **{fe: {"plugins"} for fe in FRONT_ENDS},
-    "fleet": {"plugins", "cli"},  # runs the CLI's own commands (parser, handlers, records) on every target
     "cli": {*FRONT_ENDS, "scan", ""},
+    # fleet runs the CLI's own commands (parser, handlers, records) on every target, so it sits above the CLI;
+    # the CLI loads its `fleet` command module (pymemflow.fleet.command) by name only, never imports it.
+    "fleet": {"cli"},
     "__main__": {"cli"},
     "": {"plugins"},  # the package root, pymemflow/__init__.py: the public API (pymemflow.open, __version__)
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import DaskCluster, Dumps, by_target, run_alone
 
-from pymemflow.cli.commands.fleet import split_words
+from pymemflow.fleet.command import split_words
 
 pytestmark = pytest.mark.slow
 

@@ -111,7 +111,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     owner = COMMAND_OWNERS.get(_command_word(p, argv) or "") if argv is not None else None
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in [owner] if owner else COMMAND_MODULES:
-        modname = f"{__package__}.commands.{name}"
+        modname = name if "." in name else f"{__package__}.commands.{name}"
         try:
             mod = importlib.import_module(modname)
             mod.register(sub)

@@ -1,6 +1,7 @@
 """Pluggable CLI command modules.
 
-Each module listed in :data:`COMMAND_MODULES` (``pymemflow.cli.commands.<name>``) defines
+Each module listed in :data:`COMMAND_MODULES` (``pymemflow.cli.commands.<name>``, or a full dotted name for a
+front end that sits above the CLI and is loaded by name only) defines
 ``register(sub)`` -- ``sub`` is the argparse subparsers action -- and adds its parsers with
 ``p.set_defaults(handler=run_x)``; a handler takes a
 :class:`~pymemflow.cli.context.CommandContext` and returns the exit code::
@@ -32,7 +33,8 @@ COMMAND_MODULES: list[str] = [
     "win32",  # Windows-specific commands
     "linux",  # Linux-specific commands (dmesg)
     "bench",  # benchmarks from the CLI
-    "fleet",  # one listing command over many targets on Dask
+    "pymemflow.fleet.command",  # one listing command over many targets on Dask (fleet runs the CLI's commands, so
+    # it sits above the CLI: its command module lives in the fleet package and is loaded by name only)
     "serve",  # the HTTP/JSON daemon (pymemflow.serve)
     "mount",  # FUSE file system over the chain (pymemflow.fs)
     "gdbserver",  # GDB remote-serial-protocol server (pymemflow.gdb)
@@ -48,7 +50,7 @@ COMMAND_OWNERS: dict[str, str] = {
     "keys": "win32",
     "dmesg": "linux",
     "bench": "bench",
-    "fleet": "fleet",
+    "fleet": "pymemflow.fleet.command",
     "serve": "serve",
     "mount": "mount",
     "gdbserver": "gdbserver",

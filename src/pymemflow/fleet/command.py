@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ...errors import ArgumentError
-from ...fleet.cluster import FleetOptions, run_fleet
-from ...fleet.output import make_writer
-from ...fleet.progress import ProgressLine, Tally
-from ...fleet.runner import command_names
-from ...fleet.targets import resolve_targets
-from ...plugins.api import parse_duration
-from ..context import CommandContext
+from ..cli.context import CommandContext
+from ..errors import ArgumentError
+from ..plugins.api import parse_duration
+from .cluster import FleetOptions, run_fleet
+from .output import make_writer
+from .progress import ProgressLine, Tally
+from .runner import command_names
+from .targets import resolve_targets
 
 DESCRIPTION = """\
 Run one listing command (ps, modules -p NAME, kmods, ...) over many targets on Dask and print one
