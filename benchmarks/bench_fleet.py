@@ -122,7 +122,7 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f} s; {usable_cpus()} usable CPUs, fleet --workers {a.workers}")
         commands = [["ps"]]
         if "scan" in command_names():
-            commands.append(["scan", "--pattern", "MZ"])
+            commands.append(["scan", "--pattern", "4D 5A 90 00"])  # MZ headers, every process (docs/cli.md)
         else:
             print("scan: no `scan` command in this build (issue 18); only ps is measured")
         for cmd in commands:

@@ -170,3 +170,15 @@ def test_yara_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str], img: Syn
     (tmp_path / "bad.yar").write_text("rule broken {\n")
     assert main(["-c", "demo", "-o", "win32", "scan", "-p", "notepad.exe", "--yara", str(tmp_path / "bad.yar")]) != 0
     assert "bad.yar" in capsys.readouterr().err
+
+
+def test_fleet_runs_scan_and_gets_the_same_records(capsys: pytest.CaptureFixture[str]) -> None:
+    """`pymemflow fleet ... scan` collects the hits as records (the fleet's recording context)."""
+    from pymemflow.fleet.runner import run_target
+    from pymemflow.fleet.targets import parse_target
+
+    [target] = parse_target("-c demo -o win32", "win32")
+    res = run_target(target, ["scan", "-p", "explorer.exe", "--pattern", MZ])
+    assert res.ok, res.error
+    assert res.records == cli(capsys, "-p", "explorer.exe", "--pattern", MZ)
+    assert res.columns and res.columns[0] == "target"

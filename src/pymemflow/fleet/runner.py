@@ -128,6 +128,11 @@ class RecordingContext(CommandContext):
             self.columns = list(columns)
         self._add(rows)
 
+    def emit_stream(self, rows: Iterable[dict[str, Any]], columns: list[str], widths: Any = None) -> int:
+        before = len(self.records)
+        self.emit(rows, columns)
+        return len(self.records) - before
+
     def emit_obj(self, obj: dict[str, Any], title: str | None = None, **_: Any) -> None:
         self._add([obj])
 

@@ -20,7 +20,7 @@ from ..errors import PymemflowError
 from ..mem.scan import PAGE, CancelToken, scan_chunks
 from ..mem.view import MemoryView
 from ..os.base import ModuleInfo
-from .matchers import Matcher
+from .matchers import FoldedMatcher, Matcher
 
 CHUNK = 16 << 20
 """Bytes searched per batch (memory stays within about twice this)."""
@@ -133,6 +133,12 @@ class Scanner:
         self.bytes_scanned = 0
 
     def scan(self, targets: Iterable[Target]) -> Iterator[Hit]:
+        try:
+            yield from self._scan(targets)
+        finally:
+            FoldedMatcher.release()
+
+    def _scan(self, targets: Iterable[Target]) -> Iterator[Hit]:
         for t in targets:
             if self.max_hits is not None and self.hits >= self.max_hits:
                 return

@@ -3,8 +3,8 @@
 Every matcher finds *every* start position in a buffer slice (overlapping matches included), so the
 result does not depend on where a scan cuts memory into chunks: the engine hands each chunk with an
 overlap of ``max_length - 1`` bytes and keeps only matches starting in the chunk's own part.
-Exact byte strings use ``bytes.find``/``mmap.find`` (memchr-speed); wildcards become a bytes regex
-under ``re.DOTALL``; YARA rules run through ``yara-python`` (optional extra ``yara``).
+Exact byte strings use ``bytes.find``/``mmap.find`` on the buffer in place (short ones a literal
+regex, which is faster for them: :data:`SHORT`); wildcards become a bytes regex under ``re.DOTALL``; YARA rules run through ``yara-python`` (optional extra ``yara``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ArgumentError
 
-__all__ = ["BytesMatcher", "Matcher", "RegexMatcher", "YaraMatcher", "parse_pattern", "pattern_matcher",
+__all__ = ["BytesMatcher", "FoldedMatcher", "Matcher", "RegexMatcher", "YaraMatcher", "exact_matcher", "parse_pattern", "pattern_matcher",
            "string_matchers", "yara_matcher"]
 
 Match = tuple[int, int, str]
@@ -52,6 +52,20 @@ class BytesMatcher(Matcher):
             at = buf.find(needle, at + 1, end)
 
 
+SHORT = 8
+"""Exact needles shorter than this search faster as a literal regex: ``_sre`` skips to the first byte
+with memchr (SIMD), while ``bytes.find`` pays its skip-table set-up and short skips; longer needles
+skip further with ``find`` (1 GiB of random bytes, CPU s: 4 bytes find 0.58 / re 0.33; 12 bytes
+0.28 / 0.33; 24 bytes 0.15 / 0.33 -- benchmarks/bench_scan.py measures the whole command)."""
+
+
+def exact_matcher(needle: bytes, name: str) -> Matcher:
+    """The faster of ``find`` and a literal regex for these bytes (see :data:`SHORT`)."""
+    if 0 < len(needle) < SHORT:
+        return RegexMatcher(re.escape(needle), len(needle), name)
+    return BytesMatcher(needle, name)
+
+
 class RegexMatcher(Matcher):
     """A compiled bytes regex of fixed length (wildcards, case-folded strings)."""
 
@@ -66,6 +80,42 @@ class RegexMatcher(Matcher):
         while m is not None and m.start() < stop:
             yield m.start(), m.end() - m.start(), self.name
             m = search(buf, m.start() + 1, end)
+
+
+class FoldedMatcher(Matcher):
+    """An ASCII-case-insensitive byte string: ``find`` in the buffer slice after ``bytes.lower()``
+    (C speed; a regex with ``re.IGNORECASE`` has no literal prefix to skip with and runs ~20x slower).
+    ``lower()`` folds only ASCII letters, so a UTF-16LE needle folds its letters and keeps its zeros.
+    The lowered copy of a slice is shared by the folded matchers of one scan step."""
+
+    _cache: tuple[Any, int, int, bytes] | None = None
+
+    def __init__(self, needle: bytes, name: str) -> None:
+        self.needle = needle.lower()
+        self.name = name
+        self.max_length = len(needle)
+
+    @classmethod
+    def _lowered(cls, buf: Any, start: int, end: int) -> bytes:
+        c = cls._cache
+        if c is not None and c[0] is buf and c[1] == start and c[2] == end:
+            return c[3]
+        low = bytes(buf[start:end]).lower()
+        FoldedMatcher._cache = (buf, start, end, low)  # holds buf: its id cannot be reused meanwhile
+        return low
+
+    @classmethod
+    def release(cls) -> None:
+        """Drop the shared lowered copy (the scan is over)."""
+        FoldedMatcher._cache = None
+
+    def find(self, buf: Any, start: int, stop: int, end: int) -> Iterator[Match]:
+        low = self._lowered(buf, start, end)
+        needle, n = self.needle, len(self.needle)
+        at = low.find(needle)
+        while 0 <= at < stop - start:
+            yield start + at, n, self.name
+            at = low.find(needle, at + 1)
 
 
 _TOKEN = re.compile(r"^[0-9a-fA-F?]{2}$")
@@ -99,7 +149,7 @@ def pattern_matcher(text: str, name: str | None = None) -> Matcher:
     parts = parse_pattern(text)
     label = name or " ".join(text.split()).upper()
     if all(isinstance(b, int) for b in parts):
-        return BytesMatcher(bytes(parts), label)  # type: ignore[arg-type]
+        return exact_matcher(bytes(parts), label)  # type: ignore[arg-type]
     rx = b""
     for b in parts:
         if b is None:
@@ -114,7 +164,7 @@ def pattern_matcher(text: str, name: str | None = None) -> Matcher:
 
 def string_matchers(text: str, *, ascii: bool = True, utf16: bool = True, ignore_case: bool = False) -> list[Matcher]:
     """``text`` as UTF-8 (plain ASCII for ASCII text) and as UTF-16LE. ``ignore_case`` folds ASCII
-    letters (``re.IGNORECASE`` on bytes); other letters match as given."""
+    letters (``bytes.lower``); other letters match as given."""
     if not text:
         raise ArgumentError("scan: --string needs a non-empty text")
     out: list[Matcher] = []
@@ -125,9 +175,9 @@ def string_matchers(text: str, *, ascii: bool = True, utf16: bool = True, ignore
         raw = text.encode(enc)
         name = f"{label}:{text}"
         if ignore_case and any(c.isalpha() for c in text):
-            out.append(RegexMatcher(re.escape(raw), len(raw), name, re.IGNORECASE))
+            out.append(FoldedMatcher(raw, name))
         else:
-            out.append(BytesMatcher(raw, name))
+            out.append(exact_matcher(raw, name))
     return out
 
 
