@@ -4,6 +4,9 @@
 Sources (all facts; attribution and licence texts are copied next to the table):
 - ``ntkrnlmp_offsets_x64.csv``: 213 x64 ntkrnlmp.pdb builds (JPCERT/CC Windows-Symbol-Tables, BSD-3).
 - ``memflow-offsets/*.toml``: memflow-win32's built-in offsets (MIT), incl. x86 builds.
+- ``isf-forensic/ntkrnlmp.pdb/*.json.xz``: the cut-down ISFs of all 213 x64 kernels (JPCERT/CC, BSD-3).
+  Each entry's own ISF gives its complete member list (ppid, VAD layout, PEB32, PTE bits ...) and its
+  symbol RVAs; identical struct layouts are stored once (a *layout family* ``x64-BUILD-HASH``).
 - ``isf/*.json.xz``: five complete volatility3 ISF files (JPCERT/CC, BSD-3). Each gives the full
   member list (ppid, CreateTime, VAD, PEB32, KUSER_SHARED_DATA, PTE bits ...) for its *build family*;
   a CSV/TOML row of the same arch and build gets those extra facts only if every offset it has
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import lzma
 import re
@@ -173,6 +177,36 @@ def vol2_family(path: Path) -> dict[str, Any]:
             "sizes": sizes, "bitfields": bits, "member_types": member_types}
 
 
+def layout_key(arch: str, build: int, fam: dict[str, Any]) -> str:
+    """A stable name for one struct layout: arch, build and a short hash of its content."""
+    blob = json.dumps({k: fam[k] for k in ("fields", "sizes", "bitfields", "member_types")}, sort_keys=True)
+    return f"{arch}-{build}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def forensic_layouts(folder: Path, full: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Per-PDB facts from the cut-down ISFs: ``{guid_age: {fam, symbols, file}}``.
+
+    Where a complete ISF of the same PDB exists (``full``), its members are added (a superset)."""
+    per_guid: dict[str, dict[str, Any]] = {}
+    for p in sorted(folder.glob("*.json.xz")):
+        isf = IsfSymbols.load(p)
+        ga = (isf.guid_age or "").upper()
+        f, s, b = flatten_isf(isf)
+        mt = member_struct_types(isf)
+        if ga in full:
+            big = IsfSymbols.load(full[ga])
+            f2, s2, b2 = flatten_isf(big)
+            f = {**f2, **f}
+            s = {**s2, **s}
+            b = {**b2, **b}
+            mt = {**member_struct_types(big), **mt}
+        syms = {k: v for k, v in f.items() if not k.startswith("_")}
+        fam = {"fields": {k: v for k, v in f.items() if k.startswith("_")}, "sizes": s,
+               "bitfields": {k: list(v) for k, v in b.items()}, "member_types": mt}
+        per_guid[ga] = {"fam": fam, "symbols": syms, "file": p.name}
+    return per_guid
+
+
 def agrees(row: dict[str, Any], fam: dict[str, Any]) -> list[str]:
     """Struct offsets of a row that contradict the family (symbol RVAs differ per revision: ignored)."""
     bad = []
@@ -219,7 +253,25 @@ def main() -> int:
     families["x86pae-7601"] = fam7
 
     notes = []
+    full = {}
+    for p in sorted((data / "isf").glob("*.json.xz")):
+        full[(IsfSymbols.load(p).guid_age or "").upper()] = p
+    per_guid = forensic_layouts(data / "isf-forensic/ntkrnlmp.pdb", full)
     for r in rows:
+        g = per_guid.get(r["guid_age"])
+        if g is not None and r["arch"] == "x64":
+            fam = g["fam"]
+            bad = agrees(r, fam)
+            if bad:
+                raise SystemExit(f"{r['guid_age']} {r['version']}: CSV row contradicts its own ISF: {bad[:3]}")
+            key = layout_key(r["arch"], r["build"], fam)
+            if key not in families:
+                families[key] = {"from": f"isf-forensic:{g['file']} ({r['version']})", "guid_age": r["guid_age"],
+                                 "version": r["version"], **fam}
+            r["family"] = key
+            r["fields"].update(g["symbols"])  # symbol RVAs differ per revision: kept on the row
+            r["origin"] = "jpcert-isf"
+            continue
         key = f"{r['arch']}-{r['build']}"
         fam = families.get(key)
         if fam is None:
@@ -233,6 +285,7 @@ def main() -> int:
     doc = {"format": 1, "generator": "scripts/gen_win_offsets.py",
            "attribution": {
                "jpcert-csv": "JPCERT/CC Windows-Symbol-Tables, BSD-3-Clause (LICENSE-JPCERT-Windows-Symbol-Tables)",
+               "jpcert-isf": "JPCERT/CC Windows-Symbol-Tables cut-down ISFs, BSD-3-Clause (LICENSE-JPCERT-Windows-Symbol-Tables)",
                "memflow": "memflow-win32 built-in offsets, MIT (LICENSE-memflow-win32)",
                "isf": "JPCERT/CC Windows-Symbol-Tables ISF files, BSD-3-Clause",
                "volatility2": "facts (offsets) read from Volatility 2 vtypes; no code or text carried"},

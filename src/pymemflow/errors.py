@@ -111,5 +111,10 @@ class DegradedWarning(PymemflowWarning):
     """Part of the target's metadata (symbols, types) is damaged; the layer works with the rest."""
 
 
+class ImplausibleResultWarning(PymemflowWarning):
+    """A result no real target produces (every parent pid 0, no readable VAD ...), or offsets that lack
+    fields the layer reads: the offsets in use are probably wrong for this target."""
+
+
 class DeclaredSizeWarning(PymemflowWarning):
     """A target declares far more memory than it stores (a corrupt or hostile header)."""

@@ -8,6 +8,7 @@ which step failed and lists every attempt, so a user can tell "no Windows here" 
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -212,6 +213,8 @@ def discover(
     arch = arch or hints.get("arch")
     if arch not in (None, "x64", "x86", "x86pae"):
         raise OsLayerError(f"win32: arch {arch!r} is not a Windows architecture (x64, x86, x86pae)")
+    if symbols and not os.path.exists(symbols):  # before the scans: a typo must not cost minutes
+        raise OsLayerError(f"win32: symbols={symbols}: no such file or folder")
     meta = getattr(phys, "metadata", None)
     max_address = int(meta.max_address) if meta is not None else 1 << 32
     tried: list[str] = []

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from ...arch import VirtualMemory
-from ...errors import CappedSizeWarning, NotFoundError, PymemflowError
+from ...errors import CappedSizeWarning, ImplausibleResultWarning, NotFoundError, PymemflowError
 from ...mem.phys import PhysicalMemory
 from ...mem.view import MemoryView
 from ..base import (
@@ -29,6 +29,7 @@ from .discovery import KernelFacts, discover
 from .fields import kernel_ldr_layout, user_layout
 from .keyboard import Keyboard, open_keyboard
 from .modules import walk_ldr
+from .plausible import check_processes, check_vads, missing_fields, source_of
 from .process import EprocessLayout, Win32Process, kernel_info, process_infos, wow64_peb
 from .pte import PagefileBits, WindowsPteHook
 from .vad import VadLayout, walk_vads
@@ -55,6 +56,8 @@ class Win32Kernel(OsLayer):
         self.warnings: list[str] = []
         self._vms: dict[int, VirtualMemory] = {}
         self._closed = False
+        self._processes_checked = False
+        report("win32", missing_fields(self.offsets), self.warnings, ImplausibleResultWarning)
 
     @classmethod
     def open(cls, phys: PhysicalMemory, **kw: Any) -> Win32Kernel:
@@ -95,6 +98,10 @@ class Win32Kernel(OsLayer):
     # ---- processes -----------------------------------------------------------------------------
     def process_info_list(self) -> list[ProcessInfo]:
         infos, warnings = process_infos(self)
+        if not self._processes_checked:  # once per kernel: the layout does not change between calls
+            self._processes_checked = True
+            report("win32", check_processes(infos, self.offsets, lambda i: wow64_peb(self, i)),
+                   self.warnings, ImplausibleResultWarning)
         self._warn(warnings)
         return infos
 
@@ -248,10 +255,15 @@ class Win32Kernel(OsLayer):
     def vad_regions(self, proc: Process) -> list[MemoryRegion]:
         lay = VadLayout.from_offsets(self.offsets)
         root = proc.info.extra.get("vad_root", 0)
-        if lay is None or not root:
-            raise NotFoundError(f"no VAD layout in offsets {self.offsets.source} or no VadRoot for pid {proc.info.pid}")
+        if lay is None:
+            raise NotFoundError(f"no VAD layout (_MMVAD_SHORT.StartingVpn/EndingVpn/u) in offsets "
+                                f"{source_of(self.offsets)}")
+        if not root:
+            raise NotFoundError(f"no VadRoot for pid {proc.info.pid} (offsets {source_of(self.offsets)})")
         regions, warnings = walk_vads(self.kmem, root, lay, self.offsets)
         self._warn(warnings)
+        report("win32", check_vads(regions, warnings, proc.info.pid, self.offsets), self.warnings,
+               ImplausibleResultWarning)
         return regions
 
     # ---- keyboard ------------------------------------------------------------------------------

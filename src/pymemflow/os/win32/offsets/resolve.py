@@ -15,6 +15,19 @@ from .symstore import offsets_from_symstore
 log = logging.getLogger(__name__)
 
 
+def _symbols_given(path: Path, guid_age: str | None, pdb_name: str) -> Path | None:
+    """The ISF a ``symbols=`` argument names: a folder to search, or one file (which must be this
+    kernel's). A path that does not exist is an error, never silently skipped."""
+    if not path.exists():
+        raise NotFoundError(f"symbols={path}: no such file or folder")
+    if path.is_file():
+        isf = IsfSymbols.load(path)
+        if guid_age and isf.guid_age and isf.guid_age.upper() != guid_age.upper():
+            raise NotFoundError(f"symbols={path}: the ISF is for PDB {isf.guid_age}, this kernel is {guid_age}")
+        return path
+    return find_isf(path, guid_age, pdb_name) if guid_age else None
+
+
 def resolve_offsets(*, guid_age: str | None = None, build: int | str | None = None, arch: str = "x64",
                     symbols_dir: str | Path | None = None, symstore: str | None = None,
                     cache_dir: str | Path | None = None, pdb_name: str = "ntkrnlmp.pdb") -> Win32Offsets:
@@ -25,10 +38,12 @@ def resolve_offsets(*, guid_age: str | None = None, build: int | str | None = No
     nearest older build of the same version, with a warning. Raises NotFoundError saying what was tried.
     """
     tried: list[str] = []
-    if guid_age and symbols_dir:
-        p = find_isf(symbols_dir, guid_age, pdb_name)
-        if p is not None:
-            return offsets_from_isf(IsfSymbols.load(p), str(p), build, arch)
+    if symbols_dir is not None and str(symbols_dir) != "":
+        found = _symbols_given(Path(symbols_dir), guid_age, pdb_name)
+        if found is not None:
+            return offsets_from_isf(IsfSymbols.load(found), str(found), build, arch)
+        log.warning("symbols=%s holds no ISF for %s (%s); trying the built-in table", symbols_dir,
+                    guid_age or "this kernel", pdb_name)
         tried.append(f"no ISF for {guid_age} under {symbols_dir}")
     if guid_age:
         exact = table.lookup_guid(guid_age, arch)

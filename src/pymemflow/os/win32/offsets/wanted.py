@@ -75,3 +75,46 @@ def member_struct_types(isf: Any, structs: tuple[str, ...] = WANTED_STRUCTS) -> 
             if isinstance(t, dict) and t.get("kind") in ("struct", "union") and isinstance(t.get("name"), str):
                 out[f"{s}.{name}"] = t["name"]
     return out
+
+
+# What the win32 layer reads (process.py, vad.py, fields.py, kernel.py, discovery.py). Each item is a
+# tuple of alternatives (the first one a build knows is used) and the first build that has it, so a
+# table can be checked complete per build and a missing field reported by name (never read as 0).
+LAYER_FIELDS: tuple[tuple[tuple[str, ...], int], ...] = (
+    (("_EPROCESS.UniqueProcessId",), 0), (("_EPROCESS.ActiveProcessLinks",), 0),
+    (("_EPROCESS.ImageFileName",), 0), (("_EPROCESS.Peb",), 0), (("_KPROCESS.DirectoryTableBase",), 0),
+    (("_EPROCESS.InheritedFromUniqueProcessId",), 0), (("_EPROCESS.WoW64Process", "_EPROCESS.Wow64Process"), 0),
+    (("_EPROCESS.ExitStatus",), 0), (("_EPROCESS.CreateTime",), 0), (("_EPROCESS.VadRoot",), 0),
+    (("_EPROCESS.SeAuditProcessCreationInfo",), 0), (("_SE_AUDIT_PROCESS_CREATION_INFO.ImageFileName",), 0),
+    (("_EWOW64PROCESS.Peb",), 10240),
+    (("_PEB32.Ldr",), 0), (("_PEB32.ProcessParameters",), 0), (("_PEB32.ImageBaseAddress",), 0),
+    (("_PEB.Ldr",), 0), (("_PEB.ProcessParameters",), 0), (("_PEB.ImageBaseAddress",), 0),
+    (("_PEB_LDR_DATA.InLoadOrderModuleList",), 0), (("_LDR_DATA_TABLE_ENTRY.DllBase",), 0),
+    (("_LDR_DATA_TABLE_ENTRY.SizeOfImage",), 0), (("_LDR_DATA_TABLE_ENTRY.FullDllName",), 0),
+    (("_LDR_DATA_TABLE_ENTRY.BaseDllName",), 0), (("_RTL_USER_PROCESS_PARAMETERS.ImagePathName",), 0),
+    (("_RTL_USER_PROCESS_PARAMETERS.CommandLine",), 0), (("_UNICODE_STRING.Buffer",), 0),
+    (("_MMVAD_SHORT.StartingVpn",), 0), (("_MMVAD_SHORT.EndingVpn",), 0), (("_MMVAD_SHORT.u",), 0),
+    (("_MMVAD_SHORT.StartingVpnHigh",), 9600), (("_MMVAD_SHORT.EndingVpnHigh",), 9600),
+    (("_MMVAD_SHORT.VadNode", "_MMVAD_SHORT.LeftChild"), 0), (("_MMVAD.Subsection",), 0),
+    (("_RTL_BALANCED_NODE.Left",), 9200), (("_RTL_BALANCED_NODE.Right",), 9200),
+    (("_SUBSECTION.ControlArea",), 0), (("_CONTROL_AREA.FilePointer",), 0), (("_FILE_OBJECT.FileName",), 0),
+    (("PsActiveProcessHead",), 0), (("PsLoadedModuleList",), 0), (("PsInitialSystemProcess",), 0),
+    (("KdDebuggerDataBlock",), 0),
+)
+LAYER_BITFIELDS: tuple[tuple[str, int], ...] = (
+    ("_MMVAD_FLAGS.Protection", 0), ("_MMVAD_FLAGS.PrivateMemory", 0), ("_MMVAD_FLAGS.VadType", 0),
+    ("_MMPTE_SOFTWARE.PageFileLow", 0), ("_MMPTE_SOFTWARE.PageFileHigh", 0),
+)
+
+
+X64_ONLY = ("_EPROCESS.WoW64Process", "_EWOW64PROCESS.", "_PEB32.")
+"""WoW64 exists only on 64-bit Windows: an x86 kernel has none of these."""
+
+
+def missing_layer_fields(off: Any) -> list[str]:
+    """Names of the fields the layer reads that ``off`` (a ``Win32Offsets``) cannot resolve for its build."""
+    out = [" / ".join(alts) for alts, since in LAYER_FIELDS
+           if off.build >= since and all(off.get(a) is None for a in alts)
+           and (off.arch == "x64" or not alts[0].startswith(X64_ONLY))]
+    out += [f"{k} (bitfield)" for k, since in LAYER_BITFIELDS if off.build >= since and off.bits(k) is None]
+    return out
