@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import ArgumentError
+from ...errors import ArgumentError, NotFoundError
 from ...os.base import ModuleInfo, Process
 from ...os.image import module_image
 from ...plugins.api import parse_int
@@ -46,8 +46,10 @@ def register(sub: Any) -> None:
     for name, helptext, handler in (("exports", "exports of a module", run_exports),
                                     ("imports", "imports of a module", run_imports),
                                     ("sections", "sections of a module", run_sections)):
-        p = sub.add_parser(name, help=helptext)
-        _proc_arg(p)
+        p = sub.add_parser(name, help=helptext, description=f"{helptext.capitalize()}. Kernel modules (ntoskrnl.exe, "
+                           f"drivers; what kmods lists) are reached through the kernel pseudo-process: "
+                           f"{name} -p kernel -m ntoskrnl.exe")
+        p.add_argument("-p", "--process", required=True, help="pid or name; 'kernel' for kernel modules")
         p.add_argument("-m", "--module", required=True, help="module name (case-insensitive)")
         p.set_defaults(handler=handler)
 
@@ -81,7 +83,18 @@ def _process(ctx: CommandContext) -> Process:
 
 
 def _module(ctx: CommandContext, proc: Process) -> ModuleInfo:
-    return proc.module_by_name(ctx.args.module)
+    try:
+        return proc.module_by_name(ctx.args.module)
+    except NotFoundError as e:
+        if proc.info.extra.get("kernel"):
+            raise
+        try:  # a kernel module asked of a process (e.g. -p 4): say where it is
+            kmods = ctx.os().kernel_modules()
+        except (NotImplementedError, NotFoundError):
+            raise e from None
+        if any(m.name.lower() == ctx.args.module.lower() for m in kmods):
+            raise NotFoundError(f"{e}; {ctx.args.module} is a kernel module: use -p kernel") from None
+        raise
 
 
 def run_ps(ctx: CommandContext) -> int:
