@@ -29,6 +29,15 @@ _STABLE: dict[str, tuple[int, int]] = {
 }
 
 
+STABLE_PEB32 = ("_PEB32.Ldr", "_PEB32.ProcessParameters", "_PEB32.ImageBaseAddress")
+"""WoW64 PEB members the 32-bit layout takes from the x86 column of the defaults when unknown."""
+
+
+def has_default(key: str) -> bool:
+    """True if the layer has an ABI-fixed default for ``key`` (so an offsets source may lack it)."""
+    return key in _STABLE or key in STABLE_PEB32
+
+
 def first(off: Win32Offsets, *keys: str) -> int:
     """The first of ``keys`` the offsets know (e.g. ``WoW64Process`` vs Windows 7's ``Wow64Process``)."""
     for k in keys:

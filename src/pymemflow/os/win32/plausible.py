@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..base import MemoryRegion, ProcessInfo
+from .fields import has_default
 from .offsets import Win32Offsets
 from .offsets.wanted import missing_layer_fields
 
@@ -24,8 +25,9 @@ def source_of(off: Win32Offsets) -> str:
 
 def missing_fields(off: Win32Offsets) -> list[str]:
     """One warning per kernel listing the struct fields the layer reads that ``off`` lacks (symbols are
-    left out: discovery finds those from exports, hints and the KDBG)."""
-    missing = [m for m in missing_layer_fields(off) if m.startswith("_")]
+    left out: discovery finds those from exports, hints and the KDBG; so are the user-mode loader
+    fields fixed by the ABI, which have defaults in ``fields.py``)."""
+    missing = [m for m in missing_layer_fields(off) if m.startswith("_") and not has_default(m)]
     if not missing:
         return []
     return [f"offsets {source_of(off)} lack {len(missing)} field(s) the win32 layer reads: "

@@ -107,8 +107,9 @@ LAYER_BITFIELDS: tuple[tuple[str, int], ...] = (
 )
 
 
-X64_ONLY = ("_EPROCESS.WoW64Process", "_EWOW64PROCESS.", "_PEB32.")
-"""WoW64 exists only on 64-bit Windows: an x86 kernel has none of these."""
+X64_ONLY = ("_EPROCESS.WoW64Process", "_EWOW64PROCESS.", "_PEB32.", "_MMVAD_SHORT.StartingVpnHigh",
+            "_MMVAD_SHORT.EndingVpnHigh")
+"""WoW64 and 64-bit VPN high bytes exist only on 64-bit Windows: an x86 kernel has none of these."""
 
 
 def missing_layer_fields(off: Any) -> list[str]:
