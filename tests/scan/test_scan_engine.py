@@ -134,3 +134,36 @@ def test_cli_phys_on_a_raw_file_with_a_memory_map(tmp_path: Path, capsys: pytest
     assert all(r["target"] == "phys" and r["phys"] == r["address"] and r["data"] == b"NEEDLE".hex() for r in rows)
     assert main([*argv, "--max-hits", "1"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_a_pattern_matching_everywhere_stays_bounded() -> None:
+    """16 MiB of zeros and a pattern of zeros: 16 million matches in one chunk, taken lazily."""
+    import tracemalloc
+
+    mem = DummyMemory(16 << 20)
+    tracemalloc.start()
+    try:
+        hits = list(Scanner([pattern_matcher("00 00"), *string_matchers("x")], max_hits=1000).scan([phys_target(mem)]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [h.address for h in hits] == list(range(1000))
+    assert peak < 8 << 20, f"peak {peak >> 20} MiB"
+
+
+def test_ignore_case_in_both_encodings_matches_a_brute_force_search() -> None:
+    size = 8 * PAGE
+    rng = random.Random(5)
+    data = bytearray(rng.randbytes(size))
+    words = ["Explorer.EXE", "explorer.exe", "EXPLORER.exe"]
+    spots = sorted(rng.sample(range(0, size - 40, 41), 12))
+    for k, at in enumerate(spots):
+        w = words[k % 3]
+        raw = w.encode("utf-16-le") if k % 2 else w.encode()
+        data[at:at + len(raw)] = raw
+    mem = DummyMemory(size)
+    mem.write(0, bytes(data))
+    hits = list(Scanner(string_matchers("explorer.EXE", ignore_case=True), chunk=PAGE).scan([phys_target(mem)]))
+    want = sorted(brute(bytes(data), re.escape(b"explorer.exe"), re.I)
+                  + brute(bytes(data), re.escape("explorer.exe".encode("utf-16-le")), re.I))
+    assert sorted(h.address for h in hits) == want and len(want) >= 12

@@ -12,6 +12,7 @@ are zero in the buffer and no hit that touches them is reported.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,14 +53,13 @@ class Target:
         return sum(e - s for s, e in self.ranges)
 
     def module_at(self, va: int) -> ModuleInfo | None:
+        """The module holding ``va``: the one starting at or below it, or one of the few before that
+        (modules can nest or overlap on a smeared image)."""
         i = bisect.bisect_right(self._bases, va) - 1
-        while i >= 0:  # modules may nest or overlap oddly on a smeared image: look back a little
-            m = self.modules[i]
+        for j in range(i, max(i - 8, -1), -1):
+            m = self.modules[j]
             if m.base <= va < m.base + m.size:
                 return m
-            if i < len(self.modules) - 8 or m.base + m.size <= va - (1 << 32):
-                break
-            i -= 1
         return None
 
     def translate(self, va: int) -> int | None:
@@ -160,11 +160,8 @@ class Scanner:
                 bad: list[tuple[int, int]]) -> Iterator[Hit]:
         """Hits in ``buf[lo:hi]`` starting before ``lo + own``; ``buf[lo]`` is at address ``base``;
         ``bad``: sorted failed ``(start, end)`` buffer offsets."""
-        found: list[tuple[int, int, str]] = []
-        for m in self.matchers:
-            found.extend(m.find(buf, lo, lo + own, hi))
-        if len(self.matchers) > 1:
-            found.sort()
+        gens = [m.find(buf, lo, lo + own, hi) for m in self.matchers]
+        found = gens[0] if len(gens) == 1 else heapq.merge(*gens)  # lazy: a match-everything pattern stays bounded
         starts = [s for s, _ in bad]
         for at, n, name in found:
             if bad:
