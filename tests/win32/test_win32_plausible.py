@@ -53,7 +53,8 @@ def test_correct_offsets_give_no_implausibility_warning(facts: tuple[Any, Kernel
             if p.info.pid > 4:
                 p.maps(vad=True)
     assert implausible(rec) == []
-    assert k.info()["offsets"] == "table"
+    assert k.info()["offsets"] == "table" and k.info()["offsets_missing"] == []
+    assert "jpcert-isf (10.0.19041.804 5278AFF86C341677D7D7835C85B7B8441)" in k.info()["offsets_from"]
     assert [p.info.ppid for p in procs if p.info.pid > 4].count(0) == 0
 
 
@@ -64,6 +65,7 @@ def test_missing_ppid_field_is_named_and_all_zero_ppids_flagged(facts: tuple[Any
         k = Win32Kernel(phys, broken(f, _EPROCESS__InheritedFromUniqueProcessId=None))
         k.process_info_list()
         k.process_info_list()  # checked once per kernel, not once per listing
+    assert k.info()["offsets_missing"] == ["_EPROCESS.InheritedFromUniqueProcessId"]
     msgs = implausible(rec)
     assert len(msgs) == 2, msgs
     assert "_EPROCESS.InheritedFromUniqueProcessId" in msgs[0] and "10.0.19041.804" in msgs[0]

@@ -29,7 +29,7 @@ from .discovery import KernelFacts, discover
 from .fields import kernel_ldr_layout, user_layout
 from .keyboard import Keyboard, open_keyboard
 from .modules import walk_ldr
-from .plausible import check_processes, check_vads, missing_fields, source_of
+from .plausible import check_processes, check_vads, missing_field_names, missing_fields, source_of
 from .process import EprocessLayout, Win32Process, kernel_info, process_infos, wow64_peb
 from .pte import PagefileBits, WindowsPteHook
 from .vad import VadLayout, walk_vads
@@ -76,6 +76,8 @@ class Win32Kernel(OsLayer):
         return {"os": "win32", "arch": f.arch, "build": f.build, "version": f.version, "dtb": f.dtb,
                 "kernel_base": f.kernel_base, "kernel_size": f.kernel_size, "pdb": f.pdb_name,
                 "guid_age": f.guid_age, "offsets": self.offsets.source,
+                "offsets_from": "; ".join(self.offsets.notes) or self.offsets.source,
+                "offsets_missing": missing_field_names(self.offsets),
                 "process_list_head_address": f.ps_active_process_head,
                 "module_list_head_address": f.ps_loaded_module_list,
                 "system_eprocess_address": f.system_eprocess, "physical_runs": len(f.phys_runs), "how": list(f.how)}

@@ -23,11 +23,16 @@ def source_of(off: Win32Offsets) -> str:
     return f"{off.source} {off.version or off.build} ({off.guid_age or 'no PDB id'})"
 
 
+def missing_field_names(off: Win32Offsets) -> list[str]:
+    """The struct fields the layer reads that ``off`` lacks for its build. Symbols are left out
+    (discovery finds those from exports, hints and the KDBG), and so are the user-mode loader fields
+    fixed by the ABI, which have defaults in ``fields.py``."""
+    return [m for m in missing_layer_fields(off) if m.startswith("_") and not has_default(m)]
+
+
 def missing_fields(off: Win32Offsets) -> list[str]:
-    """One warning per kernel listing the struct fields the layer reads that ``off`` lacks (symbols are
-    left out: discovery finds those from exports, hints and the KDBG; so are the user-mode loader
-    fields fixed by the ABI, which have defaults in ``fields.py``)."""
-    missing = [m for m in missing_layer_fields(off) if m.startswith("_") and not has_default(m)]
+    """The warning (one per kernel) naming every field of :func:`missing_field_names`."""
+    missing = missing_field_names(off)
     if not missing:
         return []
     return [f"offsets {source_of(off)} lack {len(missing)} field(s) the win32 layer reads: "
