@@ -352,19 +352,42 @@ class VirtualMemory(MemoryView):
                                    np.array([r[1] for r in runs], dtype=np.int64), out)
         return self._run_failures(runs, pf)
 
+    def _large_parts(self, addr: int, n: int, views: bool) -> tuple[list[bytes | memoryview], list[ReadFailure]] | None:
+        """One big read over large pages as one buffer per physical run (views of the connector's
+        buffer with ``views``, else one copy each); None: use the batched path."""
+        runs = self._large_runs(addr, n)
+        if runs is None or len(runs) > _BIG_READ_STEPS // 4:
+            return None
+        parts: list[bytes | memoryview] = []
+        pf: list[ReadFailure] = []
+        for i, (pa, ln, _va) in enumerate(runs):
+            if views:
+                got, fails = self.phys._read_parts(pa, ln)
+                parts += got
+            else:
+                data, fails = self.phys._read_single(pa, ln)
+                parts.append(data)
+            pf += [ReadFailure(i, f.address, f.length, f.reason) for f in fails]
+        return parts, self._run_failures(runs, pf)
+
     def _read_large_bytes(self, addr: int, n: int) -> tuple[bytes, list[ReadFailure]] | None:
         """The same for ``read()``, which returns bytes: each run is one physical single read (an mmap
         slice is one copy) and a lone run is returned as is -- filling an array and then calling
         ``tobytes()`` copied every byte twice (16 MiB: 3.2 GB/s against memcpy's 9)."""
-        runs = self._large_runs(addr, n)
-        if runs is None or len(runs) > _BIG_READ_STEPS // 4:
+        done = self._large_parts(addr, n, views=False)
+        if done is None:
             return None
-        parts, pf = [], []
-        for i, (pa, ln, _va) in enumerate(runs):
-            data, fails = self.phys._read_single(pa, ln)
-            parts.append(data)
-            pf += [ReadFailure(i, f.address, f.length, f.reason) for f in fails]
-        return (parts[0] if len(parts) == 1 else b"".join(parts)), self._run_failures(runs, pf)
+        parts, failures = done
+        return (bytes(parts[0]) if len(parts) == 1 else b"".join(parts)), failures
+
+    def _read_parts(self, addr: int, n: int) -> tuple[list[bytes | memoryview], list[ReadFailure]]:
+        """A big read as views of the connector's buffer, one per physical run (see
+        :meth:`MemoryView.read_parts`); small or scattered reads are copied once as by ``read``."""
+        if n >= _BIG_READ:
+            done = self._large_parts(addr, n, views=True)
+            if done is not None:
+                return done
+        return super()._read_parts(addr, n)
 
     def _read_wrapping(self, addrs: U64Array, lengths: I64Array, out: U8Array,
                        wraps: npt.NDArray[np.bool_]) -> list[ReadFailure]:

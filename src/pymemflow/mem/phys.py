@@ -174,6 +174,14 @@ class PhysicalMemory(MemoryView):
         of copying. None when the bytes have to be fetched (the default)."""
         return None
 
+    def _read_parts(self, addr: int, n: int) -> tuple[list[bytes | memoryview], list[ReadFailure]]:
+        """A view of the in-process buffer (:meth:`direct`) when the range lies in one, else a copy."""
+        d = self.direct(addr, n) if n > 0 else None
+        if d is not None:
+            buf, off = d
+            return [memoryview(buf)[off : off + n]], []
+        return super()._read_parts(addr, n)
+
     def target_size(self) -> int | None:
         return self.metadata.max_address if getattr(self, "metadata", None) is not None else None
 

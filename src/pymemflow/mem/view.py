@@ -173,6 +173,21 @@ class MemoryView:
         )
         return out.tobytes(), failures
 
+    def read_parts(self, addr: int, n: int) -> tuple[list[bytes | memoryview], list[ReadFailure]]:
+        """``_read_single`` as buffers that concatenate to the ``n`` bytes (failed parts zeroed) plus
+        the failures: views of the target's own buffer (an mmap) where it has one, so a front end can
+        send a big read without copying it. A view shows the memory as it is when it is used (live
+        targets change under it) and keeps the mapping alive until it is released. Never raises for
+        unreadable bytes; :class:`RangeError` as :meth:`read` for a bad span."""
+        check_span(addr, n)
+        self._check_size(n)
+        return self._read_parts(addr, n)
+
+    def _read_parts(self, addr: int, n: int) -> tuple[list[bytes | memoryview], list[ReadFailure]]:
+        """:meth:`read_parts` on a valid span; subclasses with their own buffers override it."""
+        data, failures = self._read_single(addr, n)
+        return [data], failures
+
     # ---- batched API ---------------------------------------------------------------------------
     def read_batch(
         self,

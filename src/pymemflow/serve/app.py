@@ -28,7 +28,6 @@ import numpy as np
 from aiohttp import web
 
 from ..errors import ArgumentError, PartialReadError, PartialWriteError, ReadFailure, ReadOnlyError
-from ..mem.view import BatchResult
 from ..plugins.api import parse_bool, parse_int
 from ..records import jsonable, record_list
 from ..remote.protocol import (
@@ -346,23 +345,19 @@ def _read_route(getter: MemGetter) -> Handler:
             raise ApiError(400, f"addr {addr:#x} + length {length:#x} passes the end of the address space")
         chunk = st.limits.stream_chunk
 
-        def read(a: int, n: int) -> tuple[bytes, list[Any]]:
-            mem = getter(conn, request)
-            try:
-                return mem.read(a, n), []
-            except PartialReadError as e:
-                return e.data, e.failures
+        def read(a: int, n: int) -> tuple[list[Buffer], list[ReadFailure]]:
+            return getter(conn, request).read_parts(a, n)  # type: ignore[no-any-return]
 
         first_n = min(length, chunk)
         data, fails = await _run(request, conn, lambda ch: read(addr, first_n))
         if fails and not zero_fill:
-            raise PartialReadError(data, fails)
+            raise PartialReadError(b"".join(data), fails)
         resp = web.StreamResponse(headers={"Content-Type": BATCH_CONTENT_TYPE})
         if length <= chunk:  # known before the headers go: how many bytes came back as zeros
             resp.headers["Pymemflow-Unreadable-Bytes"] = str(sum(f.length for f in fails))
         resp.content_length = length
         await resp.prepare(request)
-        await resp.write(data)
+        await _send(resp, data)
         off = first_n
         while off < length:
             n = min(chunk, length - off)
@@ -374,7 +369,7 @@ def _read_route(getter: MemGetter) -> Handler:
                 if request.transport is not None:
                     request.transport.close()
                 return resp
-            await resp.write(data)
+            await _send(resp, data)
             off += n
         await resp.write_eof()
         return resp
@@ -436,18 +431,26 @@ def _read_at(read: Callable[[int, int], Any], a: int, n: int, chain: Any) -> Any
 WRITE_STEP = 1 << 20
 """Bytes handed to the transport at a time (it copies what the socket does not take at once)."""
 
+Buffer = bytes | memoryview
 
-def _read_pieces(mem: Any, addrs: Any, lengths: Any) -> Any:
-    """``mem.read_batch``; one big piece goes through ``read`` (the translation layer's direct path
-    for large reads: no second copy)."""
+
+async def _send(resp: web.StreamResponse, parts: list[Any]) -> None:
+    """Write buffers (bytes, views of the connector's mmap, NumPy arrays) in ``WRITE_STEP`` slices,
+    never joined: a slow reader holds little in buffers and no byte is copied on the way."""
+    for part in parts:
+        mv = memoryview(part).cast("B")
+        for off in range(0, len(mv), WRITE_STEP):
+            await resp.write(mv[off : off + WRITE_STEP])
+
+
+def _read_pieces(mem: Any, addrs: Any, lengths: Any) -> tuple[list[Any], list[ReadFailure]]:
+    """(buffers holding the pieces' bytes back to back, failures): ``mem.read_batch``, except that one
+    big piece goes through ``read_parts`` (views of the connector's buffer where it has one: no copy)."""
     if len(lengths) == 1 and int(lengths[0]) >= 1 << 16:
-        a, n = int(addrs[0]), int(lengths[0])
-        try:
-            data, fails = mem.read(a, n), []
-        except PartialReadError as e:
-            data, fails = e.data, [ReadFailure(0, f.address, f.length, f.reason) for f in e.failures]
-        return BatchResult(np.frombuffer(data, dtype=np.uint8), np.zeros(1, dtype=np.int64), lengths, fails)
-    return mem.read_batch(addrs, lengths)
+        parts, fails = mem.read_parts(int(addrs[0]), int(lengths[0]))
+        return parts, [ReadFailure(0, f.address, f.length, f.reason) for f in fails]
+    res = mem.read_batch(addrs, lengths)
+    return [res.data], res.failures
 
 
 def _batch_route(getter: MemGetter) -> Handler:
@@ -456,20 +459,19 @@ def _batch_route(getter: MemGetter) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         conn = _conn(request)
         addrs, lengths = await _pieces(request)
-        res = await _run(request, conn, lambda ch: _read_pieces(getter(conn, request), addrs, lengths))
+        parts, failures = await _run(request, conn, lambda ch: _read_pieces(getter(conn, request), addrs, lengths))
         count = len(lengths)
+        size = int(lengths.sum())
         status = np.zeros(count, dtype=np.uint8)
-        if res.failures:
-            status[[f.index for f in res.failures]] = 1
-        fj = failures_to_json(res.failures) if res.failures else b""
-        head = encode_batch_header(count, fj, int(res.data.size))
+        if failures:
+            status[[f.index for f in failures]] = 1
+        fj = failures_to_json(failures) if failures else b""
+        head = encode_batch_header(count, fj, size)
         resp = web.StreamResponse(headers={"Content-Type": BATCH_CONTENT_TYPE})
-        resp.content_length = len(head) + count + len(fj) + int(res.data.size)
+        resp.content_length = len(head) + count + len(fj) + size
         await resp.prepare(request)
         await resp.write(head + status.tobytes() + fj)
-        data = memoryview(res.data)
-        for off in range(0, len(data), WRITE_STEP):  # steps: a slow reader holds little in buffers
-            await resp.write(data[off : off + WRITE_STEP])
+        await _send(resp, parts)
         await resp.write_eof()
         return resp
 
