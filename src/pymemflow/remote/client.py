@@ -14,6 +14,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from ..errors import ReadFailure
 
 DEFAULT_TIMEOUT = 300.0
+IDLE_REUSE = 20.0
+"""Seconds after which an idle kept-alive connection is not reused (the daemon closes idle
+connections after its ``client_timeout``, 60 s by default; a request that is not safe to repeat must
+not meet a connection closed under it)."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -82,6 +87,11 @@ class Client:
     # ---- transport -------------------------------------------------------------------------------
     def _conn(self) -> http.client.HTTPConnection:
         c: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        now = time.monotonic()
+        if c is not None and now - self._local.used > IDLE_REUSE:
+            self._drop()  # the daemon closes idle connections (client_timeout): start afresh
+            c = None
+        self._local.used = now
         if c is None:
             ep = self.endpoint
             if ep.scheme == "unix":

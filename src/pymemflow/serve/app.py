@@ -398,7 +398,7 @@ async def _pieces(request: web.Request) -> tuple[Any, Any]:
                 raise ApiError(400, f"body.pieces[{i}]: length {p[1]} out of range 0 .. {lim.max_read}")
         arr = np.array(raw, dtype=np.uint64).reshape(-1, 2)
     else:
-        body_bytes = await request.read()
+        body_bytes = await _body(request)
         if len(body_bytes) % 16:
             raise ApiError(400, f"body: {len(body_bytes)} bytes is not a whole number of 16-byte "
                                 "(u64 address, u64 length) pieces")
@@ -489,7 +489,7 @@ def _write_route(getter: MemGetter) -> Handler:
             raise ReadOnlyError(f"connection {conn.name!r} was opened read-only (open it with writable: true)")
         if not authorised(request):
             raise ApiError(403, "writing needs an authorised request", "Forbidden")
-        data = await request.read()
+        data = await _body(request)
         if addr + len(data) > 1 << 64:
             raise ApiError(400, f"addr {addr:#x} + {len(data)} bytes passes the end of the address space")
         await _run(request, conn, lambda ch: getter(conn, request).write(addr, data))
@@ -517,8 +517,19 @@ def _translate_route(getter: MemGetter) -> Handler:
     return handler
 
 
+async def _body(request: web.Request) -> bytes:
+    """The request body, or 408 if it does not arrive within ``client_timeout`` (a client dripping
+    its body cannot hold a connection and a request slot for ever)."""
+    timeout = _state(request).limits.client_timeout
+    try:
+        return await asyncio.wait_for(request.read(), timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"request body not received within client_timeout {timeout:g} s",
+                       "RequestTimeout") from None
+
+
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    raw = await _body(request)
     try:
         return json.loads(raw)
     except ValueError as e:
@@ -636,7 +647,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as e:
-        return _error_response(e.status, e.type_name, str(e))
+        resp = _error_response(e.status, e.type_name, str(e))
+        if e.status == 408:  # the rest of the body may still come: the connection cannot be reused
+            resp.force_close()
+        return resp
     except ConnectionFailed as e:
         return _error_response(503, "ConnectionFailed", str(e))
     except web.HTTPException as e:

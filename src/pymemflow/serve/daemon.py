@@ -23,6 +23,7 @@ from ..types import is_loopback, parse_listen
 from .app import make_app
 from .connections import Connections
 from .limits import Limits
+from .sockets import GuardedRunner
 
 log = logging.getLogger("pymemflow.serve")
 
@@ -148,7 +149,8 @@ async def serve(cfg: ServeConfig, ready: Any = None) -> None:
             log.error("connection %s (%s) could not be opened: %s", o.name, o.chain, e)
             conns.add_failed(o.name, o.chain, o.writable, "--open/--config", f"open failed: {e}")
     app = make_app(conns, cfg.limits, token)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = GuardedRunner(app, max_clients=cfg.limits.max_clients, client_timeout=cfg.limits.client_timeout,
+                           access_log=None, handle_signals=False)
     await runner.setup()
     addresses: list[str] = []
     sock_path = cfg.socket or (None if cfg.listen else DEFAULT_SOCKET)

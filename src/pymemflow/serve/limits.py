@@ -26,6 +26,12 @@ class Limits:
     """Bytes read per step of a streamed read: a slow reader holds no lock between steps."""
     max_connections: int = 64
     """Most connections open at once."""
+    max_clients: int = 256
+    """Client connections (sockets) open at once, Unix and TCP together; one more is answered 503
+    and closed."""
+    client_timeout: float = 60.0
+    """Seconds a client has to send a request's head (from connecting or from its previous response;
+    idle kept-alive connections close after it too) and, once the head is in, its body."""
     process_ttl: float = 1.0
     """Seconds a pid's process object is reused before it is looked up again (live targets)."""
 
