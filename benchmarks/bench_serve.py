@@ -304,6 +304,16 @@ def main() -> None:
     print(f"concurrent clients (processes): 16 MiB reads {one_big:.2f} GB/s with 1, {many_big:.2f} GB/s aggregate "
           f"with {a.clients}; batched reads {one_batch / 1e6:.2f} M/s with 1, {many_batch / 1e6:.2f} M/s with "
           f"{a.clients}")
+    print("goals (issue 16, over the Unix socket, this run):")
+    print(f"  16 MiB virtual read >= 1 GB/s: {rem['read_16m_gbs']:.2f} GB/s wall -> {ok(rem['read_16m_gbs'] >= 1)} "
+          f"(CPU-bound rate {BIG / max(cb['daemon'], cb['client']) / 1e6:.2f} GB/s)")
+    print(f"  batched 8-byte reads >= 1 M/s: {rem['batch_reads_per_s'] / 1e6:.2f} M/s wall -> "
+          f"{ok(rem['batch_reads_per_s'] >= 1e6)}")
+    print(f"  warm ps through -o remote: as a new process <= 100 ms: median wall {rp['median']:.0f} ms -> "
+          f"{ok(rp['median'] <= 100)}; median CPU {rp['cpu']:.0f} ms -> {ok(rp['cpu'] <= 100)} "
+          f"(local cold: {lp['median']:.0f} ms wall)")
+    print(f"  {a.clients} concurrent clients: {many_big:.2f} GB/s and {many_batch / 1e6:.2f} M reads/s aggregate "
+          "(reported, no goal)")
 
 
 if __name__ == "__main__":
