@@ -116,6 +116,9 @@ def main() -> None:
                   f"{size / tg / 1e9:6.2f} GB/s {tg:5.2f} s, {size / cg / 1e9:6.2f} GB/s {cg:5.2f} s "
                   f"{tg / ts:9.2f}x {cg / cs:9.2f}x")
             print(f"{'':42s} {hits:>12d} hits {'':15s} {lines:>12d} lines   ({grep_text})")
+            if cs > c0:
+                print(f"{'':42s} search alone (scan cpu - start-up cpu): {size / (cs - c0) / 1e9:.2f} GB/s, "
+                      f"grep {size / cg / 1e9:.2f} GB/s")
         print(f"\ncommands: {' '.join(PYMEMFLOW)} -c raw:{path} scan --phys ARGS --jsonl  vs  the grep shown")
     finally:
         if tmp is not None:
