@@ -3,6 +3,7 @@ VM is paused (exact comparisons with the CLI) and while it runs (listings follow
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from pymemflow.live.qmp import QmpClient
 
@@ -56,7 +58,13 @@ def test_live_guest_mount(guest_x64, tmp_path: Path) -> None:  # type: ignore[no
             mods = cli_json(*chain, "modules", "-p", str(pid))
             assert sorted(os.listdir(d / "modules")) == sorted(x["name"] for x in mods)
             image = d / "modules" / mods[0]["name"] / "image.bin"
-            assert image.read_bytes()[:4] == b"\x7fELF"
+            data = image.read_bytes()
+            cli(*chain, "dump-module", "-p", str(pid), "-m", mods[0]["name"], str(tmp_path / "module.bin"))
+            assert data[:4] == b"\x7fELF" and data == (tmp_path / "module.bin").read_bytes()
+            elf = ELFFile(io.BytesIO(data))  # an independent ELF reader accepts the image rebuilt from memory
+            assert elf.header["e_type"] in ("ET_DYN", "ET_EXEC") and elf.header["e_machine"] == "EM_X86_64"
+            loads = [seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
+            assert loads and loads[0]["p_offset"] == 0 and all(seg["p_offset"] < len(data) for seg in loads)
             kind = subprocess.run(["file", "-b", str(image)], capture_output=True, text=True).stdout
             assert kind.startswith("ELF"), kind
             kmods = cli_json(*chain, "kmods")
