@@ -87,8 +87,16 @@ def run_scan(ctx: CommandContext) -> int:
         scanner = Scanner(matchers, chunk=a.chunk, context=a.context, max_hits=a.max_hits, progress=bars)
     except ValueError as e:
         raise ArgumentError(str(e)) from e
+
+
+    def rows() -> Any:
+        for h in scanner.scan(_targets(ctx)):
+            if bars.enabled:  # a terminal: the row replaces the bar's line, the bar redraws under it
+                ctx.err.write("\r\x1b[K")
+            yield h.as_dict()
+
     try:
-        ctx.emit_stream((h.as_dict() for h in scanner.scan(_targets(ctx))), SCAN_COLUMNS, WIDTHS)
+        ctx.emit_stream(rows(), SCAN_COLUMNS, WIDTHS)
     finally:
         bars.finish()
     log.info("scan: %d hits in %d bytes", scanner.hits, scanner.bytes_scanned)
