@@ -139,3 +139,20 @@ def test_not_http_gets_a_json_400(guarded: Daemon, garbage: bytes) -> None:
     assert err["status"] == 400 and err["type"] == "BadRequest"
     assert err["message"].startswith("not a valid HTTP/1.1 request: ") and len(err["message"]) > 35
     assert guarded.alive()
+
+
+def test_python_client_survives_the_idle_close(guarded: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon closes connections idle for client_timeout; a request that is not safe to repeat
+    (POST /connections) on such a connection fails, so the client reconnects after IDLE_REUSE."""
+    from pymemflow.remote import client as rc
+
+    c = rc.Client(f"unix:{guarded.socket}", token="tok")
+    c.get("/v1")
+    time.sleep(TIMEOUT + 1)
+    with pytest.raises(rc.RemoteError, match="connection lost"):  # IDLE_REUSE (20 s) not reached
+        c.post("/connections", {"name": "late1", "chain": "-c dummy:size=1m"})
+    monkeypatch.setattr(rc, "IDLE_REUSE", TIMEOUT / 2)
+    c.get("/v1")
+    time.sleep(TIMEOUT + 1)
+    assert c.post("/connections", {"name": "late2", "chain": "-c dummy:size=1m"})["name"] == "late2"
+    c.delete("/connections/late2")
