@@ -90,8 +90,10 @@ def test_deadline_interrupts_python_code() -> None:
 
 
 def test_timeout_becomes_an_error_row(windows_dumps: Dumps) -> None:
-    """A target out of time yields its error row (the worker thread is interrupted, not left running)."""
-    [target] = parse_target("demo:win10,seed=11,size=512m", "win32")
+    """A target out of time yields its error row (the worker thread is interrupted, not left running).
+    The delay middleware (5 ms a read) makes the command surely outlast its 0.05 s: without it the demo
+    machine's `maps` can finish in 40 ms on a quiet machine and the test would measure the machine."""
+    [target] = parse_target("demo:win10,seed=11,size=512m:delay=5ms", "win32")
     res = run_target(target, ["maps", "-p", "explorer.exe"], timeout=0.05)
     assert res.error == "timed out after 0.05 s"
     assert res.seconds < 30
