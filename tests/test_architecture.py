@@ -8,7 +8,8 @@ Rules (the same text is in docs/architecture.md, "Rules the test enforces"):
    inside a function, or under ``if TYPE_CHECKING:``. A new subpackage fails the test until it is
    given a place here and on the page.
 2. OS layers are siblings: ``os.win32``, ``os.linux`` and ``os.native`` import ``os.base`` and
-   ``os.walk``/``os.caps`` (the shared walker and size caps) and the layers below ``os``, never each other.
+   the shared ``os.walk``/``os.caps``/``os.image``/``os.forensics``/``os.timeline`` (walker, size caps,
+   module images, forensic records, timeline) and the layers below ``os``, never each other.
 3. No function-local imports of pymemflow modules, unless the statement carries a comment
    ``# lazy: <reason>`` (a deliberate lazy import, e.g. of something slow that few calls need).
    Function-local imports of third-party packages (optional dependencies) are not checked here.
@@ -66,7 +67,7 @@ DEPENDS: dict[str, set[str]] = {
 }
 """Direct dependencies; the allowed imports are their transitive closure plus BOTTOM."""
 
-OS_SHARED = {"base", "walk", "caps"}
+OS_SHARED = {"base", "walk", "caps", "image", "forensics", "timeline"}
 """Modules of ``os`` every OS layer may import (the rest of ``os`` are sibling layers)."""
 
 LAZY = re.compile(r"#\s*lazy:\s*\S")

@@ -6,12 +6,13 @@ against this interface. Field names are the CLI's ``--json`` field names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
 from ..types import MemoryRegion as MemoryRegion  # re-exported; defined at the bottom (arch uses it too)
+from .forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
 
 if TYPE_CHECKING:  # annotations only: listing records (the remote OS layer's ps) needs no NumPy
     from ..mem.view import MemoryView
@@ -213,6 +214,40 @@ class OsLayer:
 
     def memory_regions(self, proc: Process, **kw: Any) -> list[MemoryRegion]:
         raise NotImplementedError
+
+    # --- forensics (records in pymemflow/os/forensics.py; commands in cli/commands/forensics.py) ---
+    def threads(self, proc: Process | None = None) -> list[ThreadInfo]:
+        """Threads of ``proc``, or of every process."""
+        raise NotImplementedError
+
+    def handles(self, proc: Process | None = None, type_name: str | None = None) -> list[HandleInfo]:
+        """Open handles (Windows) / file descriptors (Linux) of ``proc`` or of every process;
+        ``type_name`` keeps one object type (case-insensitive: 'File', 'Key', 'socket' ...)."""
+        raise NotImplementedError
+
+    def psscan(self) -> list[CarvedProcess]:
+        """Processes carved from memory, not from the process list (finds unlinked ones)."""
+        raise NotImplementedError
+
+    def netscan(self) -> list[SocketInfo]:
+        """Network endpoints and listeners."""
+        raise NotImplementedError
+
+    def malfind(self, proc: Process | None = None) -> list[MalfindHit]:
+        """Private executable memory not backed by an image, in ``proc`` or every process."""
+        raise NotImplementedError
+
+    def timeline(self) -> list[TimelineEvent]:
+        """Every timestamp the layer knows, sorted (:func:`pymemflow.os.timeline.collect`)."""
+        from .timeline import collect  # lazy: timeline imports base (a cycle at import time)
+
+        return collect(self)
+
+    def timeline_sources(self) -> list[Callable[[], Iterable[TimelineEvent]]]:
+        """Where :meth:`timeline` looks; layers extend this list (module loads, kernel log ...)."""
+        from .timeline import default_sources  # lazy: timeline imports base (a cycle at import time)
+
+        return default_sources(self)
 
     def close(self) -> None:
         """Release resources (and the input connector's). Idempotent."""

@@ -39,6 +39,7 @@ COMMAND_MODULES: list[str] = [
     "mount",  # FUSE file system over the chain (pymemflow.fs)
     "gdbserver",  # GDB remote-serial-protocol server (pymemflow.gdb)
     "scan",  # search memory for patterns, strings, YARA rules (pymemflow.scan)
+    "forensics",  # threads, handles, psscan, netscan, timeline, malfind (pymemflow.os.forensics)
 ]
 
 COMMAND_OWNERS: dict[str, str] = {
@@ -55,6 +56,7 @@ COMMAND_OWNERS: dict[str, str] = {
     "mount": "mount",
     "gdbserver": "gdbserver",
     "scan": "scan",
+    **dict.fromkeys(["threads", "handles", "psscan", "netscan", "timeline", "malfind"], "forensics"),
 }
 """Which module registers each command, so a run imports only the module of the command it runs
 (``pymemflow -o remote:... ps`` must start in milliseconds, without the NumPy that ``translate`` or
