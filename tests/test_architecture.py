@@ -67,7 +67,7 @@ DEPENDS: dict[str, set[str]] = {
 }
 """Direct dependencies; the allowed imports are their transitive closure plus BOTTOM."""
 
-OS_SHARED = {"base", "walk", "caps", "image", "forensics", "timeline"}
+OS_SHARED = {"base", "walk", "caps", "image", "forensics", "timeline", "modpick"}
 """Modules of ``os`` every OS layer may import (the rest of ``os`` are sibling layers)."""
 
 LAZY = re.compile(r"#\s*lazy:\s*\S")

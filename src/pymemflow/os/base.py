@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotFoundError
 from ..types import MemoryRegion as MemoryRegion  # re-exported; defined at the bottom (arch uses it too)
 from .forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
+from .modpick import pick_module
 
 if TYPE_CHECKING:  # annotations only: listing records (the remote OS layer's ps) needs no NumPy
     from ..mem.view import MemoryView
@@ -121,12 +122,11 @@ class Process:
     def module_list(self) -> list[ModuleInfo]:
         return self.os.module_list(self)
 
-    def module_by_name(self, name: str) -> ModuleInfo:
-        low = name.lower()
-        for m in self.module_list():
-            if m.name.lower() == low:
-                return m
-        raise NotFoundError(f"no module {name!r} in process {self.info.pid} ({self.info.name})")
+    def module_by_name(self, name: str, arch: str | None = None) -> ModuleInfo:
+        """The module called ``name`` (case-insensitive) or at path ``name`` (``SysWOW64\\ntdll.dll``,
+        a full path), of ``arch`` ('x86' or 'x64') if given. Two candidates (a WoW64 process's two
+        ntdll.dll) raise ArgumentError listing both: never silently the first one."""
+        return pick_module(self.module_list(), name, arch, f"process {self.info.pid} ({self.info.name})")
 
     def exports(self, module: ModuleInfo | str) -> list[ExportInfo]:
         return self.os.module_exports(self, self._mod(module))

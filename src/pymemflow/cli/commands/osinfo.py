@@ -13,6 +13,7 @@ from typing import Any
 from ...errors import ArgumentError, NotFoundError
 from ...os.base import ModuleInfo, Process
 from ...os.image import module_image
+from ...os.modpick import arch_matches, matching_modules
 from ...plugins.api import parse_int
 from ...records import (
     EXPORT_COLUMNS,
@@ -38,6 +39,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("modules", help="modules (DLLs, shared objects) of a process")
     _proc_arg(p)
+    p.add_argument("--arch", choices=MODULE_ARCHS, help="only modules of this architecture (a WoW64 process "
+                   "lists its 64-bit and its 32-bit modules)")
     p.set_defaults(handler=run_modules)
 
     p = sub.add_parser("kmods", help="kernel modules / drivers")
@@ -50,7 +53,7 @@ def register(sub: Any) -> None:
                            f"drivers; what kmods lists) are reached through the kernel pseudo-process: "
                            f"{name} -p kernel -m ntoskrnl.exe")
         p.add_argument("-p", "--process", required=True, help="pid or name; 'kernel' for kernel modules")
-        p.add_argument("-m", "--module", required=True, help="module name (case-insensitive)")
+        _module_args(p)
         p.set_defaults(handler=handler)
 
     p = sub.add_parser("maps", help="memory map of a process (-p), or of a page-table root (--dtb)")
@@ -67,7 +70,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("dump-module", help="write a module's memory image to a file (unreadable pages zeroed)")
     _proc_arg(p)
-    p.add_argument("-m", "--module", required=True, help="module name")
+    _module_args(p)
     p.add_argument("out", help="output file")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(handler=run_dump_module)
@@ -77,6 +80,17 @@ def _proc_arg(p: Any) -> None:
     p.add_argument("-p", "--process", required=True, help="pid or name")
 
 
+MODULE_ARCHS = ["x86", "x64"]
+
+
+def _module_args(p: Any) -> None:
+    p.add_argument("-m", "--module", required=True, help="module name (case-insensitive) or path: a WoW64 process "
+                   "has two ntdll.dll; pick one with --arch or a path (SysWOW64\\ntdll.dll, C:\\Windows\\System32\\"
+                   "ntdll.dll)")
+    p.add_argument("--arch", choices=MODULE_ARCHS, help="the module of this architecture when a name has two "
+                   "candidates (a WoW64 process's 64-bit and 32-bit ntdll.dll)")
+
+
 def _process(ctx: CommandContext) -> Process:
     proc: Process = ctx.os().process(ctx.args.process)
     return proc
@@ -84,7 +98,7 @@ def _process(ctx: CommandContext) -> Process:
 
 def _module(ctx: CommandContext, proc: Process) -> ModuleInfo:
     try:
-        return proc.module_by_name(ctx.args.module)
+        return proc.module_by_name(ctx.args.module, ctx.args.arch)
     except NotFoundError as e:
         if proc.info.extra.get("kernel"):
             raise
@@ -92,7 +106,7 @@ def _module(ctx: CommandContext, proc: Process) -> ModuleInfo:
             kmods = ctx.os().kernel_modules()
         except (NotImplementedError, NotFoundError):
             raise e from None
-        if any(m.name.lower() == ctx.args.module.lower() for m in kmods):
+        if matching_modules(kmods, ctx.args.module):
             raise NotFoundError(f"{e}; {ctx.args.module} is a kernel module: use -p kernel") from None
         raise
 
@@ -104,7 +118,8 @@ def run_ps(ctx: CommandContext) -> int:
 
 def run_modules(ctx: CommandContext) -> int:
     proc = _process(ctx)
-    ctx.emit([m.as_dict() for m in proc.module_list()], MODULE_COLUMNS)
+    mods = [m for m in proc.module_list() if arch_matches(m.arch, ctx.args.arch)]
+    ctx.emit([m.as_dict() for m in mods], MODULE_COLUMNS)
     return 0
 
 
