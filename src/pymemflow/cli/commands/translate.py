@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...arch import VirtualMemory, flags_str, get_arch
-from ...arch.spec import R_OK, REASONS
+from ...arch.spec import F_HOOK, R_OK, REASONS
 from ...arch.walk_scalar import walk_trace
 from ...errors import ArgumentError
 from ...plugins.api import parse_int
@@ -79,12 +79,31 @@ def _memory(ctx: CommandContext) -> VirtualMemory:
     return VirtualMemory(phys, get_arch(str(arch)), int(dtb), ttbr1=a.ttbr1)
 
 
+def _os_meaning(vm: VirtualMemory, describe: Any, va: int, resolved: bool) -> dict[str, Any]:
+    """What the OS layer's page-table hook says of the leaf entry the MMU would not use (Windows: a
+    transition page, a page-file slot, a prototype or demand-zero PTE), as row fields."""
+    trace = walk_trace(vm.phys, vm.arch, vm.dtb, va, vm.ttbr1)
+    if not trace or trace[-1][2] is None:
+        return {}
+    level, _, pte = trace[-1]
+    sw = describe(pte, level)
+    if sw is None:
+        return {}
+    out: dict[str, Any] = {"status": sw.status(), "pte": pte}
+    if sw.kind == "transition" and not resolved:
+        out["status"] = "transition (not used for reads: the layer was opened with transition=false)"
+    if sw.kind == "pagefile":
+        out.update(pagefile=sw.pagefile, pagefile_offset=(sw.pagefile_offset or 0) << 12)
+    return out
+
+
 def run_translate(ctx: CommandContext) -> int:
     vm = _memory(ctx)
     arch, dtb = vm.arch, vm.dtb
     vas = list(ctx.args.va)
     res = vm.translate_batch(vas)
     rows: list[dict[str, Any]] = []
+    describe = getattr(vm.pte_hook, "describe", None)
     for i, va in enumerate(vas):
         ok = int(res.reason[i]) == R_OK
         row: dict[str, Any] = {
@@ -96,6 +115,8 @@ def run_translate(ctx: CommandContext) -> int:
             "arch": arch.name,
             "dtb": dtb,
         }
+        if describe is not None and (not ok or int(res.flags[i]) & F_HOOK):
+            row.update(_os_meaning(vm, describe, va, ok))
         if ctx.args.walk:
             row["walk"] = [{"level": lv, "entry_pa": ea, "value": v} for lv, ea, v in
                            walk_trace(vm.phys, arch, dtb, va, vm.ttbr1)]

@@ -37,6 +37,18 @@ class SoftwarePte:
     """Page offset in that page file (PageFileHigh)."""
     protection: int = 0
 
+    def status(self) -> str:
+        """How ``translate`` says it: the MM's meaning of a PTE the MMU would not use."""
+        if self.kind == "transition":
+            return "transition"
+        if self.kind == "pagefile":
+            return f"paged out (pagefile {self.pagefile}, offset {(self.pagefile_offset or 0) << 12:#x})"
+        if self.kind == "prototype":
+            return "prototype PTE (shared section page; the prototype PTE is not followed)"
+        if self.kind == "demand-zero":
+            return "demand zero (never touched; reads as zeros once faulted in)"
+        return "page not present"
+
 
 @dataclass(frozen=True)
 class PagefileBits:
@@ -107,6 +119,13 @@ class WindowsPteHook:
         self.mask = _ADDR_MASK.get(self.arch, _ADDR_MASK["x64"])
         if self.bits is None:
             self.bits = PagefileBits.default(self.arch)
+
+    def describe(self, pte: int, level: int) -> SoftwarePte | None:
+        """The software meaning of a last-level PTE whose valid bit is clear (None for any other entry):
+        what ``translate`` shows instead of a bare "not present"."""
+        if level != self.last_level or pte & VALID:
+            return None
+        return decode_pte(pte, self.arch, self.bits)
 
     def __call__(self, pte: int, level: int, va: int) -> int | None:
         if level != self.last_level or pte & VALID:
