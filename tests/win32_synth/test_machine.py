@@ -13,12 +13,12 @@ import pefile
 import pytest
 
 from pymemflow.arch import VirtualMemory
+from pymemflow.demo import SyntheticImage, build_image
 from pymemflow.demo.connector import DemoMemory
 from pymemflow.errors import TranslationError
 from pymemflow.mem.buffer import MmapMemory
 from pymemflow.mem.memmap import MemoryMap
 from pymemflow.os.win32.offsets import IsfSymbols
-from pymemflow.demo import SyntheticImage, build_image
 
 from .conftest import ISF_19041
 

@@ -1,4 +1,4 @@
-"""A synthetic Windows machine (x64 Windows 10 19041, x86-PAE Windows 7 7601) for tests and the demo.
+"""A synthetic Windows machine (x64: Windows 7 SP1 .. 11, eight builds; x86-PAE Windows 7) for tests and the demo.
 
 Public API::
 

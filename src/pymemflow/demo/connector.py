@@ -57,10 +57,11 @@ def _open(args: dict[str, Any], _input: Any) -> DemoMemory:
 PLUGIN = PluginSpec(
     kind="connector",
     name="demo",
-    description="A synthetic Windows machine built in memory (win10: x64 19041, win7: x86-PAE 7601)",
+    description="A synthetic Windows machine built in memory (x64 Windows 7 .. 11 builds, x86-PAE Windows 7)",
     factory=_open,
     args=[
-        ArgSpec("target", "win10 (default) or win7, or a full profile name", parse=_profile),
+        ArgSpec("target", "win10 (default), win7 (x86 PAE), win7x64, win81, win1607, win1809, win1903, win2022, "
+                "win11, or a full profile name", parse=_profile),
         ArgSpec("seed", "seed of the deterministic layout", default=0, parse=parse_int, minimum=0,
                 maximum=(1 << 63) - 1),
         ArgSpec("size", "physical memory size (default 1g for win10, 512m for win7)", parse=parse_size,

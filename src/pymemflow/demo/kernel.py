@@ -194,10 +194,9 @@ class KernelMixin(BuilderBase):
             self.kmods.append(Module(name, path, base, size, self.p.arch, {n: base + r for n, r in exports.items()}))
         entries = []
         for m in self.kmods:
-            if self.modern:
-                e = StructBuf(self.o, "_KLDR_DATA_TABLE_ENTRY")
-            else:
-                e = StructBuf(self.o, "_LDR_DATA_TABLE_ENTRY")
+            # _KLDR_DATA_TABLE_ENTRY where the build has it (Windows 10+), else the loader's own entry
+            kind = "_KLDR_DATA_TABLE_ENTRY" if self.o.size("_KLDR_DATA_TABLE_ENTRY") else "_LDR_DATA_TABLE_ENTRY"
+            e = StructBuf(self.o, kind)
             e.set("DllBase", m.base)
             e.set("SizeOfImage", m.size, 4)
             e.set("EntryPoint", m.base + 0x2000)

@@ -26,7 +26,7 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
                           "pid": pid, **kw})
 
         add("System", None, None, None, None)
-        if self.modern:
+        if self.p.build >= 17134:  # the Registry process exists since Windows 10 1803
             add("Registry", None, None, "System", None)
         add("smss.exe", "\\SystemRoot\\System32\\smss.exe", "\\SystemRoot\\System32\\smss.exe", "System", None)
         add("csrss.exe", f"{sysroot}\\csrss.exe", "%SystemRoot%\\system32\\csrss.exe ObjectDirectory=\\Windows "

@@ -21,10 +21,28 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "win10-19041-x64": Profile("win10-19041-x64", "x64", "5278AFF86C341677D7D7835C85B7B8441", "ntkrnlmp.pdb",
                                "10.0.19041.804", 19041, 10, 0, 1 << 30),
+    # x64 builds from Windows 7 to 11, each at its own kernel's offsets (built-in table, generated from the
+    # JPCERT ISFs carried in tests/data/windows/isf-forensic: the same GUID+age)
+    "win7-7601-x64": Profile("win7-7601-x64", "x64", "339E74133576439CBCDF7E0229DA37731", "ntkrnlmp.pdb",
+                             "6.1.7601.24540", 7601, 6, 1, 1 << 30),
+    "win81-9600-x64": Profile("win81-9600-x64", "x64", "22597D0B40394E23936F6A24C6C52D5B1", "ntkrnlmp.pdb",
+                              "6.3.9600.19913", 9600, 6, 3, 1 << 30),
+    "win10-14393-x64": Profile("win10-14393-x64", "x64", "517E128F7B7C4EA79491DE6B9B9CE1901", "ntkrnlmp.pdb",
+                               "10.0.14393.4583", 14393, 10, 0, 1 << 30),
+    "win10-17763-x64": Profile("win10-17763-x64", "x64", "8B11040A5928757B11390AC78F6B69251", "ntkrnlmp.pdb",
+                               "10.0.17763.379", 17763, 10, 0, 1 << 30),
+    "win10-18362-x64": Profile("win10-18362-x64", "x64", "11BC9A513F1140CA359ECDF50F0122C11", "ntkrnlmp.pdb",
+                               "10.0.18362.295", 18362, 10, 0, 1 << 30),
+    "win2022-20348-x64": Profile("win2022-20348-x64", "x64", "C2EADB24A615E9472CE47C8ADD31F1301", "ntkrnlmp.pdb",
+                                 "10.0.20348.288", 20348, 10, 0, 1 << 30),
+    "win11-22000-x64": Profile("win11-22000-x64", "x64", "0CE4A95C0CD782A7596B034D8648E5851", "ntkrnlmp.pdb",
+                               "10.0.22000.2538", 22000, 10, 0, 1 << 30),
     "win7-7601-x86pae": Profile("win7-7601-x86pae", "x86pae", "684DA42A30CC450F81C535B4D18944B12",
                                 "ntkrpamp.pdb", "6.1.7601", 7601, 6, 1, 512 << 20),
 }
-ALIASES = {"win10": "win10-19041-x64", "win7": "win7-7601-x86pae"}
+ALIASES = {"win10": "win10-19041-x64", "win7": "win7-7601-x86pae", "win7x64": "win7-7601-x64",
+           "win81": "win81-9600-x64", "win1607": "win10-14393-x64", "win1809": "win10-17763-x64",
+           "win1903": "win10-18362-x64", "win2022": "win2022-20348-x64", "win11": "win11-22000-x64"}
 
 # Symbol RVAs of our x86 7601 kernel: no PDB/ISF for ntkrpamp 7601 is carried here, so this
 # layout is synthetic (recorded in facts["symbols"]); the exported ones are found through exports.

@@ -151,10 +151,14 @@ class UserSpaceMixin(VadMixin):
             peb32.set("OSMajorVersion", self.p.major, 4)
             peb32.set("OSMinorVersion", self.p.minor, 4)
             a.write(peb32_va, bytes(peb32.buf))
-            wp = StructBuf(o, "_EWOW64PROCESS")
-            wp.set("Peb", peb32_va)
-            wp.set("Machine", 0x14C, 2)
-            ep.set("WoW64Process", self.pool.put(bytes(wp.buf), 16))
+            if o.size("_EWOW64PROCESS") is not None:  # Windows 10+: WoW64Process -> _EWOW64PROCESS.Peb
+                wp = StructBuf(o, "_EWOW64PROCESS")
+                wp.set("Peb", peb32_va)
+                if "_EWOW64PROCESS.Machine" in o:  # 1607 .. 1909 (later builds: NtdllType)
+                    wp.set("Machine", 0x14C, 2)
+                ep.set("WoW64Process", self.pool.put(bytes(wp.buf), 16))
+            else:  # Windows 7 / 8.1: Wow64Process (void *) is the address of the PEB32 itself
+                ep.set("Wow64Process", peb32_va)
             pf["peb32"] = peb32_va
         else:
             pf["modules32"] = []
@@ -184,7 +188,7 @@ class UserSpaceMixin(VadMixin):
                      "private": True, "type": VAD_NONE, "file": None})
         vads.sort(key=lambda v: v["start"])
         root, count = self.build_vad_tree(vads)
-        if self.modern:
+        if "_MMVAD_SHORT.VadNode" in o:  # _RTL_AVL_TREE (Windows 8.1+)
             ep.set("VadRoot", root)
             ep.set("VadCount", count)
             ep.set("VadHint", root)

@@ -15,6 +15,9 @@ class VadMixin(BuilderBase):
     def build_vad_tree(self, vads: list[dict[str, Any]]) -> tuple[int, int]:
         """A balanced binary tree of VAD nodes (AVL shape) in the pool; returns (root VA, count)."""
         o = self.o
+        avl = "_MMVAD_SHORT.VadNode" in o  # Windows 8.1+: _RTL_BALANCED_NODE; Windows 7: _MMADDRESS_NODE
+        # Windows 8.1+: 32-bit VPNs plus a high byte each; Windows 7 x64: pointer-wide VPNs, no high byte
+        high = "_MMVAD_SHORT.StartingVpnHigh" in o
         nodes: list[int] = []
         bufs: list[StructBuf] = []
         for v in vads:
@@ -23,9 +26,9 @@ class VadMixin(BuilderBase):
             core = "_MMVAD_SHORT"
             flags_off = o[f"{core}.u"]
             sv, ev = v["start"] >> 12, v["end"] >> 12
-            b.put(o[f"{core}.StartingVpn"], sv & 0xFFFFFFFF, 4 if self.modern else "p")
-            b.put(o[f"{core}.EndingVpn"], ev & 0xFFFFFFFF, 4 if self.modern else "p")
-            if self.modern:
+            b.put(o[f"{core}.StartingVpn"], sv & 0xFFFFFFFF if high else sv, 4 if high else "p")
+            b.put(o[f"{core}.EndingVpn"], ev & 0xFFFFFFFF if high else ev, 4 if high else "p")
+            if high:
                 b.put(o[f"{core}.StartingVpnHigh"], sv >> 32, 1)
                 b.put(o[f"{core}.EndingVpnHigh"], ev >> 32, 1)
             b.set_bits("_MMVAD_FLAGS.Protection", v["protection"], flags_off)
@@ -70,7 +73,7 @@ class VadMixin(BuilderBase):
             b = bufs[mid]
             left = link(lo, mid - 1, nodes[mid])
             right = link(mid + 1, hi, nodes[mid])
-            if self.modern:
+            if avl:
                 b.put(o["_MMVAD_SHORT.VadNode"] + o["_RTL_BALANCED_NODE.Left"], left, "p")
                 b.put(o["_MMVAD_SHORT.VadNode"] + o["_RTL_BALANCED_NODE.Right"], right, "p")
                 b.put(o["_MMVAD_SHORT.VadNode"] + o["_RTL_BALANCED_NODE.ParentValue"], parent, "p")

@@ -196,16 +196,22 @@ def _fill_peb_facts(k: KernelContext, infos: list[ProcessInfo], warnings: list[s
 
 
 def wow64_peb(k: KernelContext, info: ProcessInfo) -> int:
-    """The 32-bit PEB of a WoW64 process: ``_EWOW64PROCESS.Peb`` (Windows 10) or, on Windows 7,
-    the ``Wow64Process`` field's target whose first member is the PEB32 pointer."""
-    wp = info.extra.get("wow64_process", 0)
+    """The 32-bit PEB of a WoW64 process.
+
+    Windows 10+: ``WoW64Process`` points at an ``_EWOW64PROCESS`` whose ``Peb`` member is the PEB32.
+    Vista / Server 2003: at a ``_WOW64_PROCESS`` whose ``Wow64`` member is. Windows 7 and 8.1 have
+    neither structure: ``Wow64Process`` (a ``void *``) *is* the PEB32's address.
+    """
+    wp = int(info.extra.get("wow64_process", 0))
     if not wp:
         return 0
-    off = k.offsets.get("_EWOW64PROCESS.Peb")
-    if off is None and k.facts.build < 9200:
-        off = 0
+    off = maybe(k.offsets, "_EWOW64PROCESS.Peb", "_WOW64_PROCESS.Wow64")
+    if off is None:
+        # Windows 10+ always has _EWOW64PROCESS: offsets lacking it are incomplete (plausible.py names
+        # the field), and the pointer is not the PEB32 there
+        return wp if k.facts.build < 10240 else 0
     try:
-        return k.kmem.read_ptr(wp + (off or 0))
+        return k.kmem.read_ptr(wp + off)
     except PymemflowError:
         return 0
 

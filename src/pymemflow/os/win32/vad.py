@@ -41,6 +41,12 @@ class VadLayout:
     win7: bool
     subsection: int | None
     ptr: int
+    vpn_size: int = 4
+    """Bytes of StartingVpn/EndingVpn: 4 with the high bytes (Windows 8.1+), pointer-wide without
+    (Windows 7 x64 keeps 64-bit VPNs)."""
+    flags_size: int = 4
+    """Bytes of ``u.VadFlags`` to read: 8 where the flags are a 64-bit ULONG_PTR (Windows 7 x64,
+    Protection at bit 56, PrivateMemory at bit 63), else 4."""
 
     @classmethod
     def from_offsets(cls, off: Any) -> VadLayout | None:
@@ -63,9 +69,12 @@ class VadLayout:
             return (b[1], b[2]) if b else None
 
         prot = bits("Protection") or ((24, 5) if win7 else (7, 5))
-        return cls(left, right, start, end, maybe(off, "_MMVAD_SHORT.StartingVpnHigh"),
-                   maybe(off, "_MMVAD_SHORT.EndingVpnHigh"), flags, prot, bits("PrivateMemory"),
-                   bits("VadType"), win7, maybe(off, "_MMVAD.Subsection"), ptr)
+        private, vad_type = bits("PrivateMemory"), bits("VadType")
+        start_high = maybe(off, "_MMVAD_SHORT.StartingVpnHigh")
+        top = max(p + n for p, n in (prot, private or (0, 0), vad_type or (0, 0)))
+        return cls(left, right, start, end, start_high, maybe(off, "_MMVAD_SHORT.EndingVpnHigh"), flags, prot,
+                   private, vad_type, win7, maybe(off, "_MMVAD.Subsection"), ptr,
+                   vpn_size=4 if start_high is not None else ptr, flags_size=8 if top > 32 else 4)
 
 
 def vad_root(kmem: MemoryView, vad_root_addr: int, lay: VadLayout) -> int:
@@ -83,7 +92,7 @@ def walk_vads(kmem: MemoryView, vad_root_addr: int, lay: VadLayout, off: Any = N
         root = vad_root(kmem, vad_root_addr, lay)
     except PymemflowError as e:
         return [], [f"VAD root at {vad_root_addr:#x} unreadable: {e}"]
-    span = max(lay.flags + 4, lay.end + 4, (lay.end_high or 0) + 1, lay.right + lay.ptr,
+    span = max(lay.flags + lay.flags_size, lay.end + lay.vpn_size, (lay.end_high or 0) + 1, lay.right + lay.ptr,
                (lay.subsection or 0) + lay.ptr)
     fmt = "<Q" if lay.ptr == 8 else "<I"
     seen: set[int] = set()
@@ -124,13 +133,14 @@ def walk_vads(kmem: MemoryView, vad_root_addr: int, lay: VadLayout, off: Any = N
     file_ptrs: list[tuple[int, int]] = []
     user_top = 1 << (56 if lay.ptr == 8 else 32)  # VADs describe user space (LA57 included)
     for node, raw in nodes:
-        (s,) = struct.unpack_from("<I", raw, lay.start)
-        (last,) = struct.unpack_from("<I", raw, lay.end)
+        vfmt = "<Q" if lay.vpn_size == 8 else "<I"
+        (s,) = struct.unpack_from(vfmt, raw, lay.start)
+        (last,) = struct.unpack_from(vfmt, raw, lay.end)
         if lay.start_high is not None:
             s |= raw[lay.start_high] << 32
         if lay.end_high is not None:
             last |= raw[lay.end_high] << 32
-        (flags,) = struct.unpack_from("<I", raw, lay.flags)
+        (flags,) = struct.unpack_from("<Q" if lay.flags_size == 8 else "<I", raw, lay.flags)
         prot = (flags >> lay.protection[0]) & ((1 << lay.protection[1]) - 1)
         private = bool((flags >> lay.private[0]) & 1) if lay.private else False
         vtype = (flags >> lay.vad_type[0]) & ((1 << lay.vad_type[1]) - 1) if lay.vad_type else 0
