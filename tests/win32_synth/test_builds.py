@@ -232,3 +232,28 @@ def test_vol_vadinfo(vm: Machine) -> None:
     assert got == {p["pid"]: {(v["start"], v["end"], PAGE_NAMES[v["protection"]], int(v["private"]),
                                v.get("file_name")) for v in p["vads"]}
                    for p in vm.f["processes"] if p["vads"]}
+
+
+def test_cli_rows_of_the_issue(m: Machine, capsys: pytest.CaptureFixture[str]) -> None:
+    """What the independent checker ran, per build, through the CLI with no hints: ``info`` names a complete
+    table, ``maps --vad`` of the WoW64 process works, its x86 modules are listed by ``--arch x86``, the kernel's
+    exports are reachable (``-p kernel``), a transition page translates."""
+    from pymemflow.cli.main import main
+
+    def cli(*argv: str) -> Any:
+        code = main(["-c", f"raw:{m.raw}", "-o", "win32", *argv, "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return json.loads(out)
+
+    info = cli("info")["os"]
+    assert (info["offsets"], info["offsets_missing"], info["version"]) == ("table", [], m.f["version"])
+    wow = next(p for p in m.f["processes"] if p["wow64"])
+    assert len(cli("maps", "-p", str(wow["pid"]), "--vad")) == len(wow["vads"])
+    x86 = [(r["name"], r["base"]) for r in cli("modules", "-p", str(wow["pid"]), "--arch", "x86")]
+    assert x86 == [(x["name"], x["base"]) for x in wow["modules"][:1] + wow["modules32"]]  # the exe, then PEB32's
+    kexp = {r["name"] for r in cli("exports", "-p", "kernel", "-m", "ntoskrnl.exe")}
+    assert {"PsInitialSystemProcess", "PsLoadedModuleList"} <= kexp
+    t = m.f["transition_pages"][0]
+    row = cli("translate", "-p", str(t["pid"]), hex(t["va"]))
+    assert (row["pa"], row["status"]) == (t["pa"], "transition")
