@@ -12,8 +12,13 @@ Sources (all facts; attribution and licence texts are copied next to the table):
   a CSV/TOML row of the same arch and build gets those extra facts only if every offset it has
   agrees with the ISF (checked here), and the row records which ISF they came from.
 - ``win7_sp1_x86_layouts.json``: Windows 7 SP1 x86 layouts (facts from Volatility 2's vtypes, made by
-  ``scripts/gen_win7_x86_layouts.py``) for the x86 7601 family; PTE layouts are left out because those
-  are the non-PAE kernel's and our x86 7601 row is the PAE kernel (ntkrpamp.pdb).
+  ``scripts/gen_win7_x86_layouts.py``) for two x86 7601 families: ``x86pae-7601`` (memflow's PAE kernel
+  ntkrpamp.pdb; the vtypes' PTE layouts are the non-PAE kernel's, so PAE software-PTE bits replace them)
+  and ``x86-7601`` (the non-PAE kernel ntkrnlmp.pdb, vtypes as they are, PTE layouts included). No
+  non-PAE PDB identity is in the data, so that family's entry is found by arch and build only.
+- memflow's NT 3.1 / 4.0 TOMLs have no PDB identity either: they become build-only entries with the
+  fields memflow gives (memflow writes 0 for "not in this version": those are left out, so the layer
+  names them as missing instead of reading offset 0).
 
 Run: ``python scripts/gen_win_offsets.py [--data tests/data/windows]``. Output:
 ``src/pymemflow/os/win32/offsets/data/win_offsets.json.xz`` (+ LICENSE files, + the 19041 ISF).
@@ -123,8 +128,7 @@ def read_memflow(folder: Path) -> list[dict[str, Any]]:
         h, o = d["header"], d["offsets"]
         build = int(h["nt_build_number"])
         pdb = h.get("pdb_file_name") or ""
-        if not h.get("pdb_guid"):
-            continue  # NT 3.1 / 4.0: no PDB identity to look up by, not useful for discovery
+        old = not h.get("pdb_guid")  # NT 3.1 / 4.0: no PDB identity, found by arch and build only
         arch = "x64" if h["arch"].upper() == "X64" else ("x86pae" if pdb == "ntkrpamp.pdb" else "x86")
         if o.get("list_blink") == 8:
             # pointer-sized Blink offset 8 => a 64-bit kernel, whatever the header says (memflow's
@@ -132,33 +136,34 @@ def read_memflow(folder: Path) -> list[dict[str, Any]]:
             arch = "x64"
         fields: dict[str, int] = {}
         for k, name in MEMFLOW_KEYS.items():
-            if k in o and not (k == "eproc_wow64" and o[k] == 0):
+            if k in o and not (k in ("eproc_wow64", "phys_mem_block") and o[k] == 0) and not (old and o[k] == 0):
                 fields[name] = int(o[k])
         fields["_LIST_ENTRY.Flink"] = 0
         vad = o.get("mmvad") or {}
         bits: dict[str, tuple[int, int, int]] = {}
         for k, name in MEMFLOW_VAD_KEYS.items():
             if k in vad and not (k.endswith("_high") and vad[k] == 0):
-                fields[name] = int(vad[k])
-        if "vad_node" in vad:
+                fields[name if not old else name.replace("_MMVAD_SHORT", "_MMVAD")] = int(vad[k])
+        if "vad_node" in vad and not old:  # NT 4.0's _MMVAD has its own child links (not the layer's walk)
             fields["_MMVAD_SHORT.VadNode" if build >= 9200 else "_MMADDRESS_NODE.LeftChild"] = int(vad["vad_node"])
-        if "protection_bit" in vad:
+        if "protection_bit" in vad and not (old and vad["protection_bit"] == 0):
             bits["_MMVAD_FLAGS.Protection"] = (0, int(vad["protection_bit"]), 5)
         ver = f"{h['nt_major_version']}.{h['nt_minor_version']}.{build}"
-        rows.append({"guid_age": str(h["pdb_guid"]).upper(), "version": ver, "build": build, "arch": arch,
-                     "pdb_name": pdb, "os": f"memflow {p.stem}", "origin": "memflow",
+        rows.append({"guid_age": str(h.get("pdb_guid") or "").upper(), "version": ver, "build": build, "arch": arch,
+                     "pdb_name": pdb or "ntoskrnl.exe", "os": f"memflow {p.stem}", "origin": "memflow",
                      "fields": fields, "sizes": {}, "bitfields": bits})
     return rows
 
 
-def vol2_family(path: Path) -> dict[str, Any]:
-    """Windows 7 SP1 x86 facts from the table generated out of Volatility 2's vtypes."""
+def vol2_family(path: Path, pae: bool = True) -> dict[str, Any]:
+    """Windows 7 SP1 x86 facts from the table generated out of Volatility 2's vtypes (the non-PAE
+    kernel's; ``pae``: its PTE layouts replaced by the PAE software-PTE bits)."""
     types = load_layouts(path)
     skip = {"_MMPTE", "_MMPTE_HARDWARE", "_MMPTE_SOFTWARE", "_MMPTE_TRANSITION", "_MMPTE_PROTOTYPE",
-            "_HARDWARE_PTE"}  # non-PAE layouts; the PAE ones are PAE_PTE_BITS
+            "_HARDWARE_PTE"} if pae else set()
     fields: dict[str, int] = {}
     sizes: dict[str, int] = {}
-    bits: dict[str, tuple[int, int, int]] = dict(PAE_PTE_BITS)
+    bits: dict[str, tuple[int, int, int]] = dict(PAE_PTE_BITS) if pae else {}
     member_types: dict[str, str] = {}
     for s in WANTED_STRUCTS:
         if s in skip or s not in types:
@@ -172,8 +177,9 @@ def vol2_family(path: Path) -> dict[str, Any]:
             if isinstance(t, list) and t and t[0] == "BitField":
                 a = t[1]
                 bits[f"{s}.{name}"] = (int(off), int(a["start_bit"]), int(a["end_bit"]) - int(a["start_bit"]))
-    sizes["_MMPTE"] = 8
-    return {"from": "volatility2 win7_sp1_x86_vtypes (facts; PTE bits: PAE format)", "fields": fields,
+    sizes["_MMPTE"] = 8 if pae else 4
+    how = "PTE bits: PAE format" if pae else "non-PAE kernel, its own PTE layouts"
+    return {"from": f"volatility2 win7_sp1_x86_vtypes (facts; {how})", "fields": fields,
             "sizes": sizes, "bitfields": bits, "member_types": member_types}
 
 
@@ -228,7 +234,7 @@ def main() -> int:
     rows = read_csv(data / "ntkrnlmp_offsets_x64.csv")
     csv_guids = {r["guid_age"] for r in rows}
     for r in read_memflow(data / "memflow-offsets"):
-        if r["guid_age"] in csv_guids:
+        if r["guid_age"] and r["guid_age"] in csv_guids:
             continue  # the CSV row has more; memflow's agrees (checked by tests)
         rows.append(r)
 
@@ -251,6 +257,14 @@ def main() -> int:
     fam7 = vol2_family(data / "win7_sp1_x86_layouts.json")
     fam7["bitfields"] = {k: list(v) for k, v in fam7["bitfields"].items()}
     families["x86pae-7601"] = fam7
+    fam7n = vol2_family(data / "win7_sp1_x86_layouts.json", pae=False)
+    fam7n["bitfields"] = {k: list(v) for k, v in fam7n["bitfields"].items()}
+    families["x86-7601"] = fam7n
+    # the non-PAE Windows 7 SP1 x86 kernel: every struct fact from the vtypes, no PDB identity or symbol
+    # RVAs in the data (discovery finds the lists through the kernel's exports)
+    rows.append({"guid_age": "", "version": "6.1.7601", "build": 7601, "arch": "x86", "pdb_name": "ntkrnlmp.pdb",
+                 "os": "Windows 7 SP1 x86 (non-PAE)", "origin": "volatility2",
+                 "fields": {"_LIST_ENTRY.Flink": 0, "_LIST_ENTRY.Blink": 4}, "sizes": {}, "bitfields": {}})
 
     notes = []
     full = {}

@@ -46,7 +46,7 @@ class BuilderBase:
         self.size = size
         self.rng = np.random.default_rng(seed)
         self.o = offsets or resolve_offsets(guid_age=profile.guid_age, arch=profile.arch,
-                                            pdb_name=profile.pdb_name)
+                                            pdb_name=profile.pdb_name, build=profile.version)
         # 32-bit layouts for WoW64 structures (PEB32 loader data are x86 structures)
         self.o32 = resolve_offsets(guid_age=PROFILES["win7-7601-x86pae"].guid_age, arch="x86pae") \
             if profile.arch == "x64" else self.o

@@ -51,6 +51,8 @@ class KernelMixin(BuilderBase):
         k = self.kas
         if self.x64:
             self.phys.put_u64(k.root + self.self_ref * 8, k.root | 0x63)  # P|RW|A|D, self map
+        elif self.p.arch == "x86":
+            self.phys.put_entry(k.root + 0x300 * 4, k.root | 0x63, 4)  # PDE 0x300 maps the PD at 0xC0000000
         else:
             # PAE: the PDPT page is followed by its four page directories (as Windows 7 lays them out);
             # PD[3] maps the four directories at 0xC0000000 (PDE_BASE 0xC0600000 is PD[3] itself)
@@ -61,7 +63,8 @@ class KernelMixin(BuilderBase):
         # nonpaged pool: one 2 MiB large page (facts record it)
         big = self.alloc.large()
         k.map_large(self.pool_va, big)
-        self.facts["large_pages"].append({"va": self.pool_va, "pa": big, "size": LARGE})
+        if self.p.arch != "x86":  # x86 without PAE: the block is mapped with 4 KiB pages (large = 4 MiB)
+            self.facts["large_pages"].append({"va": self.pool_va, "pa": big, "size": LARGE})
         self.pool = Bump(k, self.pool_va, self.pool_va + LARGE, user=False, premapped=True)
         self.ppool = Bump(k, self.ppool_va, self.ppool_va + (64 << 20), user=False)
         self.ppool.alloc(8)
@@ -69,7 +72,15 @@ class KernelMixin(BuilderBase):
             self.pae_self_map(k)
 
     def pae_self_map(self, a: AddressSpace) -> None:
-        """PAE: the page directory of 0xC0000000 maps the four page directories (PTE_BASE 0xC0000000)."""
+        """PAE: the page directory of 0xC0000000 maps the four page directories (PTE_BASE 0xC0000000).
+        x86 without PAE: a process's directory gets the kernel half's entries made since it was created."""
+        if self.p.arch == "x86":
+            if a is not self.kas:
+                for i in range(0x200, 0x400):
+                    e = self.phys.entry(self.kas.root + i * 4, 4)
+                    if i != 0x300 and e:
+                        self.phys.put_entry(a.root + i * 4, e, 4)
+            return
         pd3 = self.phys.u64(a.root + 3 * 8) & 0xFFFFFFFFF000
         for i in range(4):
             e = self.phys.u64(a.root + i * 8)

@@ -1,4 +1,4 @@
-"""Sparse physical memory, a scattering frame allocator and x64 / PAE page tables that we write.
+"""Sparse physical memory, a scattering frame allocator and x64 / PAE / x86 page tables that we write.
 
 Only pages that hold something are stored (a dict of 4 KiB bytearrays), so a 1 GiB machine costs
 what it contains. Frames come from a seeded permutation, so pages are scattered like on a real box.
@@ -58,6 +58,13 @@ class SparsePhys:
     def put_u64(self, pa: int, v: int) -> None:
         self.write(pa, struct.pack("<Q", v & 0xFFFFFFFFFFFFFFFF))
 
+    def entry(self, pa: int, size: int) -> int:
+        """A page-table entry of ``size`` bytes (8: x64 / PAE, 4: x86 without PAE)."""
+        return int.from_bytes(self.read(pa, size), "little")
+
+    def put_entry(self, pa: int, v: int, size: int) -> None:
+        self.write(pa, (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
 
 class FrameAllocator:
     """Hands out scattered 4 KiB frames and 2 MiB-aligned large frames from usable physical runs."""
@@ -105,12 +112,13 @@ class FrameAllocator:
 
 
 class AddressSpace:
-    """One page-table tree (x64 4-level or PAE 3-level) plus a Python-side map for our own writes."""
+    """One page-table tree (x64 4-level, PAE 3-level or x86 2-level with 4-byte entries and no NX bit)
+    plus a Python-side map for our own writes."""
 
     def __init__(self, phys: SparsePhys, alloc: FrameAllocator, arch: str, root: int | None = None) -> None:
         self.phys, self.alloc, self.arch = phys, alloc, arch
-        self.levels = 4 if arch == "x64" else 3
-        self.entry = 8
+        self.levels = {"x64": 4, "x86": 2}.get(arch, 3)
+        self.entry = 4 if arch == "x86" else 8
         if arch == "x64":
             self.root = root if root is not None else alloc.frame()
             phys.page(self.root)
@@ -124,23 +132,25 @@ class AddressSpace:
     def _indices(self, va: int) -> list[int]:
         if self.arch == "x64":
             return [(va >> 39) & 511, (va >> 30) & 511, (va >> 21) & 511, (va >> 12) & 511]
+        if self.arch == "x86":
+            return [(va >> 22) & 1023, (va >> 12) & 1023]
         return [(va >> 30) & 3, (va >> 21) & 511, (va >> 12) & 511]
 
     def _table_for(self, va: int, depth: int, user: bool) -> int:
         """Physical address of the table at ``depth`` (0 = root) covering ``va``, creating tables."""
         table = self.root
         for lvl, idx in enumerate(self._indices(va)[:depth]):
-            ea = table + idx * 8
-            e = self.phys.u64(ea)
+            ea = table + idx * self.entry
+            e = self.phys.entry(ea, self.entry)
             if not e & P:
                 t = self.alloc.frame()
                 self.phys.page(t)
-                flags = P if (self.arch != "x64" and lvl == 0) else (P | RW | A | (US if user else 0))
-                self.phys.put_u64(ea, t | flags)
+                flags = P if (self.arch == "x86pae" and lvl == 0) else (P | RW | A | (US if user else 0))
+                self.phys.put_entry(ea, t | flags, self.entry)
                 table = t
             else:
-                if user and self.arch == "x64" and not e & US:
-                    self.phys.put_u64(ea, e | US)
+                if user and self.arch in ("x64", "x86") and not e & US:
+                    self.phys.put_entry(ea, e | US, self.entry)
                 table = e & 0x000FFFFFFFFFF000
         return table
 
@@ -149,16 +159,20 @@ class AddressSpace:
         """Map one 4 KiB page; ``pte_value`` overrides the PTE (software / transition PTEs).
         Returns the physical address of the PTE."""
         pt = self._table_for(va, self.levels - 1, user)
-        ea = pt + self._indices(va)[-1] * 8
+        ea = pt + self._indices(va)[-1] * self.entry
         if pte_value is None:
-            pte_value = pa | P | A | D | (RW if write else 0) | (US if user else 0) | (NX if nx else 0)
+            pte_value = pa | P | A | D | (RW if write else 0) | (US if user else 0) | (NX if nx and self.entry == 8 else 0)
             if not user and self.arch == "x64":
                 pte_value |= G
             self.vmap[va >> 12] = pa
-        self.phys.put_u64(ea, pte_value)
+        self.phys.put_entry(ea, pte_value, self.entry)
         return ea
 
     def map_large(self, va: int, pa: int, *, user: bool = False, nx: bool = True) -> None:
+        if self.arch == "x86":  # its large pages are 4 MiB: map the 2 MiB block with 4 KiB pages instead
+            for i in range(LARGE // PAGE):
+                self.map_page(va + i * PAGE, pa + i * PAGE, user=user, nx=nx)
+            return
         pd = self._table_for(va, self.levels - 2, user)
         ea = pd + self._indices(va)[-2] * 8
         self.phys.put_u64(ea, pa | P | RW | A | D | PS | (US if user else 0) | (NX if nx else 0))
@@ -182,8 +196,8 @@ class AddressSpace:
 
     def copy_top_entries(self, src: AddressSpace, first: int, last: int) -> None:
         """Copy root entries [first, last) (the shared kernel half on x64)."""
-        raw = self.phys.read(src.root + first * 8, (last - first) * 8)
-        self.phys.write(self.root + first * 8, raw)
+        raw = self.phys.read(src.root + first * self.entry, (last - first) * self.entry)
+        self.phys.write(self.root + first * self.entry, raw)
 
     # ---- writing through our own map ------------------------------------------------------------
     def pa(self, va: int) -> int:

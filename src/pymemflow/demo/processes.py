@@ -77,6 +77,11 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
         if self.x64:
             a.copy_top_entries(self.kas, 256, 512)
             self.phys.put_u64(a.root + self.self_ref * 8, a.root | 0x63)
+        elif self.p.arch == "x86":
+            # the kernel half's page-directory entries, and the self-map at PDE 0x300
+            a.copy_top_entries(self.kas, 0x200, 0x400)
+            self.phys.put_entry(a.root + 0x300 * 4, a.root | 0x63, 4)
+            self.pae_spaces.append(a)
         else:
             # PDPT[2] (kernel image, pools) is shared; the 0xC0000000 directory is per process
             a.copy_top_entries(self.kas, 2, 3)

@@ -39,6 +39,12 @@ PROFILES: dict[str, Profile] = {
                                "10.0.22000.2538", 22000, 10, 0, 1 << 30),
     "win7-7601-x86pae": Profile("win7-7601-x86pae", "x86pae", "684DA42A30CC450F81C535B4D18944B12",
                                 "ntkrpamp.pdb", "6.1.7601", 7601, 6, 1, 512 << 20),
+    # Windows 7 SP1 x86 without PAE (ntkrnlmp.pdb, 2-level page tables, 4-byte PTEs). Independent facts:
+    # every struct layout and the software-PTE bits (Volatility 2's Windows 7 SP1 x86 vtypes, which are
+    # this kernel's). Synthetic: the PDB GUID below (none is in the data; the layer finds the table's
+    # x86 7601 entry by build) and the symbol RVAs (X86_SYMBOLS, shared with the PAE profile).
+    "win7-7601-x86": Profile("win7-7601-x86", "x86", "5E7E7A1C86000000000000000076010A1", "ntkrnlmp.pdb",
+                             "6.1.7601", 7601, 6, 1, 256 << 20),
 }
 ALIASES = {"win10": "win10-19041-x64", "win7": "win7-7601-x86pae", "win7x64": "win7-7601-x64",
            "win81": "win81-9600-x64", "win1607": "win10-14393-x64", "win1809": "win10-17763-x64",

@@ -86,6 +86,8 @@ def to_offsets(e: TableEntry, source: str) -> Win32Offsets:
 
 def lookup_guid(guid_age: str, arch: str | None = None) -> TableEntry | None:
     g = guid_age.upper()
+    if not g:
+        return None  # build-only entries (no PDB identity in the data) are never an exact match
     for e in entries():
         if e.guid_age == g and (arch is None or _arch_ok(e.arch, arch)):
             return e
@@ -99,6 +101,19 @@ def _parse_version(build: int | str) -> tuple[int, int | None]:
     if len(parts) >= 3:
         return int(parts[2]), (int(parts[3]) if len(parts) > 3 else None)
     return int(parts[0]), None
+
+
+# First build number of each NT version (public release history): the nearest-entry rule stays inside
+# the asked build's version, so Windows XP (2600) never gets NT 4.0's (1381) offsets.
+NT_VERSIONS: tuple[tuple[int, str], ...] = (
+    (0, "3.10"), (807, "3.51"), (1057, "4.0"), (2195, "5.0"), (2600, "5.1"), (3790, "5.2"), (6000, "6.0"),
+    (7600, "6.1"), (9200, "6.2"), (9600, "6.3"), (10240, "10.0"),
+)
+
+
+def nt_version(build: int) -> str:
+    """'major.minor' of an NT build number (10.0 for every build since 10240, Windows 11 included)."""
+    return next(v for first, v in reversed(NT_VERSIONS) if build >= first)
 
 
 def lookup_nearest(build: int | str, arch: str) -> TableEntry | None:
@@ -115,9 +130,8 @@ def lookup_nearest(build: int | str, arch: str) -> TableEntry | None:
     if same:
         older = [e for e in same if rev is None or e.revision <= rev] or same
         return max(older, key=lambda e: (e.arch == arch, e.family is not None, e.revision))
-    major = {e.build: e.version.split(".")[:2] for e in cands}
-    want_major = next((major[x] for x in sorted(major, reverse=True) if x <= b), None)
-    older_builds = [e for e in cands if e.build < b and (want_major is None or major[e.build] == want_major)]
+    want = nt_version(b)
+    older_builds = [e for e in cands if e.build < b and nt_version(e.build) == want]
     if not older_builds:
         return None
     return max(older_builds, key=lambda e: (e.build, e.arch == arch, e.family is not None, e.revision))
