@@ -16,6 +16,8 @@ from .offsets import Win32Offsets
 from .offsets.wanted import missing_layer_fields
 
 SYSTEM_PID = 4
+NT5_BUILD = 2195
+"""Windows 2000: the user-mode loader layouts ``fields.py`` takes as fixed hold from here on."""
 
 
 def source_of(off: Win32Offsets) -> str:
@@ -26,8 +28,9 @@ def source_of(off: Win32Offsets) -> str:
 def missing_field_names(off: Win32Offsets) -> list[str]:
     """The struct fields the layer reads that ``off`` lacks for its build. Symbols are left out
     (discovery finds those from exports, hints and the KDBG), and so are the user-mode loader fields
-    fixed by the ABI, which have defaults in ``fields.py``."""
-    return [m for m in missing_layer_fields(off) if m.startswith("_") and not has_default(m)]
+    fixed by the ABI, which have defaults in ``fields.py`` (from NT 5: older kernels get no defaults)."""
+    return [m for m in missing_layer_fields(off)
+            if m.startswith("_") and not (has_default(m) and off.build >= NT5_BUILD)]
 
 
 def missing_fields(off: Win32Offsets) -> list[str]:
