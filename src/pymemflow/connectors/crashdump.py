@@ -19,12 +19,13 @@ machine, nt_build, bugcheck).
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ReadFailure
+from ..errors import FormatError, ReadFailure
 from ..mem.view import I64Array, MemoryView, U8Array, U64Array
 from ..types import PluginSpec
 from .formats.base import file_plugin_args
@@ -98,13 +99,15 @@ class CrashDump(RunMappedMemory):
         if arch == "x86" and lay.pae is not None and src.read(lay.pae, 1, "DUMP_HEADER.PaeEnabled")[0]:
             arch = "x86pae"
         self.virtual: TriageMemory | None = None
+        self.triage: TriageDump | None = None
         if dump_type == DUMP_FULL:
             self._full(src, lay)
         elif dump_type in (DUMP_SUMMARY, DUMP_BITMAP_FULL, DUMP_BITMAP_KERNEL):
             self._bitmap(src, lay)
         elif dump_type == DUMP_TRIAGE:
             self._set_runs(RunMap(src, [], "triage"))
-            self.virtual = TriageMemory(src, lay)
+            self.triage = TriageDump(src, lay, ptr(lay.kddbg, "KdDebuggerDataBlock"))
+            self.virtual = self.triage.memory
         else:
             raise src.error(lay.dumptype, "DUMP_HEADER.DumpType", f"unsupported dump type {dump_type}")
         self.hints.update({
@@ -119,8 +122,23 @@ class CrashDump(RunMappedMemory):
         self.format_info.update({"bits": 64 if lay.is64 else 32, "dump_type": dump_type,
                                  "dump_type_name": {1: "full", 2: "kernel summary", 4: "triage",
                                                     5: "bitmap full", 6: "bitmap kernel"}[dump_type]})
-        if self.virtual is not None:
-            self.format_info["saved_virtual_ranges"] = len(self.virtual.runs)
+        if self.triage is not None:
+            self.format_info["saved_virtual_ranges"] = len(self.triage.runs)
+            self.format_info["triage_drivers"] = len(self.triage.drivers)
+            self.format_info["note"] = self.no_physical_memory()
+
+    def no_physical_memory(self) -> str:
+        """What a triage dump is, for errors of anything that needs physical memory."""
+        n = len(self.triage.runs) if self.triage is not None else 0
+        return f"this is a triage dump: it holds no physical memory, only {n} saved block{'s' * (n != 1)} of virtual memory"
+
+    def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
+        if self.triage is None:
+            return super()._read_batch(addrs, lengths, out)
+        out[:] = 0
+        why = self.no_physical_memory()
+        return [ReadFailure(i, int(a), int(n), why)
+                for i, (a, n) in enumerate(zip(addrs.tolist(), lengths.tolist(), strict=True)) if n]
 
     def _full(self, src: FileSource, lay: _Layout) -> None:
         (nruns,) = src.unpack("<I", lay.pmd, "PHYSICAL_MEMORY_DESCRIPTOR.NumberOfRuns")
@@ -168,59 +186,217 @@ class CrashDump(RunMappedMemory):
         self.format_info["summary_signature"] = sig.decode()
 
 
-class TriageMemory(MemoryView):
-    """The virtual memory a triage (kernel mini) dump saved: data blocks, the data page and the stack.
+TRIAGE_VALID = b"TRGD"
+"""TRIAGE_DUMP_VALID ('DGRT' as a little-endian ULONG) at ValidOffset: the writer finished the dump."""
+MAX_TRIAGE_DRIVERS = 1 << 14
+MAX_DRIVER_NAME = 1024
+"""Characters of one DUMP_STRING (a driver's file name)."""
+MAX_TRIAGE_BLOCK = 0x4000
+"""Bytes of a copied kernel structure (EPROCESS, ETHREAD, KPRCB ...) handed out: the format stores no size."""
+TRIAGE_FIELDS = ("ServicePackBuild", "SizeOfDump", "ValidOffset", "ContextOffset", "ExceptionOffset", "MmOffset",
+                 "UnloadedDriversOffset", "PrcbOffset", "ProcessOffset", "ThreadOffset", "CallStackOffset",
+                 "SizeOfCallStack", "DriverListOffset", "DriverCount", "StringPoolOffset", "StringPoolSize",
+                 "BrokenDriverOffset", "TriageOptions")
+"""The ULONGs that open TRIAGE_DUMP32/64, in order."""
 
-    Addresses are virtual; ``dtb`` (the header's DirectoryTableBase) names the address space.
-    """
 
-    def __init__(self, src: FileSource, lay: _Layout) -> None:
+@dataclass
+class TriageDriver:
+    """One DUMP_DRIVER_ENTRY: the driver's file name (from the string pool) and its KLDR_DATA_TABLE_ENTRY."""
+
+    name: str
+    base: int
+    size: int
+    timestamp: int = 0
+    checksum: int = 0
+    entry_point: int = 0
+
+
+class DriverLayout:
+    """DUMP_DRIVER_ENTRY32/64: DriverNameOffset, then a KLDR_DATA_TABLE_ENTRY (the layout the dump
+    format froze: DllBase, EntryPoint, SizeOfImage, CheckSum, TimeDateStamp at fixed offsets)."""
+
+    def __init__(self, is64: bool) -> None:
+        if is64:  # name offset + 4 bytes alignment; the entry starts at +8
+            self.size, self.dll_base, self.entry_point, self.size_of_image = 0x90, 0x38, 0x40, 0x48
+            self.checksum, self.timestamp, self.ptr = 0x80, 0x88, "<Q"
+        else:  # the entry starts at +4
+            self.size, self.dll_base, self.entry_point, self.size_of_image = 0x4C, 0x1C, 0x20, 0x24
+            self.checksum, self.timestamp, self.ptr = 0x44, 0x48, "<I"
+
+
+class TriageDump:
+    """The TRIAGE_DUMP header after a triage dump's DUMP_HEADER, and what it points at: the driver
+    list (names from the string pool), the copies of the faulting process, thread and processor
+    block, the call stack and the saved data blocks (virtual address, bytes).
+
+    ``fields`` holds the header's values by their WDK names; ``block(name)`` the bytes a ``*Offset``
+    field points at (up to the next thing in the file, at most :data:`MAX_TRIAGE_BLOCK`)."""
+
+    def __init__(self, src: FileSource, lay: _Layout, kd_debugger_data_block: int) -> None:
         self.source = src
-        t = lay.header_size
-        self.pointer_size = 8 if lay.is64 else 4
+        t = self.at = lay.header_size
+        self.is64 = lay.is64
+        name = "TRIAGE_DUMP64" if lay.is64 else "TRIAGE_DUMP32"
+        self.fields: dict[str, int] = dict(zip(TRIAGE_FIELDS, src.unpack("<18I", t, name), strict=True))
+        self._where = {f: t + 4 * i for i, f in enumerate(TRIAGE_FIELDS)}
+        names: tuple[str, ...]
+        sizes: tuple[int, ...]
         if lay.is64:
-            (_sp, size_of_dump, valid_off, _ctx, _exc, _mm, _unl, _prcb, _proc, _thr, stack_off, stack_size,
-             *_rest) = src.unpack("<16I", t, "TRIAGE_DUMP64")
-            (top,) = src.unpack("<Q", t + 0x48, "TRIAGE_DUMP64.TopOfStack")
-            dp_addr, dp_off, dp_size, _dd_off, _dd_size, blocks_off, nblocks = src.unpack(
-                "<QIIIIII", t + 0x60, "TRIAGE_DUMP64.DataPage/DataBlocks")
-            block = struct.Struct("<QII")
+            (self.fields["TopOfStack"],) = src.unpack("<Q", t + 0x48, f"{name}.TopOfStack")
+            names, fmt, at = ("DataPageAddress", "DataPageOffset", "DataPageSize", "DebuggerDataOffset",
+                              "DebuggerDataSize", "DataBlocksOffset", "DataBlocksCount"), "<QIIIIII", t + 0x60
+            sizes = (8, 4, 4, 4, 4, 4, 4)
+            self.block_struct = struct.Struct("<QII")
         else:
-            (_sp, size_of_dump, valid_off, _ctx, _exc, _mm, _unl, _prcb, _proc, _thr, stack_off, stack_size,
-             *_rest) = src.unpack("<16I", t, "TRIAGE_DUMP32")
-            top, dp_addr, dp_off, dp_size, _dd_off, _dd_size, blocks_off, nblocks = src.unpack(
-                "<8I", t + 0x48, "TRIAGE_DUMP32.TopOfStack/DataPage/DataBlocks")
-            block = struct.Struct("<III")
-        if nblocks > MAX_TRIAGE_BLOCKS:
-            raise src.error(t + (0x7C if lay.is64 else 0x64), "TRIAGE_DUMP.DataBlocksCount",
-                            f"absurd count {nblocks}")
+            names, fmt, at = ("TopOfStack", "DataPageAddress", "DataPageOffset", "DataPageSize",
+                              "DebuggerDataOffset", "DebuggerDataSize", "DataBlocksOffset", "DataBlocksCount"), \
+                "<8I", t + 0x48
+            sizes = (4,) * 8
+            self.block_struct = struct.Struct("<III")
+        self.fields.update(zip(names, src.unpack(fmt, at, f"{name}.{names[0]}..DataBlocksCount"), strict=True))
+        for f, n in zip(names, sizes, strict=True):
+            self._where[f] = at
+            at += n
+        self.name = name
+        self._check_size()
+        self.drivers = self._drivers(DriverLayout(lay.is64))
+        runs, where = _dedupe(*self._saved_runs(kd_debugger_data_block))
+        self.runs = RunMap(src, runs, "TRIAGE_DATA_BLOCK", where)
+        self.memory = TriageMemory(src, self.runs, self.pointer_size)
+
+    @property
+    def pointer_size(self) -> int:
+        return 8 if self.is64 else 4
+
+    def field_error(self, fld: str, message: str) -> FormatError:
+        return self.source.error(self._where.get(fld, self.at), f"{self.name}.{fld}", message)
+
+    def _check_size(self) -> None:
+        size = self.fields["SizeOfDump"]
+        if size and size > self.source.size:
+            raise self.field_error("SizeOfDump", f"says the dump holds {size:#x} bytes but the file has "
+                                   f"{self.source.size:#x} (truncated)")
+        valid = self.fields["ValidOffset"]
+        if valid:
+            got = self.source.read(valid, 4, f"{self.name}.ValidOffset (TRIAGE_DUMP_VALID)") \
+                if valid + 4 <= self.source.size else None
+            if got != TRIAGE_VALID:
+                raise self.field_error("ValidOffset", f"points at {valid:#x}, which holds {got!r} instead of "
+                                       f"TRIAGE_DUMP_VALID {TRIAGE_VALID!r} (unfinished or damaged dump)")
+
+    def _drivers(self, dl: DriverLayout) -> list[TriageDriver]:
+        n, at = self.fields["DriverCount"], self.fields["DriverListOffset"]
+        if n > MAX_TRIAGE_DRIVERS:
+            raise self.field_error("DriverCount", f"absurd count {n} (at most {MAX_TRIAGE_DRIVERS})")
+        if not n:
+            return []
+        src = self.source
+        if at + n * dl.size > src.size:
+            raise self.field_error("DriverListOffset", f"{n} DUMP_DRIVER_ENTRY records at {at:#x} need bytes up to "
+                                   f"{at + n * dl.size:#x} but the file ends at {src.size:#x}")
+        pool, pool_size = self.fields["StringPoolOffset"], self.fields["StringPoolSize"]
+        if pool_size and pool + pool_size > src.size:
+            raise self.field_error("StringPoolSize", f"string pool {pool:#x}+{pool_size:#x} ends past the file "
+                                   f"({src.size:#x})")
+        out: list[TriageDriver] = []
+        for i in range(n):
+            e = at + i * dl.size
+            what = f"DUMP_DRIVER_ENTRY[{i}]"
+            (name_off,) = src.unpack("<I", e, f"{what}.DriverNameOffset")
+            (base,) = src.unpack(dl.ptr, e + dl.dll_base, f"{what}.LdrEntry.DllBase")
+            (entry,) = src.unpack(dl.ptr, e + dl.entry_point, f"{what}.LdrEntry.EntryPoint")
+            (size,) = src.unpack("<I", e + dl.size_of_image, f"{what}.LdrEntry.SizeOfImage")
+            (checksum,) = src.unpack("<I", e + dl.checksum, f"{what}.LdrEntry.CheckSum")
+            (stamp,) = src.unpack("<I", e + dl.timestamp, f"{what}.LdrEntry.TimeDateStamp")
+            if pool_size and not pool <= name_off < pool + pool_size:
+                raise src.error(e, f"{what}.DriverNameOffset", f"{name_off:#x} is outside the string pool "
+                                f"{pool:#x}+{pool_size:#x}")
+            (chars,) = src.unpack("<I", name_off, f"DUMP_STRING[{i}].Length")
+            if chars > MAX_DRIVER_NAME:
+                raise src.error(name_off, f"DUMP_STRING[{i}].Length", f"absurd length {chars} characters "
+                                f"(at most {MAX_DRIVER_NAME})")
+            raw = src.read(name_off + 4, 2 * chars, f"DUMP_STRING[{i}].Buffer")
+            out.append(TriageDriver(raw.decode("utf-16-le", "replace"), int(base), int(size), int(stamp),
+                                    int(checksum), int(entry)))
+        return out
+
+    def _saved_runs(self, kddbg: int) -> tuple[list[tuple[int, int, int]], list[int]]:
+        f = self.fields
         runs: list[tuple[int, int, int]] = []
         where: list[int] = []
-        if stack_size and stack_off and top >= stack_size:
+        top, stack_off, stack_size = f["TopOfStack"], f["CallStackOffset"], f["SizeOfCallStack"]
+        if stack_size and stack_off:
+            if top < stack_size:
+                raise self.field_error("TopOfStack", f"{top:#x} is below the {stack_size:#x}-byte call stack")
             runs.append((top - stack_size, stack_size, stack_off))
-            where.append(t + 0x28)
-        if dp_size and dp_off:
-            runs.append((dp_addr, dp_size, dp_off))
-            where.append(t + 0x60)
+            where.append(self._where["CallStackOffset"])
+        if f["DataPageSize"] and f["DataPageOffset"]:
+            runs.append((f["DataPageAddress"], f["DataPageSize"], f["DataPageOffset"]))
+            where.append(self._where["DataPageAddress"])
+        if f["DebuggerDataSize"] and f["DebuggerDataOffset"] and kddbg:
+            runs.append((kddbg, f["DebuggerDataSize"], f["DebuggerDataOffset"]))
+            where.append(self._where["DebuggerDataOffset"])
+        nblocks, at = f["DataBlocksCount"], f["DataBlocksOffset"]
+        if nblocks > MAX_TRIAGE_BLOCKS:
+            raise self.field_error("DataBlocksCount", f"absurd count {nblocks} (at most {MAX_TRIAGE_BLOCKS})")
+        if nblocks and at + nblocks * self.block_struct.size > self.source.size:
+            raise self.field_error("DataBlocksOffset", f"{nblocks} TRIAGE_DATA_BLOCK records at {at:#x} end past "
+                                   f"the file ({self.source.size:#x})")
+        self.data_blocks: list[tuple[int, int]] = []
         for i in range(nblocks):
-            at = blocks_off + i * block.size
-            addr, off, size = src.unpack(block, at, f"TRIAGE_DATA_BLOCK[{i}]")
+            e = at + i * self.block_struct.size
+            addr, off, size = self.source.unpack(self.block_struct, e, f"TRIAGE_DATA_BLOCK[{i}]")
             runs.append((addr, size, off))
-            where.append(at)
-        self.runs = RunMap(src, _dedupe(runs), "TRIAGE_DATA_BLOCK", None)
-        self._mem = _RunView(src, self.runs)
+            where.append(e)
+            self.data_blocks.append((int(addr), int(size)))
+        return runs, where
+
+    def block(self, fld: str) -> bytes:
+        """The bytes ``fields[fld]`` (a ``*Offset``) points at, up to the next thing the header places
+        in the file; empty when the field is 0."""
+        off = self.fields.get(fld, 0)
+        if not off:
+            return b""
+        if off >= self.source.size:
+            raise self.field_error(fld, f"{off:#x} is past the end of the file ({self.source.size:#x})")
+        later = [v for k, v in self.fields.items() if k.endswith("Offset") and v > off]
+        later += [fo for fo in self.runs.file_offsets.tolist() if fo > off]
+        end = min([self.source.size, off + MAX_TRIAGE_BLOCK, *later])
+        return self.source.read(off, end - off, f"{self.name}.{fld}")
+
+    def info(self) -> dict[str, Any]:
+        return {"drivers": len(self.drivers), "saved_blocks": len(self.runs),
+                "saved_bytes": int(sum(self.runs.lengths.tolist())) if len(self.runs) else 0}
+
+
+class TriageMemory(MemoryView):
+    """The virtual memory a triage (kernel mini) dump saved: data blocks, the data page, the debugger
+    data block and the call stack. Addresses are virtual (the header's DirectoryTableBase names the
+    address space); everything else reads as missing."""
+
+    def __init__(self, src: FileSource, runs: RunMap, pointer_size: int) -> None:
+        self.source = src
+        self.pointer_size = pointer_size
+        self.runs = runs
+        self._mem = _RunView(src, runs)
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
-        return self._mem._read_batch(addrs, lengths, out)
+        n = len(self.runs)
+        why = f"not among the triage dump's {n} saved block{'s' * (n != 1)}"
+        return [ReadFailure(f.index, f.address, f.length, why) for f in self._mem._read_batch(addrs, lengths, out)]
 
     def ranges(self) -> list[tuple[int, int]]:
         return self.runs.ranges()
 
 
-def _dedupe(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+def _dedupe(runs: list[tuple[int, int, int]], where: list[int]) -> tuple[list[tuple[int, int, int]], list[int]]:
     """Triage dumps may save one range twice (a data block inside the data page): keep the first."""
     out: list[tuple[int, int, int]] = []
-    for s, n, fo in sorted(runs):
+    at: list[int] = []
+    for (s, n, fo), w in sorted(zip(runs, where, strict=True)):
+        if not n:
+            continue
         if out and s < out[-1][0] + out[-1][1]:
             ps, pn, _ = out[-1]
             over = ps + pn - s
@@ -228,7 +404,8 @@ def _dedupe(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
                 continue
             s, n, fo = s + over, n - over, fo + over
         out.append((s, n, fo))
-    return out
+        at.append(w)
+    return out, at
 
 
 class _RunView(RunMappedMemory):

@@ -2,18 +2,22 @@
 volatility3's crash64/crash symbol tables and the WDK: unused header bytes hold the "PAGE"
 fill pattern as in real dumps; DumpType 1 (full: runs in PHYSICAL_MEMORY_DESCRIPTOR, pages after
 the header), 5 (bitmap full, "FDMP" summary header: HeaderSize, Pages, BitmapSize, bitmap at +0x38,
-pages in pfn order), or 4 (triage: TRIAGE_DUMP header after the dump header, saved virtual blocks).
+pages in pfn order), 6 (bitmap kernel, "SDMP": the same layout holding the pages given, e.g. only the
+kernel's), or 4 (triage: TRIAGE_DUMP header after the dump header, driver list, copies of the faulting
+process/thread/PRCB, call stack, saved virtual blocks; see :func:`write_triage`).
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..connectors.crashdump import TRIAGE_FIELDS, TRIAGE_VALID, DriverLayout, TriageDriver
 from ..mem.view import MemoryView
 from .base import check_output, memory_ranges
 
@@ -96,35 +100,89 @@ def write_crashdump(mem: MemoryView, out: str | os.PathLike[str], *, kind: str =
 
 def write_triage(out: str | os.PathLike[str], blocks: list[tuple[int, bytes]], *, is64: bool = True,
                  hints: dict[str, Any] | None = None, stack: tuple[int, bytes] | None = None,
+                 drivers: Sequence[TriageDriver | Mapping[str, Any]] | None = None, process: bytes = b"", thread: bytes = b"",
+                 prcb: bytes = b"", context: bytes = b"", debugger_data: bytes = b"",
                  force: bool = False) -> Path:
-    """A triage (kernel mini) dump saving ``blocks`` of (virtual address, bytes) and an optional
-    call stack (top of stack, bytes below it). TRIAGE_DUMP64/32 field offsets as in the WDK."""
+    """A triage (kernel mini) dump, DumpType 4: the DUMP_HEADER (bugcheck code and parameters from
+    ``hints["bugcheck"]``), then the TRIAGE_DUMP header (WDK field order, as rizin's and Ghidra's
+    readers take it) and what it points at: ``context`` (also copied into the DUMP_HEADER's
+    ContextRecord), the copies of the faulting ``prcb``/``process``/``thread``, the call ``stack``
+    (top of stack, bytes below it), the driver list (DUMP_DRIVER_ENTRY with a KLDR_DATA_TABLE_ENTRY
+    each; names in the string pool as DUMP_STRING: a ULONG count of UTF-16 characters, the
+    characters, a NUL), ``debugger_data`` (the KDBG copy, read at the header's KdDebuggerDataBlock),
+    the saved ``blocks`` (virtual address, bytes) with their TRIAGE_DATA_BLOCK table, and the
+    ULONG TRIAGE_DUMP_VALID at ValidOffset, the file's last four bytes."""
     out = Path(out)
     check_output(out, force)
     hints = dict(hints or {})
     h = _header(is64, hints, 4)
+    if context:
+        room = (0xF00 - 0x348) if is64 else (0x7D0 - 0x320)
+        h[0x348 if is64 else 0x320 : (0x348 if is64 else 0x320) + min(room, len(context))] = context[:room]
     t = bytearray(0x1000)
-    data = bytearray()
+    body = bytearray()
     base = len(h) + len(t)
-    block_entries = b""
-    stack_off = stack_size = top = 0
-    if stack is not None:
-        top, sb = stack
-        stack_off, stack_size = base + len(data), len(sb)
-        data += sb
+    offs: dict[str, int] = {}
+
+    def put(name: str, blob: bytes, align: int = 8) -> int:
+        body.extend(b"\0" * (-len(body) % align))
+        offs[name] = base + len(body) if blob else 0
+        body.extend(blob)
+        return offs[name]
+
+    put("Context", context)
+    put("Prcb", prcb)
+    put("Process", process)
+    put("Thread", thread)
+    top, stack_bytes = stack if stack is not None else (0, b"")
+    put("CallStack", stack_bytes)
+    dl = DriverLayout(is64)
+    dlist = [d if isinstance(d, TriageDriver) else TriageDriver(**d) for d in drivers or []]
+    pool = bytearray()
+    name_at: list[int] = []
+    pool_base = base + len(body) + (-len(body) % 8) + len(dlist) * dl.size
+    for d in dlist:
+        name_at.append(pool_base + len(pool))
+        pool += struct.pack("<I", len(d.name)) + d.name.encode("utf-16-le") + b"\0\0"
+        pool += b"\0" * (-len(pool) % 8)
+    entries = bytearray(len(dlist) * dl.size)
+    ptr = dl.ptr
+    for i, d in enumerate(dlist):
+        e = i * dl.size
+        struct.pack_into("<I", entries, e, name_at[i])
+        struct.pack_into(ptr, entries, e + dl.dll_base, d.base)
+        struct.pack_into(ptr, entries, e + dl.entry_point, d.entry_point)
+        struct.pack_into("<I", entries, e + dl.size_of_image, d.size)
+        struct.pack_into("<I", entries, e + dl.checksum, d.checksum)
+        struct.pack_into("<I", entries, e + dl.timestamp, d.timestamp)
+    if dlist:
+        put("DriverList", bytes(entries))
+        put("StringPool", bytes(pool), align=1)  # right after the entries: their name offsets point here
+    put("DebuggerData", debugger_data)
+    table = b""
     for addr, blob in blocks:
-        block_entries += struct.pack("<QII" if is64 else "<III", addr, base + len(data), len(blob))
-        data += blob
-    blocks_off = base + len(data)
-    data += block_entries
-    size = base + len(data)
-    struct.pack_into("<IIII", t, 0, 0, size, 0, 0)
-    struct.pack_into("<II", t, 0x28, stack_off, stack_size)
+        table += struct.pack("<QII" if is64 else "<III", addr, put("block", blob) or base + len(body), len(blob))
+    put("DataBlocks", table)
+    body.extend(b"\0" * (-len(body) % 4))
+    valid = base + len(body)
+    body += TRIAGE_VALID
+    size = base + len(body)
+    kd = int(hints.get("KdDebuggerDataBlock", 0))
+    vals = {"ServicePackBuild": 0, "SizeOfDump": size, "ValidOffset": valid, "ContextOffset": offs["Context"],
+            "ExceptionOffset": 0, "MmOffset": 0, "UnloadedDriversOffset": 0, "PrcbOffset": offs["Prcb"],
+            "ProcessOffset": offs["Process"], "ThreadOffset": offs["Thread"],
+            "CallStackOffset": offs["CallStack"], "SizeOfCallStack": len(stack_bytes),
+            "DriverListOffset": offs.get("DriverList", 0), "DriverCount": len(dlist),
+            "StringPoolOffset": offs.get("StringPool", 0), "StringPoolSize": len(pool),
+            "BrokenDriverOffset": 0, "TriageOptions": 0}
+    struct.pack_into("<18I", t, 0, *[vals[f] for f in TRIAGE_FIELDS])
+    dd_off, dd_size = (offs["DebuggerData"], len(debugger_data)) if debugger_data and kd else (0, 0)
     if is64:
         struct.pack_into("<Q", t, 0x48, top)
-        struct.pack_into("<QIIIIII", t, 0x60, 0, 0, 0, 0, 0, blocks_off, len(blocks))
+        struct.pack_into("<QIIIIII", t, 0x60, 0, 0, 0, dd_off, dd_size, offs["DataBlocks"] or valid, len(blocks))
     else:
-        struct.pack_into("<8I", t, 0x48, top, 0, 0, 0, 0, 0, blocks_off, len(blocks))
-    with open(out, "wb") as f:
-        f.write(h + t + data)
+        struct.pack_into("<8I", t, 0x48, top, 0, 0, 0, dd_off, dd_size, offs["DataBlocks"] or valid, len(blocks))
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(bytes(h) + bytes(t) + bytes(body))
+    os.replace(tmp, out)
     return out

@@ -5,7 +5,8 @@ Copies the connector's memory map (or 0..max_address) with a progress bar. The c
 finished file is renamed to ``OUT``. An existing ``OUT`` is never replaced without ``--force``.
 A journal left by another source, format or output is not resumed from (a warning says why).
 The summary's ``status`` is ``complete`` only when every byte was read; otherwise the exit code is 1.
-A source with no memory is an error.
+A source with no memory is an error (exit 1 or 2, no file written), a triage dump included: it holds
+only saved blocks of virtual memory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ...errors import PymemflowError
 from ...writers import DUMP_FORMATS, layout_for
 from ...writers.base import check_output, memory_ranges, write_layout
 
@@ -34,6 +36,8 @@ def run(ctx: Any) -> int:
     out = Path(args.out)
     check_output(out, bool(args.force))
     mem = ctx.connector()
+    if getattr(mem, "triage", None) is not None and callable(getattr(mem, "no_physical_memory", None)):
+        raise PymemflowError(f"{mem.no_physical_memory()}; dump-phys cannot work: nothing written to {out}")
     ranges = memory_ranges(mem)
     layout = layout_for(args.dump_format, mem, ranges)
     with ctx.progress(layout.data_bytes, f"dump-phys {args.dump_format}") as bar:

@@ -215,6 +215,11 @@ def discover(
         raise OsLayerError(f"win32: arch {arch!r} is not a Windows architecture (x64, x86, x86pae)")
     if symbols and not os.path.exists(symbols):  # before the scans: a typo must not cost minutes
         raise OsLayerError(f"win32: symbols={symbols}: no such file or folder")
+    no_phys = getattr(phys, "no_physical_memory", None)
+    if getattr(phys, "triage", None) is not None and callable(no_phys):
+        raise OsLayerError(f"win32: {no_phys()}: there is no Windows to discover in it "
+                           "(the win32 plugin reads such a dump with Win32Triage: driver list, bugcheck, "
+                           "faulting process and thread)")
     meta = getattr(phys, "metadata", None)
     max_address = int(meta.max_address) if meta is not None else 1 << 32
     tried: list[str] = []
