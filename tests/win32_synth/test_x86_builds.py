@@ -5,7 +5,8 @@ PTE bits included) with a synthetic PDB GUID and symbol RVAs (see demo/profiles.
 Checked twice, independently: volatility3 from PyPI (offline; the ISF is written from the layouts table,
 as for the PAE machine) and pymemflow with no hints (``-c raw:IMG -o win32``); both must equal the builder's
 ground truth for processes, DLLs, kernel modules and VADs, and the software PTEs (transition, pagefile)
-must read in the non-PAE format."""
+must read in the non-PAE format. The pymemflow checks run on the x86-PAE machine too (volatility3 checks
+that one in test_volatility.py), so both x86 builds are read from a raw file with no hints."""
 
 from __future__ import annotations
 
@@ -28,11 +29,10 @@ PROT = {1: "r--", 3: "r-x", 4: "rw-", 7: "rcx"}  # MM_* protection -> the layer'
 PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 7: "PAGE_EXECUTE_WRITECOPY"}
 
 
-@pytest.fixture(scope="module")
-def machine(tmp_path_factory: pytest.TempPathFactory, win_data: Path) -> tuple[SyntheticImage, Path, Path]:
+def _make(tmp_path_factory: pytest.TempPathFactory, win_data: Path, profile: str) -> tuple[SyntheticImage, Path, Path]:
     """(image, raw file, private volatility3 symbols folder)."""
-    d = tmp_path_factory.mktemp("x86nopae")
-    img = build_image(PROFILE, seed=11, size=64 << 20)
+    d = tmp_path_factory.mktemp(profile)
+    img = build_image(profile, seed=11, size=64 << 20)
     f = img.facts
     guid, age = f["guid_age"][:32], int(f["guid_age"][32:], 16)
     doc = isf_from_vtypes(win_data / "win7_sp1_x86_layouts.json", guid, age, f["pdb_name"], f["symbol_rvas"])
@@ -43,6 +43,19 @@ def machine(tmp_path_factory: pytest.TempPathFactory, win_data: Path) -> tuple[S
     raw = d / "mem.raw"
     img.write_raw(str(raw))
     return img, raw, d / "symbols"
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory, win_data: Path) -> tuple[SyntheticImage, Path, Path]:
+    """The non-PAE machine."""
+    return _make(tmp_path_factory, win_data, PROFILE)
+
+
+@pytest.fixture(scope="module", params=[PROFILE, "win7-7601-x86pae"])
+def x86(request: pytest.FixtureRequest, machine: tuple[SyntheticImage, Path, Path],
+        tmp_path_factory: pytest.TempPathFactory, win_data: Path) -> tuple[SyntheticImage, Path, Path]:
+    """Each x86 machine: without PAE and with it."""
+    return machine if request.param == PROFILE else _make(tmp_path_factory, win_data, request.param)
 
 
 def test_machine_is_non_pae(machine: tuple[SyntheticImage, Path, Path]) -> None:
@@ -124,8 +137,8 @@ def cli(raw: Path, *args: str) -> Any:
     return json.loads(r.stdout)
 
 
-def test_pymemflow_ps_and_info(machine: tuple[SyntheticImage, Path, Path]) -> None:
-    img, raw, _ = machine
+def test_pymemflow_ps_and_info(x86: tuple[SyntheticImage, Path, Path]) -> None:
+    img, raw, _ = x86
     rows = cli(raw, "ps")
     got = [(r["pid"], r["ppid"], r["name"], r["arch"], r["dtb"], r["address"], r["state"], r["command_line"])
            for r in rows]
@@ -134,17 +147,18 @@ def test_pymemflow_ps_and_info(machine: tuple[SyntheticImage, Path, Path]) -> No
     assert got == want
     info = cli(raw, "info")
     os_info = info["os"] if "os" in info else info
-    assert os_info["arch"] == "x86" and os_info["offsets_missing"] == []
-    assert "x86-7601" in os_info["offsets_from"]
+    arch = img.facts["arch"]
+    assert os_info["arch"] == arch and os_info["offsets_missing"] == []
+    assert f"family {arch}-7601 from volatility2" in os_info["offsets_from"]
 
 
-def test_pymemflow_modules_kmods_vads_translate(machine: tuple[SyntheticImage, Path, Path]) -> None:
+def test_pymemflow_modules_kmods_vads_translate(x86: tuple[SyntheticImage, Path, Path]) -> None:
     from pymemflow.connectors.raw import RawFileMemory
     from pymemflow.os.win32.kernel import Win32Kernel
 
-    img, raw, _ = machine
+    img, raw, _ = x86
     k = Win32Kernel.open(RawFileMemory(str(raw)), progress=False)
-    assert k.facts.arch == "x86" and k.offsets.arch == "x86"
+    assert k.facts.arch == k.offsets.arch == img.facts["arch"]
     kmods = [(m.name, m.path, m.base, m.size) for m in k.kernel_modules()]
     assert kmods == [(m["name"], m["path"], m["base"], m["size"]) for m in img.facts["kernel_modules"]]
     for p in img.facts["processes"]:
