@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ...arch.spec import F_USER
 from ...errors import NotFoundError, OsLayerError, PymemflowError
 from ...mem.view import MemoryView
 from ..base import (
@@ -361,3 +362,26 @@ def triage_material(k: Any, *, pid: int | None = None, bugcheck: tuple[int, Iter
     return {"blocks": saved, "is64": ps == 8, "hints": hints, "drivers": drivers,
             "process": k.kmem.read(info.address, ep_size),
             "thread": k.kmem.read(ethread, th_size) if ethread else b""}
+
+
+def kernel_dump_ranges(k: Any) -> list[tuple[int, int]]:
+    """The physical ranges a kernel memory dump of machine ``k`` holds (for ``write_crashdump(...,
+    kind="kernel")``, DumpType 6): every page mapped in the kernel half of the system address space
+    -- the kernel, drivers, pools, and through the page-table self-map the system's page tables --
+    plus the page-table root. User memory is left out, as Windows leaves it out of a kernel dump."""
+    lv = k.kmem.leaves()
+    keep = (lv.flags & F_USER) == 0
+    pages = sorted({(int(pa), int(pa) + int(n)) for pa, n in zip(lv.pa[keep].tolist(), lv.size[keep].tolist(),
+                                                                   strict=True)} | {(k.facts.dtb & ~0xFFF, (k.facts.dtb & ~0xFFF) + 0x1000)})
+    limit = max((b + n for b, n in k.facts.phys_runs), default=None)
+    out: list[tuple[int, int]] = []
+    for s, e in pages:
+        if limit is not None:
+            s, e = s, min(e, limit)
+            if s >= e:
+                continue
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(e, out[-1][1]))
+        else:
+            out.append((s, e))
+    return out
