@@ -32,10 +32,27 @@ BUILTIN_MODULES: list[str] = [
 ]
 
 ALONE: dict[tuple[str, str], str] = {
+    ("connector", "raw"): "pymemflow.connectors.raw",
+    ("connector", "dummy"): "pymemflow.connectors.dummy",
+    ("connector", "elf"): "pymemflow.connectors.elf",
+    ("connector", "kdump"): "pymemflow.connectors.kdump",
+    ("connector", "crashdump"): "pymemflow.connectors.crashdump",
+    ("connector", "lime"): "pymemflow.connectors.lime",
+    ("connector", "avml"): "pymemflow.connectors.avml",
+    ("connector", "vmware"): "pymemflow.connectors.vmware",
+    ("connector", "auto"): "pymemflow.connectors.auto",
+    ("connector", "qemu"): "pymemflow.connectors.qemu",
+    ("connector", "kcore"): "pymemflow.connectors.kcore",
+    ("connector", "leechcore"): "pymemflow.connectors.leechcore",
     ("connector", "remote"): "pymemflow.connectors.remote",
+    ("connector", "demo"): "pymemflow.demo.connector",
+    ("os", "win32"): "pymemflow.os.win32.plugin",
+    ("os", "linux"): "pymemflow.os.linux.plugin",
+    ("os", "native"): "pymemflow.os.native.plugin",
     ("os", "remote"): "pymemflow.os.remote.plugin",
 }
 """Built-in plugins a chain may load without scanning every other source (``inventory_for``):
 built-ins win over entry points and plugin folders, so for these names the full scan could not give
-anything else. For chains whose start-up time is the point (the daemon's thin clients:
-``pymemflow -o remote:... ps`` must not import NumPy); tests/serve check each entry."""
+anything else. A chain naming only these imports only their modules: ``pymemflow -c raw:IMG -o win32
+ps`` does not import the demo machine, the live connectors or the Linux layer, and the daemon's thin
+clients (``pymemflow -o remote:... ps``) do not import NumPy. tests/serve check each entry against the full scan."""
