@@ -7,7 +7,8 @@ style keys): ``ARCH`` x86_64|i386, ``PAE`` 1|0, ``CPU`` (``qemu64,+la57``: 5-lev
 ``MEM`` (QEMU -m syntax), ``RAM`` shm|anon (shm: a file in /dev/shm the raw connector can map), ``KASLR`` 1|0,
 ``SYMS`` sample|full|none, ``BUSY`` 1|0 (the marker spins), ``TCP``/``UDP`` (the worker's ports), ``SMP``,
 ``APPEND`` (extra kernel command line), ``KERNEL`` (a vmlinuz path or a Debian kernel package: extra kernels),
-``INITRD`` (a prepared initramfs), ``TIMEOUT`` (seconds to READY), ``SUFFIX`` (part of the unique name).
+``INITRD`` (a prepared initramfs), ``ACCEL`` (QEMU ``-accel``: ``tcg`` by default, ``tcg,tb-size=64`` for a
+small translation cache, ``kvm``), ``TIMEOUT`` (seconds to READY), ``SUFFIX`` (part of the unique name).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ PRESETS: dict[str, dict[str, str]] = {
     "q35": {"ARCH": "x86_64", "MACHINE": "q35", "MEM": "4G"},
 }
 """Guest kinds: x86-64 4-level, x86-64 5-level (LA57), i386 PAE, i386 2-level, x86-64 q35 with 4 GiB."""
-DEFAULTS = {"RAM": "shm", "MEM": "512M", "KASLR": "1", "SYMS": "sample", "BUSY": "0", "MACHINE": "pc", "SMP": "1",
+DEFAULTS = {"ACCEL": "tcg", "RAM": "shm", "MEM": "512M", "KASLR": "1", "SYMS": "sample", "BUSY": "0", "MACHINE": "pc", "SMP": "1",
             "TCP": "7777", "UDP": "7778", "TIMEOUT": "600"}
 RUN = provision.HOME / "run"
 _running: dict[str, Guest] = {}
@@ -198,7 +199,7 @@ def boot(kind: str = "x64", **knobs: str) -> Guest:
         append += " nokaslr"
     if e.get("APPEND"):
         append += " " + e["APPEND"]
-    machine = f"{e['MACHINE']},accel=tcg"
+    machine = e["MACHINE"] + (",accel=tcg" if e["ACCEL"] == "tcg" else "")
     mem = ["-m", e["MEM"]]
     ramfile = None
     if e["RAM"] == "shm":
@@ -208,7 +209,8 @@ def boot(kind: str = "x64", **knobs: str) -> Guest:
         machine += ",memory-backend=pc.ram"
     qemu = "qemu-system-x86_64" if e["ARCH"] == "x86_64" else "qemu-system-i386"
     cpu = e.get("CPU") or ("qemu64" if e["ARCH"] == "x86_64" else "max")
-    cmd = [qemu, "-name", f"guest={name}", "-machine", machine, "-cpu", cpu, "-smp", e["SMP"], *mem,
+    accel = [] if e["ACCEL"] == "tcg" else ["-accel", e["ACCEL"]]
+    cmd = [qemu, "-name", f"guest={name}", "-machine", machine, *accel, "-cpu", cpu, "-smp", e["SMP"], *mem,
            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-device", "vmcoreinfo",
            "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
            "-serial", f"file:{d}/serial.log", "-serial", f"file:{d}/serial1.log",

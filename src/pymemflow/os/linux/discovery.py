@@ -5,6 +5,13 @@ The root is ``SYMBOL(init_top_pgt)``/``SYMBOL(swapper_pg_dir)`` translated by th
 the resulting page tables map that same symbol back onto themselves -- a self-check that rejects stale
 or torn VMCOREINFO copies and a wrong guess of PAGE_OFFSET or paging mode.
 
+When the connector already knows a page-table root (``hints["dtb"]``/``cpu_registers``: QEMU's CR3 over
+QMP, a dump's CPU notes), no physical-memory scan is needed on x86-64 (:func:`vmcoreinfo_by_pointer`):
+the kernel image is the only mapping in the 1 GiB after ``__START_KERNEL_map``, and the kernel keeps
+page-aligned pointers to its VMCOREINFO page (``vmcoreinfo_data``, ``vmcoreinfo_note``) in its own
+data, so the copy is found by following the image's page-aligned direct-map pointers -- a few tens of
+MiB read, whatever the size of the machine.
+
 Without VMCOREINFO (kernels built without it, or an image where it was overwritten) the user gives the
 root and the symbols: ``dtb=`` and ``system_map=`` (:func:`root_from_dtb`); the KASLR shift is found by
 the same self-check over the kernel's alignment steps, or given as ``kaslr_offset=``.
@@ -15,7 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ...arch import VirtualMemory
+from ...arch.spec import F_WRITABLE
 from ...errors import OsLayerError, PymemflowError
 from ...mem.scan import CancelToken, describe
 from ...mem.view import MemoryView
@@ -40,6 +50,8 @@ class KernelRoot:
     kaslr_offset: int
     page_offset: int | None = None
     """i386: start of the linear map; None on x86-64 (randomized page_offset_base)."""
+    how: str = ""
+    """How VMCOREINFO was found: 'connector hint', 'kernel pointer (dtb ...)' or 'physical scan'."""
 
 
 def _self_maps(phys: MemoryView, arch: str, dtb: int, va: int) -> bool:
@@ -77,11 +89,106 @@ def kernel_root(phys: MemoryView, info: vci.VmcoreInfo, max_address: int) -> Ker
     return None
 
 
+KERNEL_IMAGE_MAX = 1 << 30
+"""x86-64 KERNEL_IMAGE_SIZE: the image mapping's window after __START_KERNEL_map (modules follow)."""
+IMAGE_READ_MAX = 256 << 20
+"""Never read more of the image mapping than this when looking for pointers."""
+DIRECT_MAP_LOW = 0xFF00000000000000
+"""Lowest kernel-half address a direct-map pointer can have (LA57's direct map starts at 0xff11...)."""
+POINTER_CANDIDATES_MAX = 1 << 20
+
+
+def root_hints(hints: dict[str, Any]) -> list[tuple[str, int]]:
+    """(arch, dtb) pairs the connector knows: ``dtb`` and each CPU's CR3 (with PTI a CPU in user mode
+    has the user half of an 8 KiB PGD pair loaded: bit 12 set; the kernel's half is tried too)."""
+    arch = hints.get("arch")
+    if arch not in ("x64", "x64la57"):
+        return []
+    cr3s = [int(hints["dtb"])] if hints.get("dtb") else []
+    cr3s += [int(r["cr3"]) for r in hints.get("cpu_registers") or [] if r.get("cr3")]
+    out: list[tuple[str, int]] = []
+    for cr3 in cr3s:
+        for dtb in (cr3 & 0x000FFFFFFFFFF000, cr3 & 0x000FFFFFFFFFE000):
+            if (arch, dtb) not in out:
+                out.append((arch, dtb))
+    return out
+
+
+def _runs(starts: list[int], ends: list[int], cap: int) -> tuple[list[int], list[int]]:
+    """Adjacent [start, end) ranges merged, at most ``cap`` bytes in all."""
+    bs: list[int] = []
+    es: list[int] = []
+    total = 0
+    for b, e in zip(starts, ends, strict=True):
+        if total + (e - b) > cap:
+            e = b + cap - total
+            if e <= b:
+                break
+        total += e - b
+        if es and es[-1] == b:
+            es[-1] = e
+        else:
+            bs.append(b)
+            es.append(e)
+    return bs, es
+
+
+def vmcoreinfo_by_pointer(phys: MemoryView, arch: str, dtb: int, max_address: int
+                          ) -> tuple[vci.VmcoreInfo, KernelRoot] | None:
+    """VMCOREINFO of an x86-64 kernel whose page tables are at ``dtb``, without scanning physical memory:
+    the image mapping's writable pages' page-aligned pointers into the kernel half below it (the direct map) are
+    translated and the first page starting with ``OSRELEASE=`` (``vmcoreinfo_data``) or with the
+    ``VMCOREINFO`` ELF note (``vmcoreinfo_note``) is parsed and accepted when its root checks out."""
+    kmem = VirtualMemory(phys, arch, dtb, tlb=False)
+    try:
+        leaves = kmem.leaves(START_KERNEL_MAP, START_KERNEL_MAP + KERNEL_IMAGE_MAX)
+    except PymemflowError:
+        return None
+    # vmcoreinfo_data/vmcoreinfo_note live in .data/.bss: only the image's writable pages are read
+    w = (leaves.flags & np.uint8(F_WRITABLE)) != 0
+    starts, ends = _runs(leaves.va[w].tolist(), (leaves.va[w] + leaves.size[w]).tolist(), IMAGE_READ_MAX)
+    if not starts:
+        return None
+    res = kmem.read_batch(starts, [e - b for b, e in zip(starts, ends, strict=True)])  # holes read as zeros
+    words = np.frombuffer(res.data, dtype="<u8")
+    kernel_half = np.flatnonzero(np.frombuffer(res.data, dtype=np.uint8)[7::8] == 0xFF)  # >= DIRECT_MAP_LOW
+    sub = words[kernel_half]
+    cands = np.unique(sub[((sub & np.uint64(0xFFF)) == 0) & (sub < np.uint64(START_KERNEL_MAP))])
+    cands = cands[:POINTER_CANDIDATES_MAX]
+    if not cands.size:
+        return None
+    tr = kmem.translate_batch(cands)
+    pas = tr.pa[tr.ok]
+    pas = pas[pas < np.uint64(max_address)]
+    if not pas.size:
+        return None
+    heads, _ = phys.read_gather(pas, 32)
+    for pa, head in zip(pas.tolist(), heads, strict=True):
+        b = head.tobytes()
+        if b.startswith(vci.NEEDLE) and b[len(vci.NEEDLE):len(vci.NEEDLE) + 1].isdigit():
+            at = pa
+        elif b[12:24] == b"VMCOREINFO\0\0" and b[24:24 + len(vci.NEEDLE)] == vci.NEEDLE:
+            at = pa + 24
+        else:
+            continue
+        try:
+            info = vci.parse(phys.read(at, vci.MAX_TEXT, zero_fill=True), source="kernel pointer",
+                             location=at)
+        except PymemflowError:
+            continue
+        root = kernel_root(phys, info, max_address)
+        if root is not None and root.arch == arch:
+            root.how = f"kernel pointer (dtb {dtb:#x} from the connector)"
+            return info, root
+    return None
+
+
 def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int,
                     cancel: CancelToken | None = None, progress: ProgressReporter | None = None,
                     ) -> tuple[vci.VmcoreInfo, KernelRoot]:
-    """The first VMCOREINFO (dump hint first, then physical memory, lowest first) whose root checks
-    out; the scan is reported to ``progress``."""
+    """The first VMCOREINFO whose root checks out: the dump's note (hint ``vmcoreinfo``), then the kernel's
+    pointer from a page-table root the connector knows (:func:`vmcoreinfo_by_pointer`), then a scan of
+    physical memory, lowest first, reported to ``progress``."""
     tried = 0
     hint = hints.get("vmcoreinfo")
     if hint:
@@ -89,15 +196,21 @@ def find_vmcoreinfo(phys: MemoryView, hints: dict[str, Any], max_address: int,
             info = vci.parse(hint, source="connector hint 'vmcoreinfo'")
             root = kernel_root(phys, info, max_address)
             if root is not None:
+                root.how = "connector hint"
                 return info, root
         except PymemflowError:
             pass
         tried += 1
+    for arch, dtb in root_hints(hints):
+        found = vmcoreinfo_by_pointer(phys, arch, dtb, max_address)
+        if found is not None:
+            return found
     for info in vci.scan(phys, max_address, cancel=cancel,
                          progress=task_progress(progress, "scanning for VMCOREINFO")):
         tried += 1
         root = kernel_root(phys, info, max_address)
         if root is not None:
+            root.how = "physical scan"
             return info, root
         if tried > 64:
             break
@@ -150,7 +263,7 @@ def root_from_dtb(phys: MemoryView, dtb: int, system_map: str, kaslr_offset: int
             else:
                 page_offset = next((po for po in I386_PAGE_OFFSETS if va - po == dtb), None)
             info.osrelease = _banner_release(VirtualMemory(phys, arch, dtb, tlb=False), symbols.get("linux_banner"))
-            return info, KernelRoot(arch, dtb, va, shift, page_offset)
+            return info, KernelRoot(arch, dtb, va, shift, page_offset, "dtb= and system_map=")
     tried = (f"kaslr_offset={kaslr_offset:#x}" if kaslr_offset is not None else
              f"KASLR shifts 0..{KASLR_MAX:#x} in {KASLR_ALIGN:#x} steps")
     raise OsLayerError(f"linux: the page tables at dtb={dtb:#x} do not map {name} ({link_va:#x} in {system_map}, "

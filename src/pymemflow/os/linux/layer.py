@@ -192,7 +192,7 @@ class LinuxOs(OsLayer):
                 "dtb": self.root.dtb, "kaslr_offset": self.root.kaslr_offset,
                 "kernel_base": vi.symbols.get("_stext", 0), "symbols": len(self.symbols),
                 "symbol_source": self.symbols.source, "types": getattr(self._types, "source", "not loaded"),
-                "vmcoreinfo_at": vi.location}
+                "vmcoreinfo_at": vi.location, "vmcoreinfo_from": self.root.how}
 
     # ---- processes ---------------------------------------------------------------------------------
     def init_task(self) -> int:
