@@ -39,23 +39,66 @@ class TableEntry:
 
 
 @functools.lru_cache(maxsize=1)
-def load_table() -> dict[str, Any]:
+def _table_text() -> str:
     data = resources.files(__package__).joinpath("data").joinpath(TABLE_FILE).read_bytes()
-    return json.loads(lzma.decompress(data))  # type: ignore[no-any-return]
+    return lzma.decompress(data).decode()
+
+
+@functools.lru_cache(maxsize=1)
+def load_table() -> dict[str, Any]:
+    return json.loads(_table_text())  # type: ignore[no-any-return]
+
+
+def _section(key: str, last: bool = False) -> Any:
+    """One value of the table without parsing the rest: the families are 95 % of its 6 MB (300 ms of JSON
+    on a loaded machine, most of a cold ``ps``) and one process needs one family. The generator writes
+    compact JSON with sorted keys, so a raw ``"key":`` is a key (in strings quotes are escaped); anything
+    unexpected falls back to the whole table."""
+    text = _table_text()
+    needle = f'"{key}":'
+    at = text.rfind(needle) if last else text.find(needle)
+    if at < 0:
+        raise KeyError(key)
+    return json.JSONDecoder().raw_decode(text, at + len(needle))[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _entries() -> list[dict[str, Any]]:
+    try:
+        rows = _section("entries")
+        if isinstance(rows, list) and all(isinstance(r, dict) and "guid_age" in r for r in rows):
+            return rows
+    except (KeyError, ValueError):
+        pass
+    return load_table()["entries"]  # type: ignore[no-any-return]
 
 
 def entries() -> list[TableEntry]:
     return [TableEntry(e["guid_age"], e["version"], e["build"], e["arch"], e["pdb_name"], e["origin"],
-                       e.get("family"), e) for e in load_table()["entries"]]
+                       e.get("family"), e) for e in _entries()]
 
 
+@functools.lru_cache(maxsize=16)
 def family(key: str) -> dict[str, Any] | None:
+    text = _table_text()
+    start = text.find('"families":{')
+    at = text.find(json.dumps(key) + ":{", start) if start >= 0 else -1
+    if at >= 0:
+        try:
+            fam = json.JSONDecoder().raw_decode(text, at + len(json.dumps(key)) + 1)[0]
+            if isinstance(fam, dict) and "fields" in fam:
+                return fam
+        except ValueError:
+            pass
     return load_table()["families"].get(key)  # type: ignore[no-any-return]
 
 
 def fixed_constants() -> dict[str, int]:
     """Addresses fixed by the Windows ABI (KUSER_SHARED_DATA ...)."""
-    return dict(load_table()["fixed"])
+    try:
+        return dict(_section("fixed", last=True))
+    except (KeyError, ValueError, TypeError):
+        return dict(load_table()["fixed"])
 
 
 def _arch_ok(entry_arch: str, arch: str) -> bool:
