@@ -1,21 +1,20 @@
-"""A small HTTP/1.1 client for the daemon, on the standard library's ``http.client``.
+"""A small HTTP/1.1 client for the daemon: :mod:`.unixhttp` over a Unix socket, the standard library's
+``http.client`` over TCP and TLS.
 
 Why not aiohttp/requests here: the client runs in short-lived CLI processes (``pymemflow -o remote:...
 ps`` must start in well under 100 ms) and inside OS-layer walks that do many small synchronous reads.
-``http.client`` imports in a few milliseconds, speaks keep-alive HTTP/1.1 over any socket (a Unix socket
-is one ``connect()`` override), and ``readinto`` lets a batch response land straight in the caller's
-NumPy buffer without a copy. One connection per thread (``http.client`` is not thread-safe).
+Both transports speak keep-alive HTTP/1.1, and ``readinto`` lets a batch response land straight in the
+caller's NumPy buffer without a copy. The Unix-socket one imports nothing beyond ``socket``
+(``http.client`` brings ``email``, ``ssl`` and ``urllib``: a third of a thin client's start-up), so
+``http.client``, ``ssl`` and ``urllib.parse`` are imported only when a TCP URL or a query needs them.
+One connection per thread (neither is thread-safe).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
-import ssl
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +29,11 @@ from .protocol import (
     error_from_body,
     failures_from_json,
 )
+from .unixhttp import HttpProtocolError, UnixHTTPConnection
 
 if TYPE_CHECKING:
+    import ssl
+
     from ..errors import ReadFailure
 
 DEFAULT_TIMEOUT = 300.0
@@ -39,22 +41,6 @@ IDLE_REUSE = 20.0
 """Seconds after which an idle kept-alive connection is not reused (the daemon closes idle
 connections after its ``client_timeout``, 60 s by default; a request that is not safe to repeat must
 not meet a connection closed under it)."""
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        try:
-            s.connect(self.socket_path)
-        except OSError:
-            s.close()
-            raise
-        self.sock = s
 
 
 def read_token(token_file: str | Path) -> str:
@@ -81,12 +67,14 @@ class Client:
         self.token = token if token is not None else (read_token(token_file) if token_file else None)
         self._ssl: ssl.SSLContext | None = None
         if self.endpoint.scheme == "https":
+            import ssl  # lazy: TLS only for https:// daemons (40 ms of a thin client's start-up otherwise)
+
             self._ssl = ssl.create_default_context(cafile=cafile)
         self._local = threading.local()
 
     # ---- transport -------------------------------------------------------------------------------
-    def _conn(self) -> http.client.HTTPConnection:
-        c: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _conn(self) -> Any:
+        c: Any = getattr(self._local, "conn", None)
         now = time.monotonic()
         if c is not None and now - self._local.used > IDLE_REUSE:
             self._drop()  # the daemon closes idle connections (client_timeout): start afresh
@@ -95,11 +83,14 @@ class Client:
         if c is None:
             ep = self.endpoint
             if ep.scheme == "unix":
-                c = _UnixConnection(ep.path, self.timeout)
-            elif ep.scheme == "https":
-                c = http.client.HTTPSConnection(ep.host, ep.port, timeout=self.timeout, context=self._ssl)
+                c = UnixHTTPConnection(ep.path, self.timeout)
             else:
-                c = http.client.HTTPConnection(ep.host, ep.port, timeout=self.timeout)
+                import http.client  # lazy: TCP daemons only; the Unix-socket client is .unixhttp
+
+                if ep.scheme == "https":
+                    c = http.client.HTTPSConnection(ep.host, ep.port, timeout=self.timeout, context=self._ssl)
+                else:
+                    c = http.client.HTTPConnection(ep.host, ep.port, timeout=self.timeout)
             self._local.conn = c
         return c
 
@@ -114,7 +105,7 @@ class Client:
         self._drop()
 
     def _send(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
-              retry: bool) -> http.client.HTTPResponse:
+              retry: bool) -> Any:
         hdrs = {"Accept": "application/json, application/octet-stream", **headers}
         if self.token:
             hdrs["Authorization"] = f"Bearer {self.token}"
@@ -123,11 +114,14 @@ class Client:
             try:
                 conn.request(method, path, body=body, headers=hdrs)
                 return conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+            except (BrokenPipeError, ConnectionResetError) as e:  # http.client's RemoteDisconnected is one
                 # a kept-alive connection the daemon closed while idle: one fresh try for safe requests
                 self._drop()
                 if attempt or not retry:
                     raise RemoteError(f"daemon {self.url}: connection lost: {e}") from None
+            except HttpProtocolError as e:
+                self._drop()
+                raise RemoteError(f"daemon {self.url}: bad HTTP response: {e}") from None
             except OSError as e:
                 self._drop()
                 raise RemoteError(f"cannot reach the pymemflow daemon at {self.url}: "
@@ -146,7 +140,11 @@ class Client:
         if content_type:
             headers["Content-Type"] = content_type
         resp = self._send(method, full, body, headers, method in ("GET", "HEAD") if retry is None else retry)
-        data = resp.read()
+        try:
+            data = resp.read()
+        except (OSError, ValueError) as e:
+            self._drop()
+            raise RemoteError(f"daemon {self.url}: response to {method} {full} broken off: {e}") from None
         if resp.status >= 400:
             raise self._error(resp.status, data)
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
@@ -156,7 +154,9 @@ class Client:
         full = path if path.startswith(API_PREFIX) else API_PREFIX + path
         if query:
             q = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query.items() if v is not None}
-            full += "?" + urllib.parse.urlencode(q)
+            from urllib.parse import urlencode  # lazy: only requests with a query string (15 ms at start-up)
+
+            full += "?" + urlencode(q)
         return full
 
     def _error(self, status: int, data: bytes) -> BaseException:
@@ -177,7 +177,7 @@ class Client:
         return json.loads(self.request("DELETE", path)[2] or b"null")
 
     # ---- bytes --------------------------------------------------------------------------------------
-    def _batch(self, path: str, pieces: bytes, expect: int) -> tuple[http.client.HTTPResponse, list[ReadFailure]]:
+    def _batch(self, path: str, pieces: bytes, expect: int) -> tuple[Any, list[ReadFailure]]:
         """POST packed ``(address, length)`` pieces; the response positioned at its data."""
         resp = self._send("POST", self._path(path, None), pieces, {"Content-Type": BATCH_CONTENT_TYPE}, True)
         if resp.status >= 400:
@@ -232,7 +232,7 @@ class Client:
         return []
 
 
-def _read_exact(resp: http.client.HTTPResponse, n: int) -> bytes:
+def _read_exact(resp: Any, n: int) -> bytes:
     data = resp.read(n) if n else b""
     if len(data) != n:
         raise RemoteError(f"daemon response ended early ({len(data)} of {n} bytes)")

@@ -23,7 +23,7 @@ from ..types import is_loopback, parse_listen
 from .app import make_app
 from .connections import Connections
 from .limits import Limits
-from .sockets import GuardedRunner
+from .sockets import GuardedRunner, watch_writes
 
 log = logging.getLogger("pymemflow.serve")
 
@@ -152,6 +152,8 @@ async def serve(cfg: ServeConfig, ready: Any = None) -> None:
     runner = GuardedRunner(app, max_clients=cfg.limits.max_clients, client_timeout=cfg.limits.client_timeout,
                            access_log=None, handle_signals=False)
     await runner.setup()
+    assert runner.server is not None
+    watchdog = asyncio.create_task(watch_writes(runner.server, cfg.limits.write_timeout))
     addresses: list[str] = []
     sock_path = cfg.socket or (None if cfg.listen else DEFAULT_SOCKET)
     try:
@@ -176,6 +178,7 @@ async def serve(cfg: ServeConfig, ready: Any = None) -> None:
         await stop.wait()
         log.warning("pymemflow serve: shutting down")
     finally:
+        watchdog.cancel()
         await runner.cleanup()
         await loop.run_in_executor(None, conns.close_all)
         if sock_path:

@@ -32,6 +32,9 @@ class Limits:
     client_timeout: float = 60.0
     """Seconds a client has to send a request's head (from connecting or from its previous response;
     idle kept-alive connections close after it too) and, once the head is in, its body."""
+    write_timeout: float = 30.0
+    """Seconds a client may leave a response unread (not one byte taken from the daemon's send buffer)
+    before its connection is closed and logged; the handler and its buffers are then freed."""
     process_ttl: float = 1.0
     """Seconds a pid's process object is reused before it is looked up again (live targets)."""
 

@@ -1,7 +1,8 @@
 """Per-socket protection around aiohttp's HTTP/1.1 protocol: a cap on open client connections, a
-deadline for a request's head (slowloris), and JSON errors for bytes that are not HTTP.
+deadline for a request's head (slowloris), a deadline for a client that stops reading a response, and
+JSON errors for bytes that are not HTTP.
 
-aiohttp parses requests itself; these are the three points its public options do not cover:
+aiohttp parses requests itself; these are the four points its public options do not cover:
 
 * **Request head deadline.** aiohttp's ``keepalive_timeout`` is armed when a connection is accepted
   and again after every response, and closes the connection if no complete request head has arrived
@@ -12,6 +13,12 @@ aiohttp parses requests itself; these are the three points its public options do
 * **Open connections.** :class:`GuardedHandler` counts its server's connections (Unix and TCP sites
   share one server) and answers one past :attr:`Limits.max_clients` with a 503 JSON error and a close,
   before reading a byte.
+* **A client that stops reading.** aiohttp's writes wait (back-pressure) once a connection's send
+  buffer passes its high-water mark, so a client that stops reading mid-response holds at most that
+  much memory -- but holds it, and its handler, forever. :func:`watch_writes` samples every client's
+  send-buffer size; one that has not moved for :attr:`Limits.write_timeout` seconds (the kernel's
+  socket buffer and ours both full) is logged and aborted, which ends the waiting handler. Other
+  clients never wait on it: each connection has its own buffers.
 * **Non-HTTP input.** aiohttp answers what its parser rejects (``HttpProcessingError``) through
   ``RequestHandler.handle_error`` with plain text, outside the application's middlewares;
   :class:`GuardedHandler` overrides that method so the answer is the API's JSON error (status 400, the
@@ -73,6 +80,37 @@ class GuardedHandler(RequestHandler):
                             content_type="application/json")
         resp.force_close()
         return resp
+
+
+async def watch_writes(server: web.Server, timeout: float, period: float | None = None) -> None:
+    """Abort client connections whose send buffer has not moved for ``timeout`` seconds (runs until
+    cancelled). A buffer that shrinks or grows counts as progress; an empty one is not waiting."""
+    loop = asyncio.get_running_loop()
+    step = period if period is not None else max(0.05, min(1.0, timeout / 4))
+    seen: dict[int, tuple[int, float]] = {}  # id(protocol) -> (buffered bytes, since when unchanged)
+    while True:
+        await asyncio.sleep(step)
+        now = loop.time()
+        still: dict[int, tuple[int, float]] = {}
+        for proto in list(server.connections):
+            tr: Any = proto.transport
+            if tr is None or tr.is_closing():
+                continue
+            size = tr.get_write_buffer_size()
+            if not size:
+                continue
+            last = seen.get(id(proto))
+            if last is None or last[0] != size:
+                still[id(proto)] = (size, now)
+                continue
+            if now - last[1] < timeout:
+                still[id(proto)] = last
+                continue
+            log.warning("closed a client connection (%s): it stopped reading, %d bytes unsent for %.1f s "
+                        "(write_timeout %g s)", tr.get_extra_info("peername") or "unix", size, now - last[1],
+                        timeout)
+            tr.abort()
+        seen = still
 
 
 class GuardedServer(web.Server):
