@@ -75,6 +75,8 @@ def test_read_inside_saved_blocks(dump: Any, cli: Any) -> None:
     (["maps", "-p", "4"], "finding process 4 cannot work"),
     (["modules", "-p", "explorer.exe"], "finding process 'explorer.exe' cannot work"),
     (["exports", "-p", "kernel", "-m", "hal.dll"], "exports of hal.dll cannot work"),
+    (["keys", "--once"], "keys cannot work"),
+    (["handles"], "handles cannot work"),
 ])
 def test_commands_that_cannot_work_say_why(dump: Any, cli: Any, args: list[str], what: str) -> None:
     _img, path, n = dump

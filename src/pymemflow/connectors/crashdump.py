@@ -9,8 +9,12 @@ four parameters, KdDebuggerDataBlock, the PHYSICAL_MEMORY_DESCRIPTOR (runs of pa
 - DumpType 1 (full): the pages of each run, in run order;
 - DumpType 2/5/6 with a summary header "SDMP"/"FDMP" after the dump header (HeaderSize = file offset
   of the first page, BitmapSize = bits, bitmap at +0x38): the pages whose bit is set, in pfn order;
-- DumpType 4 (triage / kernel mini dump): no physical memory; the saved *virtual* ranges (data
-  blocks, data page, call stack) become :attr:`CrashDump.virtual`, to be read with the header's DTB.
+- DumpType 4 (triage / kernel mini dump): no physical memory (reads of it say so). The TRIAGE_DUMP
+  header follows the dump header; :attr:`CrashDump.triage` (:class:`TriageDump`) holds its fields,
+  the driver list (DUMP_DRIVER_ENTRY + string pool), the copied process/thread/PRCB blocks, and the
+  saved *virtual* ranges (data blocks, data page, KDBG copy, call stack) as :attr:`CrashDump.virtual`,
+  addressed in the header's DTB's address space. Layout as the WDK's ntiodump.h/triage.h and the
+  readers of rizin and Ghidra take it.
 
 Header facts become hints (dtb, PsActiveProcessHead, PsLoadedModuleList, KdDebuggerDataBlock,
 machine, nt_build, bugcheck).
@@ -281,7 +285,7 @@ class TriageDump:
         if valid:
             got = self.source.read(valid, 4, f"{self.name}.ValidOffset (TRIAGE_DUMP_VALID)") \
                 if valid + 4 <= self.source.size else None
-            if got != TRIAGE_VALID:
+            if got not in (TRIAGE_VALID, TRIAGE_VALID[::-1]):  # either byte order, as other readers accept
                 raise self.field_error("ValidOffset", f"points at {valid:#x}, which holds {got!r} instead of "
                                        f"TRIAGE_DUMP_VALID {TRIAGE_VALID!r} (unfinished or damaged dump)")
 

@@ -184,7 +184,7 @@ class Win32Triage(OsLayer):
             "thread": {k: v for k, v in self.fault_thread.items() if k != "bytes"},
             "drivers": len(t.drivers), "saved_blocks": len(t.runs),
             "saved_bytes": int(sum(t.runs.lengths.tolist())), "offsets": offsets,
-            "cannot": "ps, maps, threads, handles, psscan, netscan, malfind, timeline, modules of a process, "
+            "cannot": "ps, maps, threads, handles, psscan, netscan, malfind, timeline, keys, modules of a process, "
                       "phys-read, dump-phys: a triage dump holds no physical memory",
         }
 
@@ -281,6 +281,9 @@ class Win32Triage(OsLayer):
 
     def malfind(self, proc: Process | None = None) -> Any:
         raise self.why("malfind", "it needs VADs and page tables")
+
+    def keyboard(self) -> Any:
+        raise self.why("keys", "the key state is in win32k's session memory")
 
     def timeline(self) -> Any:
         raise self.why("timeline", "it needs the process, thread and socket lists")
