@@ -119,3 +119,30 @@ def test_plugin_opens_the_triage_layer(triage: Any) -> None:
     _img, _k, path = triage
     layer = PLUGIN.factory({"symbols": None}, CrashDump(path))
     assert isinstance(layer, Win32Triage)
+
+
+def _profiles() -> list[str]:
+    from pymemflow.demo.profiles import PROFILES
+
+    return list(PROFILES)
+
+
+@pytest.mark.parametrize("profile", _profiles())
+def test_every_synthetic_build(profile: str, tmp_path: Path) -> None:
+    """Each synthetic build (Windows 7 to 11, x64, x86-PAE, x86): the triage dump's driver list,
+    faulting process and thread are the machine's, with the offsets of the build the dump names."""
+    from pymemflow.demo.machine import build_image
+
+    img = build_image(profile, seed=0)
+    k = Win32Kernel.open(phys_of(img), progress=False)
+    v = _victim(img)
+    out = write_triage(tmp_path / "t.dmp", **triage_material(k, pid=v["pid"], bugcheck=BUGCHECK))
+    t = Win32Triage(CrashDump(out))
+    assert [(m.name, m.base, m.size) for m in t.kernel_modules()] == \
+        [(m["name"], m["base"], m["size"]) for m in img.facts["kernel_modules"]]
+    info = t.info()
+    assert (info["process"]["pid"], info["process"]["ppid"], info["process"]["name"]) == \
+        (v["pid"], v["ppid"], v["image_file_name"][:14])
+    assert (info["thread"]["pid"], info["thread"]["tid"]) == (v["pid"], v["threads"][0]["tid"])
+    assert (info["build"], info["arch"], info["guid_age"]) == (img.facts["build"], img.facts["arch"],
+                                                               img.facts["guid_age"])
