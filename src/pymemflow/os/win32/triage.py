@@ -326,8 +326,8 @@ def triage_material(k: Any, *, pid: int | None = None, bugcheck: tuple[int, Iter
     """Keyword arguments for ``write_triage`` describing machine ``k`` (a :class:`~.kernel.Win32Kernel`)
     crashed in process ``pid`` (default: the first process after System) on its first thread: the
     driver list (with each image's PE TimeDateStamp and CheckSum), copies of the EPROCESS and ETHREAD,
-    and saved blocks -- the kernel's PE header page, the EPROCESS, the ETHREAD, plus ``blocks``
-    (virtual address, size) read from kernel memory."""
+    and saved blocks -- the kernel's PE header page and CodeView record (a reader finds the PDB GUID),
+    the EPROCESS, the ETHREAD, plus ``blocks`` (virtual address, size) read from kernel memory."""
     ps = k.offsets.pointer_size
     procs = k.process_info_list()
     info = next((p for p in procs if p.pid == pid), None) if pid is not None else \
@@ -374,15 +374,15 @@ def kernel_dump_ranges(k: Any) -> list[tuple[int, int]]:
     plus the page-table root. User memory is left out, as Windows leaves it out of a kernel dump."""
     lv = k.kmem.leaves()
     keep = (lv.flags & F_USER) == 0
-    pages = sorted({(int(pa), int(pa) + int(n)) for pa, n in zip(lv.pa[keep].tolist(), lv.size[keep].tolist(),
-                                                                   strict=True)} | {(k.facts.dtb & ~0xFFF, (k.facts.dtb & ~0xFFF) + 0x1000)})
-    limit = max((b + n for b, n in k.facts.phys_runs), default=None)
+    root = k.facts.dtb & ~0xFFF
+    pages = {(pa, pa + n) for pa, n in zip(lv.pa[keep].tolist(), lv.size[keep].tolist(), strict=True)}
+    pages.add((root, root + 0x1000))
+    limit = max((b + n for b, n in k.facts.phys_runs), default=1 << 64)  # large pages may overhang RAM
     out: list[tuple[int, int]] = []
-    for s, e in pages:
-        if limit is not None:
-            s, e = s, min(e, limit)
-            if s >= e:
-                continue
+    for s, e in sorted(pages):
+        e = min(e, limit)
+        if s >= e:
+            continue
         if out and s <= out[-1][1]:
             out[-1] = (out[-1][0], max(e, out[-1][1]))
         else:
