@@ -81,7 +81,7 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
             # the kernel half's page-directory entries, and the self-map at PDE 0x300
             a.copy_top_entries(self.kas, 0x200, 0x400)
             self.phys.put_entry(a.root + 0x300 * 4, a.root | 0x63, 4)
-            self.pae_spaces.append(a)
+            self.pae_spaces.append(a)  # x86 spaces are finished at the end too (kernel PDEs made later)
         else:
             # PDPT[2] (kernel image, pools) is shared; the 0xC0000000 directory is per process
             a.copy_top_entries(self.kas, 2, 3)

@@ -62,7 +62,7 @@ def pick_module(mods: list[ModuleInfo], name: str, arch: str | None, where: str)
         return found[0]
     what = f"{name!r}" + (f" ({arch})" if arch else "")
     if not found:
-        others = [m for m in matching_modules(mods, name)] if arch else []
+        others = matching_modules(mods, name) if arch else []
         hint = (f"; there is {', '.join(f'{m.path or m.name} ({m.arch})' for m in others)}" if others else "")
         raise NotFoundError(f"no module {what} in {where}{hint}")
     listing = "; ".join(f"{m.path or m.name} ({m.arch}) at {m.base:#x}" for m in found)
