@@ -50,7 +50,7 @@ MAP_COLUMNS = ["start", "end", "size", "protection", "kind", "path"]
 
 HEX_FIELDS = frozenset({
     "address", "base", "dtb", "user_dtb", "start", "end", "va", "pa", "virt", "phys", "addr",
-    "max_address", "kernel_base", "real_base", "entry", "offset", "cr3", "pte", "pde",
+    "max_address", "kernel_base", "real_base", "entry", "offset", "cr3", "pte", "pde", "teb", "access",
 })
 """Integer fields shown in hex in tables (machine formats always have plain numbers)."""
 

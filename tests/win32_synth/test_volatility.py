@@ -110,7 +110,8 @@ def test_vol_cmdline(vol_env: tuple[SyntheticImage, Path, Path, Path]) -> None:
     assert got == want
 
 
-PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 7: "PAGE_EXECUTE_WRITECOPY"}
+PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 6: "PAGE_EXECUTE_READWRITE",
+              7: "PAGE_EXECUTE_WRITECOPY"}
 
 
 def test_vol_vadinfo(vol_env: tuple[SyntheticImage, Path, Path, Path]) -> None:

@@ -25,6 +25,7 @@ class MachineBuilder(ProcessMixin):
         self.build_kernel_image()
         self.build_kuser()
         self.build_kernel_modules()
+        self.build_object_manager()  # demo/handles.py
         self.build_processes()
         self.finish_kernel_globals()
         self.build_low_stub()

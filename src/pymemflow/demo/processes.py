@@ -5,15 +5,15 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from .handles import HandleMixin
 from .image import Module
 from .kernel import KernelMixin
 from .memory import PAGE, AddressSpace
 from .profiles import FILETIME_2021, PROCESS_TYPE_INDEX, STATUS_PENDING
 from .structs import StructBuf, utf16
-from .userspace import UserSpaceMixin
 
 
-class ProcessMixin(KernelMixin, UserSpaceMixin):
+class ProcessMixin(KernelMixin, HandleMixin):
     def process_specs(self) -> list[dict[str, Any]]:
         sysroot = "C:\\Windows\\System32"
         pids = iter(sorted({4 * self.rand(25, 2500) for _ in range(40)}))
@@ -162,9 +162,9 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
             self.build_session_space(aspace)
             if "keyboard" in self.facts:
                 self.facts["keyboard"]["session_pids"].append(s["pid"])
-        # one thread per live process
-        if not s.get("dead"):
-            self.build_thread(ep, eva, s["pid"], pf)
+        if not s.get("dead"):  # threads and handles: demo/threads.py, demo/handles.py
+            self.build_threads(ep, eva, s, pf, create, aspace)
+            self.build_handles(ep, eva, s, pf)
         else:
             self.write_list_links(self.kas, eva + o["_EPROCESS.ThreadListHead"], [])
             self.write_list_links(self.kas, eva + o["_EPROCESS.Pcb"] + o["_KPROCESS.ThreadListHead"], [])
@@ -199,22 +199,6 @@ class ProcessMixin(KernelMixin, UserSpaceMixin):
         else:
             ph = struct.pack("<I4s", ((total // 8) << 16) | (2 << 25), tag)
         self.kas.write(block, ph)
-
-    def build_thread(self, ep: StructBuf, eva: int, pid: int, pf: dict[str, Any]) -> None:
-        o = self.o
-        th = StructBuf(o, "_ETHREAD")
-        tva = self.pool.alloc(len(th.buf) + 0x40, 64) + 0x40
-        tid = pid + 4
-        th.set("Cid", pid, "p")
-        th.set("Cid", tid, "p", add=self.ps)
-        th.put(o["_ETHREAD.Tcb"] + o["_KTHREAD.Teb"], pf.get("teb", 0), "p")
-        th.put(o["_ETHREAD.Tcb"] + o["_KTHREAD.Process"], eva, "p")  # owning process
-        th.put(o["_ETHREAD.Tcb"] + 0, 6, 1)  # ThreadObject
-        self.kas.write(tva, bytes(th.buf))
-        self.write_list_links(self.kas, eva + o["_EPROCESS.ThreadListHead"], [tva + o["_ETHREAD.ThreadListEntry"]])
-        self.write_list_links(self.kas, eva + o["_EPROCESS.Pcb"] + o["_KPROCESS.ThreadListHead"],
-                              [tva + o["_ETHREAD.Tcb"] + o["_KTHREAD.ThreadListEntry"]])
-        pf["threads"].append({"tid": tid, "ethread": tva, "teb": pf.get("teb", 0)})
 
     def finish_kernel_globals(self) -> None:
         # KVA-shadow user tables: copy the lower half now that user mappings exist

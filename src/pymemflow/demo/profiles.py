@@ -69,5 +69,6 @@ MM_READONLY, MM_EXECUTE_READ, MM_READWRITE, MM_EXECUTE_WRITECOPY = 1, 3, 4, 7
 VAD_NONE, VAD_IMAGE = 0, 2
 
 # ObTypeIndexTable: index -> object type name (0 unused, 1 a bad-pointer marker, as Windows 7 .. 10)
-OBJECT_TYPES = ("Type", "Directory", "SymbolicLink", "Token", "Job", "Process", "Thread")
+OBJECT_TYPES = ("Type", "Directory", "SymbolicLink", "Token", "Job", "Process", "Thread",
+                "Event", "Mutant", "Section", "File", "Device", "Key")  # the last six: demo/handles.py
 PROCESS_TYPE_INDEX = 2 + OBJECT_TYPES.index("Process")

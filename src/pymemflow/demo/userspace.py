@@ -186,6 +186,7 @@ class UserSpaceMixin(VadMixin):
                                                  "pagefile": 1, "page_offset": 0x1234})
         vads.append({"start": lay["heap"], "end": lay["heap"] + 0xFFFFF, "protection": MM_READWRITE,
                      "private": True, "type": VAD_NONE, "file": None})
+        vads += self.extra_user_vads(s, a, pf)  # demo/threads.py, demo/inject.py: TEBs, injected code
         vads.sort(key=lambda v: v["start"])
         root, count = self.build_vad_tree(vads)
         if "_MMVAD_SHORT.VadNode" in o:  # _RTL_AVL_TREE (Windows 8.1+)
@@ -198,6 +199,10 @@ class UserSpaceMixin(VadMixin):
             ep.set("VadRoot", count << 8, "p", add=self.o["_MM_AVL_TABLE.NumberGenericTableElements"])
         pf["vads"] = vads
         pf["modules"] = pf["modules"]
+
+    def extra_user_vads(self, s: dict[str, Any], a: AddressSpace, pf: dict[str, Any]) -> list[dict[str, Any]]:
+        """More regions of the process (mapped here, VADs returned); the mixins of machine.py add them."""
+        return []
 
     def build_ldr(self, a: AddressSpace, heap: Bump, mods: list[Module], o: Win32Offsets, ps: int,
                   out: list[dict[str, Any]]) -> int:

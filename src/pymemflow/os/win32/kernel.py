@@ -7,6 +7,7 @@ kept in ``warnings`` so callers can show them; results hold whatever could be re
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ...arch import VirtualMemory
@@ -23,15 +24,20 @@ from ..base import (
     ProcessInfo,
     SectionInfo,
 )
+from ..forensics import HandleInfo, MalfindHit, ThreadInfo, TimelineEvent
 from ..walk import report
 from . import pe
 from .discovery import KernelFacts, discover
 from .fields import kernel_ldr_layout, user_layout
+from .handles import all_handles
 from .keyboard import Keyboard, open_keyboard
+from .malfind import all_malfind
 from .modules import walk_ldr
 from .plausible import check_processes, check_vads, missing_field_names, missing_fields, source_of
 from .process import EprocessLayout, Win32Process, kernel_info, process_infos, wow64_peb
 from .pte import PagefileBits, WindowsPteHook
+from .threads import all_threads
+from .timeline import win32_timeline_sources
 from .vad import VadLayout, walk_vads
 
 log = logging.getLogger(__name__)
@@ -267,6 +273,19 @@ class Win32Kernel(OsLayer):
         report("win32", check_vads(regions, warnings, proc.info.pid, self.offsets), self.warnings,
                ImplausibleResultWarning)
         return regions
+
+    # ---- forensics (threads.py, handles.py, malfind.py, timeline.py) ---------------------------
+    def threads(self, proc: Process | None = None) -> list[ThreadInfo]:
+        return all_threads(self, proc)
+
+    def handles(self, proc: Process | None = None, type_name: str | None = None) -> list[HandleInfo]:
+        return all_handles(self, proc, type_name)
+
+    def malfind(self, proc: Process | None = None) -> list[MalfindHit]:
+        return all_malfind(self, proc)
+
+    def timeline_sources(self) -> list[Callable[[], Iterable[TimelineEvent]]]:
+        return win32_timeline_sources(self)
 
     # ---- keyboard ------------------------------------------------------------------------------
     def keyboard(self) -> Keyboard:

@@ -1,0 +1,248 @@
+"""Handle tables: ``_EPROCESS.ObjectTable`` -> ``_HANDLE_TABLE.TableCode``; its low two bits are the
+number of levels above the entry pages (0: one page of ``_HANDLE_TABLE_ENTRY``; 1: a page of pointers
+to entry pages; 2: a page of pointers to such pages). Entry ``i`` of entry page ``p`` is handle
+``(p * entries_per_page + i) * 4``.
+
+Entry decoding per build (facts of the published layouts):
+
+- 64-bit Windows 8+: ``ObjectPointerBits`` = bits 20..63 of the first quadword; header address =
+  those bits << 4 with the kernel's top 16 bits set; ``GrantedAccessBits`` = low 25 bits of the second.
+- 32-bit Windows 8+: header = first dword & ~7 (``InfoTable``); access = low 25 bits of the second.
+- Windows 7: ``Object`` = header with low flag bits (3 on x86, 4 on x64), ``GrantedAccess`` after it.
+
+Object names as volatility prints them: files ``\\Device\\<volume><FileName>``, processes
+``<ImageFileName> Pid N``, threads ``Tid T Pid P``, keys their full path from the key control block
+chain (when the offsets know it), everything else its name info header.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ...errors import NotFoundError, PymemflowError
+from ..base import Process
+from ..forensics import HandleInfo
+from .fields import maybe
+from .modules import read_unicode_strings
+from .objects import ObjectLayout, ObjectTypes
+
+if TYPE_CHECKING:
+    from .kernel import Win32Kernel
+
+MAX_ENTRY_PAGES = 1 << 16
+"""Entry pages per table at most (16M handles: the per-process limit of Windows)."""
+PAGE = 0x1000
+ACCESS_MASK = (1 << 25) - 1
+
+
+@dataclass(frozen=True)
+class HandleLayout:
+    table_code: int
+    entry_size: int
+    pointer_bits: bool
+    """Windows 8+ x64 entries (ObjectPointerBits)."""
+    ptr: int
+
+    @classmethod
+    def for_kernel(cls, k: Win32Kernel) -> HandleLayout:
+        off = k.offsets
+        ptr = off.pointer_size
+        modern = k.facts.build >= 9200
+        tc = maybe(off, "_HANDLE_TABLE.TableCode")
+        if tc is None:
+            tc = 8 if modern else 0  # NextHandleNeedingPool + ExtraInfoPages precede it since Windows 8
+        return cls(tc, 2 * ptr, modern and ptr == 8, ptr)
+
+    def decode(self, raw: bytes, at: int) -> tuple[int, int] | None:
+        """(object header address, granted access) of the entry at ``raw[at:]``, None when free."""
+        if self.ptr == 8:
+            low, high = struct.unpack_from("<QQ", raw, at)
+            if self.pointer_bits:
+                bits = low >> 20
+                return (((bits << 4) | 0xFFFF000000000000), high & ACCESS_MASK) if bits else None
+            obj = low & ~0xF
+        else:
+            low, high = struct.unpack_from("<II", raw, at)
+            obj = low & ~7
+        return (obj, high & ACCESS_MASK) if obj else None
+
+
+def entry_pages(k: Win32Kernel, table_code: int, lay: HandleLayout, what: str,
+                warnings: list[str]) -> list[tuple[int, int]]:
+    """(page index, page address) of every entry page under ``table_code`` (levels resolved, bounded)."""
+    levels = table_code & 3
+    if levels > 2:
+        warnings.append(f"{what}: TableCode {table_code:#x} has {levels} levels (at most 2 exist); skipped")
+        return []
+    fmt = "<Q" if lay.ptr == 8 else "<I"
+    per = PAGE // lay.ptr
+    pages = [(0, table_code & ~3)]
+    for _ in range(levels):
+        res = k.kmem.read_batch([a for _, a in pages], PAGE)
+        bad = {f.index for f in res.failures}
+        nxt = []
+        for j, (idx, addr) in enumerate(pages):
+            if j in bad:
+                warnings.append(f"{what}: handle table page {addr:#x} unreadable")
+                continue
+            ptrs = struct.unpack(f"<{per}{fmt[1]}", res.piece(j))
+            nxt += [(idx * per + i, p) for i, p in enumerate(ptrs) if p]
+        if len(nxt) > MAX_ENTRY_PAGES:
+            warnings.append(f"{what}: more than {MAX_ENTRY_PAGES} handle pages; capped")
+            nxt = nxt[:MAX_ENTRY_PAGES]
+        pages = nxt
+    return pages
+
+
+def process_handles(k: Win32Kernel, proc: Process, types: ObjectTypes, olay: ObjectLayout,
+                    warnings: list[str]) -> list[HandleInfo]:
+    info = proc.info
+    lay = HandleLayout.for_kernel(k)
+    what = f"pid {info.pid} handle table"
+    try:
+        table = k.kmem.read_ptr(info.address + k.offsets["_EPROCESS.ObjectTable"])
+        if not table:
+            return []  # exited processes have none
+        table_code = k.kmem.read_ptr(table + lay.table_code)
+    except PymemflowError as e:
+        warnings.append(f"{what}: unreadable ({e})")
+        return []
+    pages = entry_pages(k, table_code, lay, what, warnings)
+    if not pages:
+        return []
+    per = PAGE // lay.entry_size
+    res = k.kmem.read_batch([a for _, a in pages], PAGE)
+    bad = {f.index for f in res.failures}
+    found: list[tuple[int, int, int]] = []  # (handle, header, access)
+    for j, (idx, addr) in enumerate(pages):
+        if j in bad:
+            warnings.append(f"{what}: entry page {addr:#x} unreadable")
+            continue
+        raw = res.piece(j)
+        for i in range(1, per):  # entry 0 of a page is never a handle
+            got = lay.decode(raw, i * lay.entry_size)
+            if got is not None:
+                found.append(((idx * per + i) * 4, got[0], got[1]))
+    if not found:
+        return []
+    hdr_span = olay.body
+    hres = k.kmem.read_batch([h for _, h, _ in found], hdr_span)
+    hbad = {f.index for f in hres.failures}
+    out: list[HandleInfo] = []
+    name_infos: list[tuple[int, int]] = []  # (row, name info address)
+    for j, (handle, header, access) in enumerate(found):
+        if j in hbad:
+            warnings.append(f"{what}: handle {handle:#x}: object header {header:#x} unreadable")
+            continue
+        raw = hres.piece(j)
+        kind = types.type_of(header, raw[olay.type_index])
+        h = HandleInfo(info.pid, handle, kind, "", header + olay.body, access)
+        ni = olay.name_info(header, raw[olay.info_mask])
+        if ni is not None:
+            name_infos.append((len(out), ni))
+        out.append(h)
+    _name_from_headers(k, olay, out, name_infos)
+    _special_names(k, out, warnings)
+    return out
+
+
+def _read_ustrs(k: Win32Kernel, addrs: list[int], ptr: int, buf_off: int) -> list[str]:
+    """UNICODE_STRINGs at ``addrs`` (two batched reads)."""
+    if not addrs:
+        return []
+    res = k.kmem.read_batch(addrs, buf_off + ptr)
+    bad = {f.index for f in res.failures}
+    fmt = "<Q" if ptr == 8 else "<I"
+    strings = []
+    for j in range(len(addrs)):
+        if j in bad:
+            strings.append((0, 0))
+            continue
+        raw = res.piece(j)
+        strings.append((struct.unpack_from("<H", raw, 0)[0], struct.unpack_from(fmt, raw, buf_off)[0]))
+    return read_unicode_strings(k.kmem, strings)
+
+
+def _name_from_headers(k: Win32Kernel, olay: ObjectLayout, rows: list[HandleInfo],
+                       name_infos: list[tuple[int, int]]) -> None:
+    names = _read_ustrs(k, [a + olay.name for _, a in name_infos], olay.ptr, olay.ustr_buffer)
+    for (row, _), name in zip(name_infos, names, strict=True):
+        rows[row].name = name
+
+
+def _special_names(k: Win32Kernel, rows: list[HandleInfo], warnings: list[str]) -> None:
+    """Files, processes and threads are named from their bodies (volatility's names)."""
+    off = k.offsets
+    ptr = k.kmem.pointer_size
+    fmt = "<Q" if ptr == 8 else "<I"
+    files = [h for h in rows if h.type == "File"]
+    fn, dev = off.get("_FILE_OBJECT.FileName"), off.get("_FILE_OBJECT.DeviceObject")
+    if files and fn is not None:
+        paths = _read_ustrs(k, [h.address + fn for h in files], ptr, off.get("_UNICODE_STRING.Buffer") or ptr)
+        devices = ["" for _ in files]
+        if dev is not None:
+            res = k.kmem.read_batch([h.address + dev for h in files], ptr)
+            bad = {f.index for f in res.failures}
+            ptrs = [0 if j in bad else struct.unpack(fmt, res.piece(j))[0] for j in range(len(files))]
+            devices = _device_names(k, ptrs)
+        for h, path, device in zip(files, paths, devices, strict=True):
+            h.name = (f"\\Device\\{device}" if device else "") + path
+    procs = [h for h in rows if h.type == "Process"]
+    pid_off, name_off = off.get("_EPROCESS.UniqueProcessId"), off.get("_EPROCESS.ImageFileName")
+    if procs and pid_off is not None and name_off is not None:
+        span = max(pid_off + ptr, name_off + 15)
+        res = k.kmem.read_batch([h.address for h in procs], span)
+        bad = {f.index for f in res.failures}
+        for j, h in enumerate(procs):
+            if j not in bad:
+                raw = res.piece(j)
+                image = bytes(raw[name_off : name_off + 15]).split(b"\0", 1)[0].decode("latin-1")
+                h.name = f"{image} Pid {struct.unpack_from(fmt, raw, pid_off)[0]}"
+    threads = [h for h in rows if h.type == "Thread"]
+    cid = off.get("_ETHREAD.Cid")
+    if threads and cid is not None:
+        res = k.kmem.read_batch([h.address + cid for h in threads], 2 * ptr)
+        bad = {f.index for f in res.failures}
+        for j, h in enumerate(threads):
+            if j not in bad:
+                pid, tid = struct.unpack(f"<2{fmt[1]}", res.piece(j))
+                h.name = f"Tid {tid} Pid {pid}"
+
+
+def _device_names(k: Win32Kernel, devices: list[int]) -> list[str]:
+    """Names of device objects (their name info headers), cached per device."""
+    olay = ObjectLayout.from_offsets(k.offsets)
+    uniq = sorted({d for d in devices if d})
+    if not uniq:
+        return ["" for _ in devices]
+    res = k.kmem.read_batch([d - olay.body for d in uniq], olay.body)
+    bad = {f.index for f in res.failures}
+    where = []
+    for j, d in enumerate(uniq):
+        ni = None if j in bad else olay.name_info(d - olay.body, res.piece(j)[olay.info_mask])
+        where.append((d, ni))
+    named = [(d, ni) for d, ni in where if ni is not None]
+    names = dict(zip([d for d, _ in named],
+                     _read_ustrs(k, [ni + olay.name for _, ni in named], olay.ptr, olay.ustr_buffer), strict=True))
+    return [names.get(d, "") for d in devices]
+
+
+def all_handles(k: Win32Kernel, proc: Process | None, type_name: str | None) -> list[HandleInfo]:
+    if k.offsets.get("_EPROCESS.ObjectTable") is None:
+        raise NotFoundError(f"handles need _EPROCESS.ObjectTable; offsets {k.offsets.source} lack it")
+    olay = ObjectLayout.from_offsets(k.offsets)
+    types = ObjectTypes.load(k)
+    procs = [proc] if proc is not None else k.process_list()
+    warnings: list[str] = []
+    out: list[HandleInfo] = []
+    for p in procs:
+        if p.info.extra.get("kernel") or not p.info.address:
+            continue
+        out += process_handles(k, p, types, olay, warnings)
+    k._warn(warnings)
+    if type_name:
+        low = type_name.lower()
+        out = [h for h in out if h.type.lower() == low]
+    return out
