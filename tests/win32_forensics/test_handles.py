@@ -24,7 +24,8 @@ def test_handles_match_ground_truth(machine: tuple[SyntheticImage, Win32Kernel])
     got = sorted((h.pid, h.handle, h.type, h.name, h.address, h.access) for h in k.handles())
     want = expected(img)
     assert got == want
-    assert {"File", "Mutant", "Event", "Section", "Thread", "Process"} <= {w[2] for w in want}
+    assert {"File", "Key", "Mutant", "Event", "Section", "Thread", "Process"} <= {w[2] for w in want}
+    assert "MACHINE\\SYSTEM\\ControlSet001\\Control\\Nls" in {w[3] for w in want if w[2] == "Key"}
     assert not [w for w in k.warnings if "handle" in w]
 
 

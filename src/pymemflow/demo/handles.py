@@ -21,16 +21,17 @@ from .memory import PAGE, Bump
 from .profiles import OBJECT_TYPES
 from .structs import StructBuf, utf16
 
-OBP_INFO_MASK_RVA = {"5278AFF86C341677D7D7835C85B7B8441": 0xC25F00}
-"""ObpInfoMaskToOffset in the 19041.804 kernel (its ISF symbol); x86 kernels use the synthetic RVA below."""
 X86_OBP_INFO_MASK_RVA = 0x2F8E00
+"""ObpInfoMaskToOffset of the x86 kernel (synthetic, like its other symbols; x64: the ISF's RVA)."""
 VOLUME = "HarddiskVolume2"
 BIG_TABLE_PROCESS = "svchost.exe"
 # access masks as Windows grants them for these opens
-ACCESS = {"File": 0x100020, "Event": 0x1F0003, "Mutant": 0x1F0001, "Section": 0x4, "Thread": 0x1FFFFF,
+ACCESS = {"Key": 0x20019, "File": 0x100020, "Event": 0x1F0003, "Mutant": 0x1F0001, "Section": 0x4, "Thread": 0x1FFFFF,
           "Process": 0x1FFFFF}
 BODY_SIZE = {"Event": (0x18, 0x10), "Mutant": (0x38, 0x20), "Section": (0x40, 0x28), "Device": (0x150, 0xB8)}
-TAGS = {"Event": b"Even", "Mutant": b"Muta", "Section": b"Sect", "File": b"File", "Device": b"Devi"}
+TAGS = {"Event": b"Even", "Mutant": b"Muta", "Section": b"Sect", "File": b"File", "Device": b"Devi", "Key": b"Key "}
+CM_KEY_BODY_TYPE = 0x6B793032  # 'ky02'
+KEYS = ("MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion", "MACHINE\\SYSTEM\\ControlSet001\\Control\\Nls")
 
 
 def type_index(name: str) -> int:
@@ -39,6 +40,7 @@ def type_index(name: str) -> int:
 
 class HandleMixin(InjectMixin):
     device_object: int = 0
+    kcbs: dict[str, int]
     eprocess_by_pid: dict[int, int]
     process_names: dict[int, str]
 
@@ -47,7 +49,7 @@ class HandleMixin(InjectMixin):
         """ObpInfoMaskToOffset in the kernel image and the volume's device object."""
         self.eprocess_by_pid = {}
         self.process_names = {}
-        rva = OBP_INFO_MASK_RVA.get(self.p.guid_age) if self.x64 else X86_OBP_INFO_MASK_RVA
+        rva = self.o.get("ObpInfoMaskToOffset") if self.x64 else X86_OBP_INFO_MASK_RVA
         if rva is not None:
             sizes = self.info_header_sizes()
             table = bytes(sum(s for b, s in enumerate(sizes) if m >> b & 1) & 0xFF for m in range(256))
@@ -56,6 +58,32 @@ class HandleMixin(InjectMixin):
             self.facts["symbol_rvas"]["ObpInfoMaskToOffset"] = rva
             self.facts["symbols"]["ObpInfoMaskToOffset"] = self.kbase + rva
         self.device_object = self.new_object("Device", name=VOLUME, pool=self.pool)
+        self.kcbs = {"": self.control_block("REGISTRY", 0)}
+
+    def control_block(self, name: str, parent: int) -> int:
+        """A _CM_KEY_CONTROL_BLOCK with its compressed (ASCII) _CM_NAME_CONTROL_BLOCK."""
+        o = self.o
+        nb = StructBuf(o, "_CM_NAME_CONTROL_BLOCK", o["_CM_NAME_CONTROL_BLOCK.Name"] + len(name))
+        nb.put(0, 1, 1)  # Compressed
+        nb.set("NameLength", len(name), 2)
+        nb.set_bytes("Name", name.encode("ascii"))
+        kcb = StructBuf(o, "_CM_KEY_CONTROL_BLOCK")
+        kcb.set("ParentKcb", parent)
+        kcb.set("NameBlock", self.ppool.put(bytes(nb.buf), 16))
+        return self.ppool.put(bytes(kcb.buf), 16)
+
+    def key_object(self, path: str) -> int:
+        """A key body whose control block chain spells ``path`` (control blocks shared by prefix)."""
+        parent = self.kcbs[""]
+        for i, part in enumerate(path.split("\\")):
+            prefix = "\\".join(path.split("\\")[: i + 1])
+            if prefix not in self.kcbs:
+                self.kcbs[prefix] = self.control_block(part, parent)
+            parent = self.kcbs[prefix]
+        body = StructBuf(self.o, "_CM_KEY_BODY")
+        body.set("Type", CM_KEY_BODY_TYPE, 4)
+        body.set("KeyControlBlock", parent)
+        return self.new_object("Key", body=bytes(body.buf))
 
     def info_header_sizes(self) -> list[int]:
         """Sizes of the optional headers by InfoMask bit (creator, name, handle, quota, process, audit,
@@ -137,6 +165,8 @@ class HandleMixin(InjectMixin):
             named("Event", f"TermSrvReadyEvent{pid}")
             named("Section", f"windows_shell_global_counters_{pid}")
             file(s["path"][2:] if s["path"][1:2] == ":" else s["path"].replace("\\SystemRoot", "\\Windows"))
+            for key in KEYS:
+                add("Key", self.key_object(key), key)
             if s["name"] == "notepad.exe":
                 file("\\Users\\demo\\notes.txt")
         for t in pf["threads"][:1]:

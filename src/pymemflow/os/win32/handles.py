@@ -11,8 +11,8 @@ Entry decoding per build (facts of the published layouts):
 - Windows 7: ``Object`` = header with low flag bits (3 on x86, 4 on x64), ``GrantedAccess`` after it.
 
 Object names as volatility prints them: files ``\\Device\\<volume><FileName>``, processes
-``<ImageFileName> Pid N``, threads ``Tid T Pid P``, keys their full path from the key control block
-chain (when the offsets know it), everything else its name info header.
+``<ImageFileName> Pid N``, threads ``Tid T Pid P``, keys their path from the key control block chain
+(``MACHINE\\SOFTWARE\\...``), everything else its name info header.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ MAX_ENTRY_PAGES = 1 << 16
 """Entry pages per table at most (16M handles: the per-process limit of Windows)."""
 PAGE = 0x1000
 ACCESS_MASK = (1 << 25) - 1
+KEY_HIVE_ENTRY = 0x4
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,9 @@ def _special_names(k: Win32Kernel, rows: list[HandleInfo], warnings: list[str]) 
                 raw = res.piece(j)
                 image = bytes(raw[name_off : name_off + 15]).split(b"\0", 1)[0].decode("latin-1")
                 h.name = f"{image} Pid {struct.unpack_from(fmt, raw, pid_off)[0]}"
+    keys = [h for h in rows if h.type == "Key"]
+    if keys:
+        _key_names(k, keys, warnings)
     threads = [h for h in rows if h.type == "Thread"]
     cid = off.get("_ETHREAD.Cid")
     if threads and cid is not None:
@@ -209,6 +213,84 @@ def _special_names(k: Win32Kernel, rows: list[HandleInfo], warnings: list[str]) 
             if j not in bad:
                 pid, tid = struct.unpack(f"<2{fmt[1]}", res.piece(j))
                 h.name = f"Tid {tid} Pid {pid}"
+
+
+def _key_names(k: Win32Kernel, keys: list[HandleInfo], warnings: list[str]) -> None:
+    """``_CM_KEY_BODY.KeyControlBlock`` -> the ``ParentKcb`` chain; each control block's ``NameBlock``
+    names one path element (the root's, REGISTRY, is left out, as volatility prints them). Windows 10
+    1607+ adds hive-entry control blocks (flag KEY_HIVE_ENTRY) whose name is skipped."""
+    off = k.offsets
+    ptr = k.kmem.pointer_size
+    parent, block = off.get("_CM_KEY_CONTROL_BLOCK.ParentKcb"), off.get("_CM_KEY_CONTROL_BLOCK.NameBlock")
+    nlen, name = off.get("_CM_NAME_CONTROL_BLOCK.NameLength"), off.get("_CM_NAME_CONTROL_BLOCK.Name")
+    if parent is None or block is None or nlen is None or name is None:
+        warnings.append(f"key names need _CM_KEY_CONTROL_BLOCK/_CM_NAME_CONTROL_BLOCK offsets; {off.source} "
+                        "lacks them")
+        return
+    body_kcb = off.get("_CM_KEY_BODY.KeyControlBlock") or ptr  # after the u32 Type since NT 5
+    flag_bits = off.bits("_CM_KEY_CONTROL_BLOCK.Flags")
+    flag_plain = off.get("_CM_KEY_CONTROL_BLOCK.Flags") if flag_bits is None else None
+    skip_hive_entries = k.facts.build >= 14393
+
+    def flags_of(raw: bytes) -> int:
+        if flag_bits is not None:
+            o, pos, ln = flag_bits
+            return (int.from_bytes(raw[o : o + 4], "little") >> pos) & ((1 << ln) - 1)
+        return int.from_bytes(raw[flag_plain : flag_plain + 2], "little") if flag_plain is not None else 0
+
+    span = max(parent, block, (flag_bits or (0, 0, 0))[0] + 4, (flag_plain or 0) + 2) + ptr
+    cache: dict[int, tuple[int, int, int]] = {}  # kcb -> (parent, name block, flags)
+    names: dict[int, str] = {}
+
+    def kcb(addr: int) -> tuple[int, int, int] | None:
+        if addr not in cache:
+            try:
+                raw = k.kmem.read(addr, span)
+            except PymemflowError:
+                return None
+            cache[addr] = (int.from_bytes(raw[parent : parent + ptr], "little"),
+                           int.from_bytes(raw[block : block + ptr], "little"), flags_of(raw))
+        return cache[addr]
+
+    def element(nb: int) -> str | None:
+        if nb not in names:
+            try:
+                head = k.kmem.read(nb, name)
+                length = min(int.from_bytes(head[nlen : nlen + 2], "little"), 0x200)
+                raw = k.kmem.read(nb + name, length)
+            except PymemflowError:
+                return None
+            compressed = head[0] & 1
+            names[nb] = raw.decode("latin-1") if compressed else raw.decode("utf-16-le", errors="replace")
+        return names[nb]
+
+    res = k.kmem.read_batch([h.address + body_kcb for h in keys], ptr)
+    bad = {f.index for f in res.failures}
+    for j, h in enumerate(keys):
+        if j in bad:
+            continue
+        cur = int.from_bytes(res.piece(j), "little")
+        parts: list[str] = []
+        seen: set[int] = set()
+        while cur and len(parts) <= 128:
+            node = kcb(cur)
+            if node is None or node[0] in seen:
+                warnings.append(f"pid {h.pid} key handle {h.handle:#x}: control block chain broken at {cur:#x}")
+                break
+            if not node[0]:
+                break  # the root (REGISTRY) is not printed
+            seen.add(node[0])
+            if skip_hive_entries and node[2] & KEY_HIVE_ENTRY:
+                cur = node[0]
+                node = kcb(cur)
+                if node is None:
+                    break
+            text = element(node[1])
+            if text is None:
+                break
+            parts.append(text)
+            cur = node[0]
+        h.name = "\\".join(reversed(parts))
 
 
 def _device_names(k: Win32Kernel, devices: list[int]) -> list[str]:

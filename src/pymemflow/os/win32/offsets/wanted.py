@@ -14,6 +14,8 @@ WANTED_STRUCTS: tuple[str, ...] = (
     "_SE_AUDIT_PROCESS_CREATION_INFO", "_OBJECT_NAME_INFORMATION", "_EX_FAST_REF",
     "_DISPATCHER_HEADER", "_OBJECT_HEADER", "_OBJECT_HEADER_NAME_INFO", "_OBJECT_HEADER_CREATOR_INFO",
     "_OBJECT_TYPE", "_POOL_HEADER",
+    # handle tables and the objects named from their bodies (registry keys: key body -> control blocks)
+    "_HANDLE_TABLE", "_HANDLE_TABLE_ENTRY", "_CM_KEY_BODY", "_CM_KEY_CONTROL_BLOCK", "_CM_NAME_CONTROL_BLOCK",
     # user-mode loader data (native and WoW64 32-bit)
     "_PEB", "_PEB32", "_TEB", "_TEB32", "_PEB_LDR_DATA", "_LDR_DATA_TABLE_ENTRY",
     "_KLDR_DATA_TABLE_ENTRY", "_RTL_USER_PROCESS_PARAMETERS", "_UNICODE_STRING", "_STRING32",
@@ -34,6 +36,7 @@ WANTED_SYMBOLS: tuple[str, ...] = (
     "MmPhysicalMemoryBlock", "KeNumberProcessors", "MmSystemRangeStart", "MmHighestUserAddress",
     "MmUserProbeAddress", "ObHeaderCookie", "ObTypeIndexTable", "PsIdleProcess", "PspCidTable",
     "KiKvaShadow", "PsProcessType", "CmNtCSDVersion", "KeServiceDescriptorTable", "MmProtectToValue",
+    "ObpInfoMaskToOffset",
 )
 
 
