@@ -80,9 +80,10 @@ class HandleMixin(InjectMixin):
             if prefix not in self.kcbs:
                 self.kcbs[prefix] = self.control_block(part, parent)
             parent = self.kcbs[prefix]
-        body = StructBuf(self.o, "_CM_KEY_BODY")
-        body.set("Type", CM_KEY_BODY_TYPE, 4)
-        body.set("KeyControlBlock", parent)
+        # builds whose offsets lack _CM_KEY_BODY: its head (u32 Type, KeyControlBlock) is fixed since NT 5
+        body = StructBuf(self.o, "_CM_KEY_BODY", self.o.size("_CM_KEY_BODY") or (0x68 if self.x64 else 0x2C))
+        body.put(self.o.get("_CM_KEY_BODY.Type") or 0, CM_KEY_BODY_TYPE, 4)
+        body.put(self.o.get("_CM_KEY_BODY.KeyControlBlock") or self.ps, parent, "p")
         return self.new_object("Key", body=bytes(body.buf))
 
     def info_header_sizes(self) -> list[int]:

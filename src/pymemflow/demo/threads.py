@@ -92,7 +92,7 @@ class ThreadMixin(UserSpaceMixin):
             th = StructBuf(o, "_ETHREAD")
             total = (prefix + size + ph - 1) // ph * ph
             block = self.pool.alloc(total, 16 if self.x64 else 8)
-            tva = block + prefix if self.modern else block + total - size
+            tva = block + prefix if self.modern or self.x64 else block + total - size  # x64: 16-aligned header
             self.tid_counter += 1
             tid = TID_BASE + 4 * self.tid_counter
             tcb = o["_ETHREAD.Tcb"]

@@ -8,7 +8,7 @@ Entry decoding per build (facts of the published layouts):
 - 64-bit Windows 8+: ``ObjectPointerBits`` = bits 20..63 of the first quadword; header address =
   those bits << 4 with the kernel's top 16 bits set; ``GrantedAccessBits`` = low 25 bits of the second.
 - 32-bit Windows 8+: header = first dword & ~7 (``InfoTable``); access = low 25 bits of the second.
-- Windows 7: ``Object`` = header with low flag bits (3 on x86, 4 on x64), ``GrantedAccess`` after it.
+- Windows 7: ``Object`` = header with the three attribute bits below it, ``GrantedAccess`` after it.
 
 Object names as volatility prints them: files ``\\Device\\<volume><FileName>``, processes
 ``<ImageFileName> Pid N``, threads ``Tid T Pid P``, keys their path from the key control block chain
@@ -63,7 +63,7 @@ class HandleLayout:
             if self.pointer_bits:
                 bits = low >> 20
                 return (((bits << 4) | 0xFFFF000000000000), high & ACCESS_MASK) if bits else None
-            obj = low & ~0xF
+            obj = low & ~7  # Windows 7: OBJ_HANDLE_ATTRIBUTES (lock, inherit, audit) in the low 3 bits
         else:
             low, high = struct.unpack_from("<II", raw, at)
             obj = low & ~7
