@@ -32,7 +32,8 @@ BUILDS = ["win7-7601-x64", "win81-9600-x64", "win10-14393-x64", "win10-17763-x64
 VOL_BUILDS = [b for b in BUILDS if b != "win10-19041-x64"]
 """19041 is checked by volatility3 in test_volatility.py (with its full ISF)."""
 VAD_PROT = ["---", "r--", "--x", "r-x", "rw-", "rc-", "rwx", "rcx"]
-PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 7: "PAGE_EXECUTE_WRITECOPY"}
+PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 6: "PAGE_EXECUTE_READWRITE",
+              7: "PAGE_EXECUTE_WRITECOPY"}
 MASK48 = (1 << 48) - 1
 
 

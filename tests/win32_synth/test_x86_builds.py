@@ -25,8 +25,9 @@ from .vtypes_isf import isf_from_vtypes
 
 pytestmark = pytest.mark.slow
 PROFILE = "win7-7601-x86"
-PROT = {1: "r--", 3: "r-x", 4: "rw-", 7: "rcx"}  # MM_* protection -> the layer's rwx (c: execute-write-copy)
-PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 7: "PAGE_EXECUTE_WRITECOPY"}
+PROT = {1: "r--", 3: "r-x", 4: "rw-", 6: "rwx", 7: "rcx"}  # MM_* protection -> the layer's rwx (c: execute-write-copy)
+PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 6: "PAGE_EXECUTE_READWRITE",
+              7: "PAGE_EXECUTE_WRITECOPY"}
 
 
 def _make(tmp_path_factory: pytest.TempPathFactory, win_data: Path, profile: str) -> tuple[SyntheticImage, Path, Path]:

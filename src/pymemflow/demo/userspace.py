@@ -201,7 +201,8 @@ class UserSpaceMixin(VadMixin):
         pf["modules"] = pf["modules"]
 
     def extra_user_vads(self, s: dict[str, Any], a: AddressSpace, pf: dict[str, Any]) -> list[dict[str, Any]]:
-        """More regions of the process (mapped here, VADs returned); the mixins of machine.py add them."""
+        """More regions of the process (mapped by the override, VADs returned): TEBs (demo/threads.py), injected code
+        (demo/inject.py)."""
         return []
 
     def build_ldr(self, a: AddressSpace, heap: Bump, mods: list[Module], o: Win32Offsets, ps: int,
