@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 MAX_ENTRY_PAGES = 1 << 16
 """Entry pages per table at most (16M handles: the per-process limit of Windows)."""
 PAGE = 0x1000
+PAGES_PER_READ = 1024
+"""Entry pages per batched read (4 MiB)."""
 ACCESS_MASK = (1 << 25) - 1
 KEY_HIVE_ENTRY = 0x4
 
@@ -90,6 +92,13 @@ def entry_pages(k: Win32Kernel, table_code: int, lay: HandleLayout, what: str,
                 continue
             ptrs = struct.unpack(f"<{per}{fmt[1]}", res.piece(j))
             nxt += [(idx * per + i, p) for i, p in enumerate(ptrs) if p]
+        first: dict[int, int] = {}  # page -> its first index
+        for i, p in nxt:
+            first.setdefault(p, i)
+        unique = [(i, p) for p, i in first.items()]
+        if len(unique) < len(nxt):
+            warnings.append(f"{what}: {len(nxt) - len(unique)} table pointers repeat a page (smeared?); read once")
+            nxt = unique
         if len(nxt) > MAX_ENTRY_PAGES:
             warnings.append(f"{what}: more than {MAX_ENTRY_PAGES} handle pages; capped")
             nxt = nxt[:MAX_ENTRY_PAGES]
@@ -114,18 +123,20 @@ def process_handles(k: Win32Kernel, proc: Process, types: ObjectTypes, olay: Obj
     if not pages:
         return []
     per = PAGE // lay.entry_size
-    res = k.kmem.read_batch([a for _, a in pages], PAGE)
-    bad = {f.index for f in res.failures}
     found: list[tuple[int, int, int]] = []  # (handle, header, access)
-    for j, (idx, addr) in enumerate(pages):
-        if j in bad:
-            warnings.append(f"{what}: entry page {addr:#x} unreadable")
-            continue
-        raw = res.piece(j)
-        for i in range(1, per):  # entry 0 of a page is never a handle
-            got = lay.decode(raw, i * lay.entry_size)
-            if got is not None:
-                found.append(((idx * per + i) * 4, got[0], got[1]))
+    for c in range(0, len(pages), PAGES_PER_READ):  # bounded memory per batch
+        chunk = pages[c : c + PAGES_PER_READ]
+        res = k.kmem.read_batch([a for _, a in chunk], PAGE)
+        bad = {f.index for f in res.failures}
+        for j, (idx, addr) in enumerate(chunk):
+            if j in bad:
+                warnings.append(f"{what}: entry page {addr:#x} unreadable")
+                continue
+            raw = res.piece(j)
+            for i in range(1, per):  # entry 0 of a page is never a handle
+                got = lay.decode(raw, i * lay.entry_size)
+                if got is not None:
+                    found.append(((idx * per + i) * 4, got[0], got[1]))
     if not found:
         return []
     hdr_span = olay.body
@@ -133,9 +144,13 @@ def process_handles(k: Win32Kernel, proc: Process, types: ObjectTypes, olay: Obj
     hbad = {f.index for f in hres.failures}
     out: list[HandleInfo] = []
     name_infos: list[tuple[int, int]] = []  # (row, name info address)
+    unreadable = [(handle, header) for j, (handle, header, _) in enumerate(found) if j in hbad]
+    if unreadable:  # one warning per table: a smeared page would otherwise give hundreds
+        handle, header = unreadable[0]
+        warnings.append(f"{what}: {len(unreadable)} handles with an unreadable object header (first: handle "
+                        f"{handle:#x}, header {header:#x}); skipped")
     for j, (handle, header, access) in enumerate(found):
         if j in hbad:
-            warnings.append(f"{what}: handle {handle:#x}: object header {header:#x} unreadable")
             continue
         raw = hres.piece(j)
         kind = types.type_of(header, raw[olay.type_index])
