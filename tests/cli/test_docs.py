@@ -62,12 +62,14 @@ def test_records_section_lists_every_field_of_every_record() -> None:
     import dataclasses
 
     from pymemflow.bench.readbench import BenchCell
-    from pymemflow.os import base
+    from pymemflow.os import base, forensics
     from pymemflow.scan import Hit
     from pymemflow.types import MemoryRegion
 
     classes = {c.__name__: c for c in (base.ProcessInfo, base.ModuleInfo, base.ExportInfo, base.ImportInfo,
-                                       base.SectionInfo, base.LogRecord, MemoryRegion, BenchCell, Hit)}
+                                       base.SectionInfo, base.LogRecord, MemoryRegion, BenchCell, Hit,
+                                       forensics.ThreadInfo, forensics.HandleInfo, forensics.MalfindHit,
+                                       forensics.TimelineEvent)}
     text = (ROOT / "docs/cli.md").read_text().split("## Records and their fields", 1)[1]
     rows = re.findall(r"^\| [^|]+ \| `(\w+)` \| ([^|]+) \|", text, re.M)
     assert {name for name, _ in rows} == set(classes)
