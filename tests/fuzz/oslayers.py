@@ -25,7 +25,8 @@ from pymemflow.mem.memmap import MemoryMap
 from .harness import mutate
 
 WIN_PROFILES = ("win10-19041-x64", "win7-7601-x86pae")
-WIN_KINDS = ("process_list", "eprocess", "loader_list", "vad_tree", "page_tables", "pe_header")
+WIN_KINDS = ("process_list", "eprocess", "loader_list", "vad_tree", "page_tables", "pe_header", "threads",
+             "handle_table")
 LINUX_KINDS = ("task_list", "task_struct", "maple_tree", "vma", "page_tables", "kallsyms", "btf", "vmcoreinfo")
 ENV_LINUX = "PMF_FUZZ_LINUX_RAM"
 PAGE = 0x1000
@@ -100,6 +101,14 @@ def warm_windows() -> None:
                 where["pe_header"] += _pa_ranges(vm, m["base"], 0x400)
             for v in p["vads"][:16]:
                 where["vad_tree"] += _pa_ranges(k.kmem, v["node"], 0x80)
+            for th in p["threads"][:4]:  # ETHREADs (list links, Cid, start addresses, times)
+                where["threads"] += _pa_ranges(k.kmem, th["ethread"], k.offsets.size("_ETHREAD") or 0x400)
+            if p.get("handles"):  # the table's pages and the objects' headers (type index, info mask, names)
+                table = k.kmem.read_ptr(p["eprocess"] + k.offsets["_EPROCESS.ObjectTable"])
+                code = k.kmem.read_ptr(table + k.offsets["_HANDLE_TABLE.TableCode"])
+                where["handle_table"] += _pa_ranges(k.kmem, table, 0x40) + _pa_ranges(k.kmem, code & ~3, PAGE)
+                for h in p["handles"][:8]:
+                    where["handle_table"] += _pa_ranges(k.kmem, h["object"] - 0x60, 0x80)
             if p["dtb"] and p["modules"]:
                 where["page_tables"] += _table_pages(k.phys, p["dtb"], p["modules"][0]["base"], levels)
         # the kernel's own: the list head, the page tables mapping ntoskrnl
@@ -214,6 +223,10 @@ def windows_case(profile: str, kind: str, seed: int) -> None:
         for m in mods[:2]:
             _quiet(proc.exports, m)
             _quiet(proc.sections, m)
+        _quiet(k.threads, proc)
+        _quiet(k.handles, proc)
+        _quiet(k.malfind, proc)
+    _quiet(k.timeline)
 
 
 def linux_case(kind: str, seed: int) -> None:
