@@ -110,6 +110,12 @@ class Tlb:
         """Gather whole (key, value) rows: a 16-byte record view is ~30x faster than 2-D fancy indexing."""
         return np.take(table.view("V16").reshape(-1), slot).view(_U64).reshape(-1, 2)  # type: ignore[no-any-return]
 
+    def tables(self, root: object, shifts: tuple[int, ...]) -> list[tuple[int, object]]:
+        """``(shift, table)`` of the batched store for ``root`` per page-size shift that has one (for the
+        compiled gather, which probes them exactly as :meth:`lookup` does)."""
+        t = self._tables
+        return [(s, t[(root, s)][0]) for s in shifts if (root, s) in t]
+
     def has(self, root: object) -> bool:
         return root in self._tables
 

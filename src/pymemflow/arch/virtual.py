@@ -14,7 +14,16 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import PartialReadError, ReadFailure, TranslationError
-from ..mem.view import SMALL_BATCH, I64Array, MemoryView, U8Array, U64Array, read_pieces_singly
+from ..mem import fast
+from ..mem.view import (
+    SMALL_BATCH,
+    I64Array,
+    MemoryView,
+    U8Array,
+    U64Array,
+    merge_failures,
+    read_pieces_singly,
+)
 from ..types import MemoryRegion
 from .pagemap import Leaves, merge_ranges, protection, size_str, walk_leaves
 from .spec import F_HOOK, F_USER, R_OK, REASONS, Architecture, get_arch
@@ -44,6 +53,7 @@ class VirtualMemory(MemoryView):
     :class:`Tlb`, or False to translate every time. ``pte_hook(pte, level, va) -> pa | None`` lets an OS
     layer resolve non-present entries. ``ttbr1`` (AArch64) is the root of the upper half.
     """
+    cheap_single_reads = True
 
     def __init__(
         self,
@@ -95,6 +105,23 @@ class VirtualMemory(MemoryView):
             self._single = self.tlb.single.setdefault(self._root, {})
         self._sget = self._single.get if self._single is not None else _no_entry
         self._leaves = None
+        self._bind_compiled()
+
+    def _bind_compiled(self) -> None:
+        """Compiled reads (:mod:`pymemflow.mem.fast`) when the physical view has a compiled reader and the
+        TLB keeps entries until flushed (a volatile TLB's expiry check stays in Python)."""
+        pd = getattr(self.phys, "__dict__", {})
+        phys_reader = pd.get("_compiled_reader") if pd.get("_compiled_in_process") else None
+        if (self._single is None or self._volatile or phys_reader is None
+                or self.phys.little_endian != self.little_endian):
+            fast.unbind(self)
+        else:
+            fast.bind_virt_reader(self, self._single, phys_reader, VirtualMemory)
+
+    def _tlb_tables(self) -> list[tuple[int, object]]:
+        """The batched TLB's tables of this root, 4 KiB first, for the compiled batch gather."""
+        tlb = self.tlb
+        return [] if tlb is None else tlb.tables(self._root, (12, *self._large_shifts))
 
     def flush_tlb(self) -> None:
         """Forget every cached translation (and the cached page map used by :meth:`reverse`)."""
@@ -103,6 +130,7 @@ class VirtualMemory(MemoryView):
             self._single = self.tlb.single.setdefault(self._root, {})
             self._sget = self._single.get
         self._leaves = None
+        self._bind_compiled()
 
     def __repr__(self) -> str:
         return f"<VirtualMemory {self.arch.name} dtb={self.dtb:#x}>"
@@ -286,6 +314,9 @@ class VirtualMemory(MemoryView):
         return (lengths > 0) & ((addrs + (np.maximum(lengths, 1) - 1).astype(_U64)) < addrs)  # type: ignore[no-any-return]
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
+        reader = self.__dict__.get("_compiled_reader")
+        if reader is not None and reader.gather_into(addrs, lengths, out, self._tlb_tables()):
+            return []  # every piece translated by the TLB and inside the physical buffer
         if addrs.shape[0] == 1 and int(lengths[0]) >= _BIG_READ:
             done = self._read_large(int(addrs[0]), int(lengths[0]), out)
             if done is not None:
@@ -294,7 +325,7 @@ class VirtualMemory(MemoryView):
             # per-piece scalar reads (TLB dict, one physical read each); pieces of at most one page
             # never send _read_single back here, and nothing runs past 2**64
             singly = read_pieces_singly(self._read_single, addrs, lengths, out)
-            return _merge_failures(singly) if singly else singly
+            return merge_failures(singly) if singly else singly
         wraps = self._wraps(addrs, lengths)
         if wraps.any():
             return self._read_wrapping(addrs, lengths, out, wraps)
@@ -340,7 +371,7 @@ class VirtualMemory(MemoryView):
     def _run_failures(self, runs: list[list[int]], pf: list[ReadFailure]) -> list[ReadFailure]:
         if not pf or self.zero_fill:
             return []
-        return _merge_failures([ReadFailure(0, runs[f.index][2] + (f.address - runs[f.index][0]), f.length, f.reason)
+        return merge_failures([ReadFailure(0, runs[f.index][2] + (f.address - runs[f.index][0]), f.length, f.reason)
                                 for f in pf])
 
     def _read_large(self, addr: int, n: int, out: U8Array) -> list[ReadFailure] | None:
@@ -458,7 +489,7 @@ class VirtualMemory(MemoryView):
                 if lo < hi:
                     k = int(idx[j])
                     out.append(ReadFailure(int(owner[k]), int(sub_va[k]) + lo - p0, hi - lo, f.reason))
-        return _merge_failures(out)
+        return merge_failures(out)
 
     @staticmethod
     def _translation_failures(tr: TranslationResult, sub_va: U64Array, sub_len: I64Array,
@@ -538,16 +569,3 @@ class VirtualMemory(MemoryView):
 
 def _no_entry(_vpn: int) -> None:
     return None
-
-
-def _merge_failures(fs: list[ReadFailure]) -> list[ReadFailure]:
-    fs.sort(key=lambda f: (f.index, f.address))
-    out: list[ReadFailure] = []
-    for f in fs:
-        if out and out[-1].index == f.index and out[-1].address + out[-1].length == f.address \
-                and out[-1].reason == f.reason:
-            p = out[-1]
-            out[-1] = ReadFailure(p.index, p.address, p.length + f.length, p.reason)
-        else:
-            out.append(f)
-    return out

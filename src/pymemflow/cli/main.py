@@ -116,6 +116,20 @@ def _add_format_flags(p: argparse.ArgumentParser, default: Any) -> None:
                    help="CSV with a header line; nested fields flattened to outer.inner columns")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version and which read path runs (compiled or pure Python, and why); the read
+    path module is imported only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_a: Any, **_k: Any) -> None:
+        from ..mem.fast import READ_PATH  # lazy: only --version needs the read path
+
+        print(f"pymemflow {__version__}\nread path: {READ_PATH}")
+        parser.exit()
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given the command line, only the module of its command is loaded (see
     :data:`~pymemflow.cli.commands.COMMAND_OWNERS`), else every command module."""
@@ -128,7 +142,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("-o", "--os", dest="chain_o", action=ChainAction, metavar="OS[:ARGS]",
                    help="add an OS layer to the chain")
     _add_format_flags(p, "table")
-    p.add_argument("--version", action="version", version=f"pymemflow {__version__}")
+    p.add_argument("--version", action=_VersionAction, help="show the version and the read path in use, and exit")
     p.set_defaults(chain=[])
     owner = COMMAND_OWNERS.get(_command_word(p, argv) or "") if argv is not None else None
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PymemflowError, ReadFailure
-from ..mem.view import BatchResult, I64Array, U8Array, U64Array, as_pieces
+from ..mem.view import SMALL_BATCH, BatchResult, I64Array, U8Array, U64Array, as_pieces
 
 IOV_MAX = 1024
 PAGE = 4096
@@ -301,7 +301,13 @@ class AlignedReadsMixin:
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         raise NotImplementedError
 
+    def _read_small(self, addrs: Any, lengths: Any) -> BatchResult | None:
+        return None
+
     def read_batch(self, addrs: Any, lengths: Any) -> BatchResult:
+        small = self._read_small(addrs, lengths)  # a few small pieces: no NumPy set-up (see SingleReadMixin)
+        if small is not None:
+            return small
         a, n = as_pieces(addrs, lengths)
         out = aligned_empty(int(n.sum()))
         failures = self._read_batch(a, n, out) if a.size else []
@@ -346,6 +352,32 @@ class SingleReadMixin:
         self._liov_p = ctypes.addressof(self._liov)
         self._riov_p = ctypes.addressof(self._riov)
         self._single_pid = pid
+        self._small_riov = (_Iovec * SMALL_BATCH)()
+
+    def _try_small(self, hosts: list[int], lengths: list[int]) -> bytearray | None:
+        """The pieces at host addresses ``hosts`` back to back, read with one process_vm_readv (one remote
+        iovec per piece, one local iovec over the scratch buffer); None when anything did not arrive (the
+        caller then takes the batched path, which reports failures per piece)."""
+        import threading
+
+        total = sum(lengths)
+        if (_readv is None or total > self._SCRATCH or len(hosts) > len(self._small_riov)
+                or threading.get_ident() != self._owner):
+            return None
+        riov = self._small_riov
+        j = 0
+        for h, n in zip(hosts, lengths, strict=True):
+            if n:
+                riov[j].iov_base = h
+                riov[j].iov_len = n
+                j += 1
+        if j == 0:
+            return bytearray()
+        self._liov.iov_len = total
+        got = _readv(self._single_pid, self._liov_p, 1, ctypes.addressof(riov), j, 0)
+        if got == total:
+            return bytearray(ctypes.string_at(self._scratch_addr, total))
+        return None
 
     def _try_single(self, host: int, n: int) -> bytes | None:
         """Bytes at host address ``host`` or None (caller then takes the batched path)."""

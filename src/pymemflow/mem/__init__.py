@@ -4,7 +4,7 @@ from .memmap import MemoryMap, MemRange
 from .pagetype import PageType, page_type_hint
 from .phys import PhysicalMemory, PhysicalMetadata
 from .tuning import tune_allocator
-from .view import Batcher, BatchResult, MemoryCursor, MemoryView
+from .view import Batcher, BatchResult, MemoryCursor, MemoryView, Scatter
 
 tune_allocator()  # see tuning.py: 4x faster batches; PYMEMFLOW_NO_MALLOC_TUNING=1 opts out
 
@@ -18,6 +18,7 @@ __all__ = [
     "PageType",
     "PhysicalMemory",
     "PhysicalMetadata",
+    "Scatter",
     "page_type_hint",
     "tune_allocator",
 ]

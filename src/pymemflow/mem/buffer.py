@@ -7,6 +7,10 @@ The speed of the whole framework rests on this class, so it has three paths:
 * a batch of small pieces: the memory map is applied with ``np.searchsorted`` and the bytes are
   fetched with one fancy-index gather over an ``np.frombuffer`` view of the mmap;
 * large pieces: one slice copy (memcpy) per piece straight into the caller's buffer.
+
+With the compiled fast path (:mod:`pymemflow.mem.fast`) a :class:`~pymemflow.mem._speedups.MapReader`
+serves the first two in C (bound as instance attributes, so ``mem.read_u64(a)`` is one C call); it hands
+anything it cannot serve exactly to the pure-Python methods below, which stay the reference.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PluginError, ReadFailure, ReadOnlyError
+from . import fast
 from .gather import copy_pieces, zero_failures
 from .memmap import MemoryMap
 from .phys import PhysicalMemory, PhysicalMetadata, PhysRange, merge_ranges
@@ -28,10 +33,11 @@ _LE = {f: struct.Struct("<" + f) for f in "BHIQbhiqfd"}
 _BE = {f: struct.Struct(">" + f) for f in "BHIQbhiqfd"}
 
 
-class MmapMemory(PhysicalMemory):
+class MmapMemory(PhysicalMemory, fast.RebindOnSettings):
     """Physical addresses mapped through a :class:`MemoryMap` onto offsets of an mmap."""
 
     name = "mmap"
+    cheap_single_reads = True
 
     def __init__(self, mm: mmap.mmap, mem_map: MemoryMap, *, writable: bool, size: int | None = None) -> None:
         super().__init__()
@@ -53,6 +59,15 @@ class MmapMemory(PhysicalMemory):
         self._reals = [r.real_base for r in rs]
         self.metadata.max_address = mem_map.max_address
         self.metadata.real_size = eff.real_size
+        self._bind_compiled()
+
+    def _bind_compiled(self) -> None:
+        """(Re)build the compiled reader over the current map (:mod:`.fast`); unbinds it once closed."""
+        if self._mm is None:
+            fast.unbind(self)
+        else:
+            fast.bind_map_reader(self, self._mm if self._size else None, self._bl, self._lens, self._reals,
+                                 MmapMemory)
 
     def set_mem_map(self, mem_map: MemoryMap | None) -> None:
         """Replace the map from physical addresses to offsets of the backing store (None: identity
@@ -161,6 +176,9 @@ class MmapMemory(PhysicalMemory):
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         self._check_open()
+        reader = self.__dict__.get("_compiled_reader")
+        if reader is not None and reader.gather_into(addrs, lengths, out):
+            return []
         if addrs.shape[0] <= SMALL_BATCH:
             lens = lengths.tolist()
             reals = [self._real(a, n) for a, n in zip(addrs.tolist(), lens, strict=True)]
@@ -196,7 +214,9 @@ class MmapMemory(PhysicalMemory):
         self._mm = None
         self._bl, self._lens, self._reals = [], [], []
         self._map = MemoryMap()
+        self._bind_compiled()  # releases the compiled reader's hold on the mmap and unbinds it
         try:
             mm.close()
         except BufferError:  # a caller still holds a view; the mapping goes when it does
             pass
+

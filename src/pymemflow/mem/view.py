@@ -13,7 +13,6 @@ import ctypes
 import io
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,31 +31,72 @@ _LE = {f: struct.Struct("<" + f) for f in "BHIQbhiqfd"}
 _BE = {f: struct.Struct(">" + f) for f in "BHIQbhiqfd"}
 
 
-@dataclass
 class BatchResult:
     """Bytes of a batched read: piece ``i`` is ``data[offsets[i]:offsets[i] + lengths[i]]``.
 
     Failed bytes are zero in ``data``; ``failures`` lists them (empty when all went well).
+    A small batch is built without NumPy (its fixed cost is several times the reads' own):
+    ``data`` may start as a bytearray and ``offsets``/``lengths`` as the caller's sequences; each
+    becomes the documented NumPy array the first time it is asked for.
     """
 
-    data: U8Array
-    offsets: I64Array
-    lengths: I64Array
-    failures: list[ReadFailure] = field(default_factory=list)
+    __slots__ = ("_data", "_offsets", "_lengths", "_count", "failures")
+
+    def __init__(self, data: U8Array | bytearray | bytes, offsets: I64Array | None,
+                 lengths: I64Array | Sequence[int] | int, failures: list[ReadFailure] | None = None,
+                 count: int = -1) -> None:
+        self._data: Any = data
+        self._offsets = offsets
+        self._lengths: Any = lengths
+        self._count = count
+        self.failures: list[ReadFailure] = failures if failures is not None else []
+
+    @property
+    def data(self) -> U8Array:
+        d = self._data
+        if not isinstance(d, np.ndarray):
+            d = self._data = np.frombuffer(d, dtype=np.uint8)
+        return d  # type: ignore[no-any-return]
+
+    @property
+    def lengths(self) -> I64Array:
+        n = self._lengths
+        if not isinstance(n, np.ndarray) or n.dtype != np.int64 or n.ndim != 1:
+            if isinstance(n, (int, np.integer)):
+                n = np.full(self._count, int(n), dtype=np.int64)
+            else:
+                n = np.asarray(n, dtype=np.int64).reshape(-1)
+            self._lengths = n
+        return n  # type: ignore[no-any-return]
+
+    @property
+    def offsets(self) -> I64Array:
+        if self._offsets is None:
+            self._offsets = _offsets(self.lengths)
+        return self._offsets
 
     def piece(self, i: int) -> bytes:
         o = int(self.offsets[i])
+        d = self._data
+        if isinstance(d, (bytes, bytearray)):
+            return bytes(d[o : o + int(self.lengths[i])])
         return self.data[o : o + int(self.lengths[i])].tobytes()
 
     def ok(self) -> npt.NDArray[np.bool_]:
         """Per-piece flag: True where the whole piece was read."""
-        mask = np.ones(len(self.lengths), dtype=bool)
+        mask = np.ones(len(self), dtype=bool)
         for f in self.failures:
             mask[f.index] = False
         return mask
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        n = self._lengths
+        if isinstance(n, (int, np.integer)):
+            return self._count
+        return len(n) if not isinstance(n, np.ndarray) else int(n.size)
+
+    def __repr__(self) -> str:
+        return f"<BatchResult {len(self)} pieces, {len(self._data)} bytes, {len(self.failures)} failures>"
 
 
 ADDRESS_END = 1 << 64
@@ -138,6 +178,55 @@ def read_pieces_singly(read_single: Any, addrs: U64Array, lengths: I64Array, out
     return failures
 
 
+SMALL_PIECE = 4096
+"""Pieces up to this size count as small for :meth:`MemoryView._read_small`."""
+
+
+def _small_list(x: Any) -> list[Any] | None:
+    """``x`` as a list of Python ints when it is a short list/tuple/1-D integer array, else None."""
+    if isinstance(x, np.ndarray):
+        if x.ndim != 1 or x.dtype.kind not in "ui" or x.shape[0] > SMALL_BATCH:
+            return None
+        return x.tolist()  # type: ignore[no-any-return]
+    if isinstance(x, (list, tuple)) and len(x) <= SMALL_BATCH:
+        return list(x)
+    return None
+
+
+def small_pieces(addrs: Any, lengths: Any) -> tuple[list[int], list[int]] | None:
+    """(addresses, lengths) as Python lists when the batch is small: at most ``SMALL_BATCH`` pieces of at
+    most ``SMALL_PIECE`` bytes, plain ints inside the address space; else None (the general path)."""
+    al = _small_list(addrs)
+    if al is None:
+        return None
+    k = len(al)
+    if isinstance(lengths, (int, np.integer)) and not isinstance(lengths, bool):
+        ln = [int(lengths)] * k
+    else:
+        ln = _small_list(lengths)  # type: ignore[assignment]
+        if ln is None or len(ln) != k:
+            return None
+    for a, n in zip(al, ln, strict=True):
+        if type(a) is not int or type(n) is not int or not (0 <= n <= SMALL_PIECE and 0 <= a < ADDRESS_END
+                                                            and a + n <= ADDRESS_END):
+            return None
+    return al, ln
+
+
+def merge_failures(fs: list[ReadFailure]) -> list[ReadFailure]:
+    """Sort failures by piece and address and join neighbours of one piece with one reason."""
+    fs.sort(key=lambda f: (f.index, f.address))
+    out: list[ReadFailure] = []
+    for f in fs:
+        if out and out[-1].index == f.index and out[-1].address + out[-1].length == f.address \
+                and out[-1].reason == f.reason:
+            p = out[-1]
+            out[-1] = ReadFailure(p.index, p.address, p.length + f.length, p.reason)
+        else:
+            out.append(f)
+    return out
+
+
 def _offsets(lengths: I64Array) -> I64Array:
     off = np.zeros(lengths.shape[0], dtype=np.int64)
     if lengths.shape[0] > 1:
@@ -189,18 +278,49 @@ class MemoryView:
         return [data], failures
 
     # ---- batched API ---------------------------------------------------------------------------
+    cheap_single_reads = False
+    """True when ``_read_single`` is a local, cheap call (an mmap slice, a TLB hit): a small batch is then
+    read piece by piece (no NumPy set-up). False where each single read is a request, a syscall or is
+    counted/delayed as a call of its own (remote targets, middleware)."""
+
     def read_batch(
         self,
         addrs: Iterable[int] | npt.ArrayLike,
         lengths: int | Iterable[int] | npt.ArrayLike,
     ) -> BatchResult:
         """Read many pieces in one pass. Never raises for unreadable pieces: see ``failures``."""
+        small = self._read_small(addrs, lengths)
+        if small is not None:
+            return small
         a, n = as_pieces(addrs, lengths)
         total = int(n.sum())
         self._check_size(total, "batched read")
         out = np.empty(total, dtype=np.uint8)
         failures = self._read_batch(a, n, out) if a.size else []
         return BatchResult(out, _offsets(n), n, failures)
+
+    def _read_small(self, addrs: Any, lengths: Any) -> BatchResult | None:
+        """A batch of at most ``SMALL_BATCH`` pieces of at most a page each, read piece by piece with
+        the view's own fast single read and no NumPy array set-up (which costs more than the reads);
+        None when the batch is not like that (or ``cheap_single_reads`` is False) -- the general path
+        then reads it, and reports anything malformed."""
+        if not self.cheap_single_reads:
+            return None
+        small = small_pieces(addrs, lengths)
+        if small is None:
+            return None
+        al, ln = small
+        k = len(al)
+        chunks: list[bytes] = []
+        failures: list[ReadFailure] = []
+        single = self._read_single
+        for i, (a, n) in enumerate(zip(al, ln, strict=True)):
+            if n:
+                data, fails = single(a, n)
+                chunks.append(data)
+                if fails:
+                    failures += [ReadFailure(i, f.address, f.length, f.reason) for f in fails]
+        return BatchResult(bytearray(b"".join(chunks)), None, ln, merge_failures(failures) if failures else failures, k)
 
     def read_gather(
         self, addrs: Iterable[int] | npt.ArrayLike, size: int
@@ -382,6 +502,11 @@ class MemoryView:
         """Queue many reads, commit once, fetch results by handle."""
         return Batcher(self)
 
+    def scatter(self) -> Scatter:
+        """MemProcFS-style scatter reads: ``s.prepare(addr, n)`` many times, ``s.execute()`` once (one
+        batched read), then ``s.read(addr, n)`` / ``s.read_u64(addr)`` for each, from memory."""
+        return Scatter(self)
+
     def cursor(self, start: int = 0) -> MemoryCursor:
         """A file-like object over this address space (``io.RawIOBase``)."""
         return MemoryCursor(self, start)
@@ -446,6 +571,126 @@ class Batcher:
 
     def __len__(self) -> int:
         return len(self._addrs)
+
+
+class Scatter:
+    """Prepare many reads, execute them as one batch, then read each (MemProcFS's ``VmmScatter`` shape).
+
+    ``read(addr, n)`` may ask for any part of a prepared range; asking for bytes that were not prepared
+    raises ``KeyError``, bytes that failed raise :class:`PartialReadError` (with the failures), exactly as
+    :meth:`MemoryView.read` would. ``clear()`` empties it for the next round (entity lists every frame).
+    """
+
+    def __init__(self, view: MemoryView) -> None:
+        self._view = view
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget prepared ranges and results (reuse the object for the next round)."""
+        self._addrs: list[int] = []
+        self._lens: list[int] = []
+        self._seen: dict[tuple[int, int], int] = {}
+        self._result: BatchResult | None = None
+        self._data: bytes | bytearray = b""
+        self._offs: list[int] = []
+        self._failed: dict[int, list[ReadFailure]] = {}
+
+    def prepare(self, addr: int, n: int) -> None:
+        """Queue ``n`` bytes at ``addr`` (a range asked twice is read once)."""
+        check_span(addr, n, "scatter prepare")
+        if (addr, n) not in self._seen:
+            self._seen[(addr, n)] = len(self._addrs)
+            self._addrs.append(int(addr))
+            self._lens.append(int(n))
+            self._result = None
+
+    def prepare_many(self, addrs: Iterable[int], n: int) -> None:
+        """Queue ``n`` bytes at each address."""
+        for a in addrs:
+            self.prepare(a, n)
+
+    def execute(self) -> Scatter:
+        """Read everything prepared in one batched read; per-range failures are kept for ``read``."""
+        res = self._view.read_batch(self._addrs, self._lens)
+        self._result = res
+        raw = res._data
+        self._data = raw if isinstance(raw, (bytes, bytearray)) else res.data.tobytes()
+        offs, o = [], 0
+        for n in self._lens:
+            offs.append(o)
+            o += n
+        self._offs = offs
+        self._failed = {}
+        for f in res.failures:
+            self._failed.setdefault(f.index, []).append(f)
+        return self
+
+    @property
+    def result(self) -> BatchResult:
+        """The batch result of the last :meth:`execute`."""
+        if self._result is None:
+            raise RuntimeError("scatter: execute() has not run since the last prepare()")
+        return self._result
+
+    def _find(self, addr: int, n: int) -> int:
+        i = self._seen.get((addr, n))
+        if i is not None:
+            return i
+        for j, (a, m) in enumerate(zip(self._addrs, self._lens, strict=True)):
+            if a <= addr and addr + n <= a + m:
+                return j
+        raise KeyError(f"scatter: {n:#x} bytes at {addr:#x} were not prepared")
+
+    def read(self, addr: int, n: int, *, zero_fill: bool = False) -> bytes:
+        """Bytes of a prepared range (or part of one), from the last :meth:`execute`."""
+        if self._result is None:
+            raise RuntimeError("scatter: execute() has not run since the last prepare()")
+        i = self._find(addr, n)
+        start = self._offs[i] + addr - self._addrs[i]
+        data = bytes(self._data[start : start + n])
+        fails = self._failed.get(i)
+        if fails and not zero_fill:
+            hit = [ReadFailure(0, max(f.address, addr), min(f.address + f.length, addr + n) - max(f.address, addr),
+                               f.reason) for f in fails if f.address < addr + n and addr < f.address + f.length]
+            if hit:
+                raise PartialReadError(data, hit)
+        return data
+
+    def ok(self, addr: int, n: int) -> bool:
+        """True when every byte of the (prepared) range was read."""
+        try:
+            self.read(addr, n)
+        except PartialReadError:
+            return False
+        return True
+
+    def _typed(self, addr: int, f: str) -> Any:
+        s = (_LE if self._view.little_endian else _BE)[f]
+        return s.unpack(self.read(addr, s.size))[0]
+
+    def read_u8(self, addr: int) -> int:
+        return self._typed(addr, "B")  # type: ignore[no-any-return]
+
+    def read_u16(self, addr: int) -> int:
+        return self._typed(addr, "H")  # type: ignore[no-any-return]
+
+    def read_u32(self, addr: int) -> int:
+        return self._typed(addr, "I")  # type: ignore[no-any-return]
+
+    def read_u64(self, addr: int) -> int:
+        return self._typed(addr, "Q")  # type: ignore[no-any-return]
+
+    def read_ptr(self, addr: int) -> int:
+        return self._typed(addr, "Q" if self._view.pointer_size == 8 else "I")  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return len(self._addrs)
+
+    def __enter__(self) -> Scatter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.clear()
 
 
 class MemoryCursor(io.RawIOBase):

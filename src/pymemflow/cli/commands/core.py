@@ -92,7 +92,9 @@ def run_targets(ctx: CommandContext) -> int:
 
 def run_info(ctx: CommandContext) -> int:
     chain = ctx.chain
-    out: dict[str, Any] = {"chain": chain.describe()}
+    from ...mem.fast import READ_PATH  # lazy: only info reports it
+
+    out: dict[str, Any] = {"chain": chain.describe(), "read_path": READ_PATH}
     if chain.connector is not None:
         out["connector"] = chain.connector.info()
     if chain.os is not None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ReadFailure
+from ...mem import fast
 from ...mem.phys import PhysRange, merge_ranges
 from ...mem.scan import check_declared_size
 from ...mem.view import I64Array, U8Array, U64Array, _offsets
@@ -85,10 +86,11 @@ def _at(where: np.ndarray, i: int) -> int | None:
     return None if w < 0 else w
 
 
-class RunMappedMemory(SnapshotMemory):
+class RunMappedMemory(SnapshotMemory, fast.RebindOnSettings):
     """Physical memory served from runs of a mapped file."""
 
     runs: RunMap
+    cheap_single_reads = True
 
     def _set_runs(self, runs: RunMap) -> None:
         self.runs = runs
@@ -96,7 +98,19 @@ class RunMappedMemory(SnapshotMemory):
         self._starts_l: list[int] = runs.starts.tolist()
         self._ends_l: list[int] = runs.ends.tolist()
         self._fos_l: list[int] = runs.file_offsets.tolist()
+        self._bind_compiled()
         check_declared_size(self)  # a header declaring far more than the file stores: warn at open
+
+    def _bind_compiled(self) -> None:
+        """Compiled single reads and small gathers over the runs with file bytes (:mod:`pymemflow.mem.fast`);
+        zero-fill runs and holes stay with the pure path, which reports them."""
+        filed = [(s, e - s, fo) for s, e, fo in zip(self._starts_l, self._ends_l, self._fos_l, strict=True) if fo >= 0]
+        fast.bind_map_reader(self, self.source.buffer, [r[0] for r in filed], [r[1] for r in filed],
+                             [r[2] for r in filed], RunMappedMemory)
+
+    def close(self) -> None:
+        fast.unbind(self)  # the compiled reader lets go of the mapping first
+        super().close()
 
     def phys_ranges(self) -> list[PhysRange]:
         """Runs with file bytes are backed; zero-fill runs (ELF ``p_memsz > p_filesz``) are not."""
@@ -120,6 +134,9 @@ class RunMappedMemory(SnapshotMemory):
         return super()._read_single(addr, n)
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
+        reader = self.__dict__.get("_compiled_reader")
+        if reader is not None and reader.gather_into(addrs, lengths, out):
+            return []
         rm = self.runs
         offs = _offsets(lengths)
         if len(rm) == 0:

@@ -1,0 +1,1222 @@
+/* pymemflow._speedups -- the compiled fast path of the read hot loops (optional).
+ *
+ * Why plain C against the CPython API, not Cython or cffi: gcc and the Python headers are everything it
+ * needs, so `pip install .` adds no build dependency (Cython would be one, cffi a runtime one too), and a
+ * cffi call costs more per call (~150 ns of argument conversion) than the whole read this file exists to
+ * make cheap. The module is optional (setup.py builds it with optional=True): every function here has a
+ * pure-Python twin that stays the reference -- the compiled path only ever *serves* a read it can finish
+ * exactly (whole piece inside one mapped range, translation cached and valid); anything else (a miss, a
+ * failure, a wrong type, a read that needs the exact failure report) goes back to the pure-Python path,
+ * which then raises or reports per piece exactly as before. PYMEMFLOW_PURE=1 turns this module off.
+ *
+ * MapReader: physical addresses -> offsets of one buffer (an mmap) through sorted ranges.
+ * VirtReader: virtual addresses -> 4 KiB frames through VirtualMemory's TLB (the single-address dict and,
+ *             for batches, the batched hash tables of arch/tlb.py), then a MapReader.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/uio.h>
+#endif
+
+#define PAGE 4096ULL
+#define PMASK (PAGE - 1)
+#define FRAME_MASK 0x000FFFFFFFFFF000ULL
+#define HASH_MUL 0x9E3779B97F4A7C15ULL
+#define PROBES 8
+
+/* ---- u64 sequences: NumPy arrays (buffer protocol), lists/tuples of ints, or one int (a length) ---- */
+
+typedef struct {
+    Py_buffer view;
+    int has_view;
+    const uint64_t *p;
+    uint64_t *tmp;
+    Py_ssize_t n;
+    int scalar; /* one value for every index */
+    uint64_t value;
+} U64Seq;
+
+/* NumPy arrays are read through NumPy's public, ABI-stable object layout (PyArrayObject_fields and the
+ * leading fields of PyArray_Descr, the same in NumPy 1.x and 2.x) when the object is exactly numpy.ndarray:
+ * its buffer export costs more than a whole small batch. Anything else goes through the buffer protocol. */
+typedef struct {
+    PyObject_HEAD
+    char *data;
+    int nd;
+    Py_ssize_t *dimensions;
+    Py_ssize_t *strides;
+    PyObject *base;
+    PyObject *descr;
+    int flags;
+} NdArray;
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *typeobj;
+    char kind, type, byteorder;
+} NdDescr;
+
+static PyObject *ndarray_type = NULL;   /* numpy.ndarray, from configure() */
+static PyObject *result_type = NULL;    /* pymemflow.mem.view.BatchResult, from configure() */
+
+static int nd_get(PyObject *obj, U64Seq *s, int is_signed)
+{
+    NdArray *a = (NdArray *)obj;
+    NdDescr *d = (NdDescr *)a->descr;
+    if (a->nd != 1 || !(a->flags & 0x1) || !d)
+        return -1;
+    if (d->kind != (is_signed ? 'i' : 'u') || !(d->byteorder == '=' || d->byteorder == '<'))
+        return -1;
+    if (a->dimensions[0] > 0 && a->strides[0] != 8)
+        return -1;
+    if (!(d->type == 'L' || d->type == 'Q' || d->type == 'l' || d->type == 'q'))
+        return -1;
+    if (sizeof(long) != 8 && (d->type == 'L' || d->type == 'l'))
+        return -1;
+    s->p = (const uint64_t *)a->data;
+    s->n = a->dimensions[0];
+    if (is_signed)
+        for (Py_ssize_t i = 0; i < s->n; i++)
+            if (s->p[i] >> 63)
+                return -1;
+    return 0;
+}
+
+/* 0 on success; -1 when obj is not a sequence of non-negative 64-bit integers (no exception left set:
+ * the caller hands the request to the pure-Python path, which reports what was wrong). */
+static int seq_get(PyObject *obj, U64Seq *s, int allow_scalar, int is_signed)
+{
+    memset(s, 0, sizeof(*s));
+    if (PyLong_Check(obj)) {
+        if (!allow_scalar)
+            return -1;
+        s->scalar = 1;
+        s->value = PyLong_AsUnsignedLongLong(obj);
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return -1;
+        }
+        if (is_signed && s->value >> 63)
+            return -1;
+        s->n = -1;
+        return 0;
+    }
+    if (PyList_CheckExact(obj) || PyTuple_CheckExact(obj)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(obj);
+        PyObject **items = PySequence_Fast_ITEMS(obj);
+        s->tmp = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(uint64_t));
+        if (!s->tmp) {
+            PyErr_Clear();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!PyLong_CheckExact(items[i])) /* bool, IntEnum ...: the pure path decides */
+                goto fail;
+            uint64_t v = PyLong_AsUnsignedLongLong(items[i]);
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+                goto fail;
+            }
+            if (is_signed && v >> 63)
+                goto fail;
+            s->tmp[i] = v;
+        }
+        s->p = s->tmp;
+        s->n = n;
+        return 0;
+    fail:
+        PyMem_Free(s->tmp);
+        s->tmp = NULL;
+        return -1;
+    }
+    if (ndarray_type && Py_TYPE(obj) == (PyTypeObject *)ndarray_type)
+        return nd_get(obj, s, is_signed);
+    if (PyObject_CheckBuffer(obj)) {
+        if (PyObject_GetBuffer(obj, &s->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+            PyErr_Clear();
+            return -1;
+        }
+        s->has_view = 1;
+        const char *f = s->view.format ? s->view.format : "B";
+        if (*f == '<' || *f == '=' || *f == '@')
+            f++;
+        int ok = s->view.itemsize == 8 && f[1] == 0 &&
+                 (is_signed ? (f[0] == 'q' || f[0] == 'l') : (f[0] == 'Q' || f[0] == 'L'));
+        if (!ok) {
+            PyBuffer_Release(&s->view);
+            s->has_view = 0;
+            return -1;
+        }
+        s->p = (const uint64_t *)s->view.buf;
+        s->n = s->view.len / 8;
+        if (is_signed)
+            for (Py_ssize_t i = 0; i < s->n; i++)
+                if (s->p[i] >> 63) {
+                    PyBuffer_Release(&s->view);
+                    s->has_view = 0;
+                    return -1;
+                }
+        return 0;
+    }
+    return -1;
+}
+
+static inline uint64_t seq_at(const U64Seq *s, Py_ssize_t i) { return s->scalar ? s->value : s->p[i]; }
+
+static void seq_release(U64Seq *s)
+{
+    if (s->has_view)
+        PyBuffer_Release(&s->view);
+    if (s->tmp)
+        PyMem_Free(s->tmp);
+    s->has_view = 0;
+    s->tmp = NULL;
+}
+
+/* ---- scalar decoding ---- */
+
+enum { K_U8, K_U16, K_U32, K_U64, K_I8, K_I16, K_I32, K_I64, K_F32, K_F64 };
+static const int KIND_SIZE[] = {1, 2, 4, 8, 1, 2, 4, 8, 4, 8};
+static const char *KIND_FMT = "BHIQbhiqfd";
+
+static PyObject *decode(const unsigned char *p, int kind, int little)
+{
+    int size = KIND_SIZE[kind];
+    uint64_t v = 0;
+    if (little) {
+        for (int i = size - 1; i >= 0; i--)
+            v = (v << 8) | p[i];
+    } else {
+        for (int i = 0; i < size; i++)
+            v = (v << 8) | p[i];
+    }
+    switch (kind) {
+    case K_U8: case K_U16: case K_U32:
+        return PyLong_FromUnsignedLong((unsigned long)v);
+    case K_U64:
+        return PyLong_FromUnsignedLongLong(v);
+    case K_I8:
+        return PyLong_FromLong((int8_t)v);
+    case K_I16:
+        return PyLong_FromLong((int16_t)v);
+    case K_I32:
+        return PyLong_FromLong((int32_t)v);
+    case K_I64:
+        return PyLong_FromLongLong((int64_t)v);
+    case K_F32: {
+        uint32_t u = (uint32_t)v;
+        float f;
+        memcpy(&f, &u, 4);
+        return PyFloat_FromDouble(f);
+    }
+    default: {
+        double d;
+        memcpy(&d, &v, 8);
+        return PyFloat_FromDouble(d);
+    }
+    }
+}
+
+/* The address argument as a u64; 0 (no exception) when it is not an int in 0 .. 2**64-1. */
+static int addr_arg(PyObject *o, uint64_t *out)
+{
+    if (!PyLong_Check(o))
+        return 0;
+    *out = PyLong_AsUnsignedLongLong(o);
+    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* ================================ MapReader ================================ */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer buf;
+    int has_buf;
+    Py_ssize_t nr;
+    uint64_t *base, *len, *real;
+    int little, ptr_size;
+    PyObject *pure_typed; /* pure_typed(fmt, addr) -> value (the pure-Python typed read) */
+    PyObject *pure_read;  /* pure_read(addr, n, zero_fill=...) -> bytes */
+    PyObject *pure_batch; /* pure_batch(addrs, lengths) -> BatchResult */
+    long pid;             /* > 0: "reals" are addresses in process pid, read with process_vm_readv (qemu) */
+} MapReader;
+
+static PyTypeObject MapReaderType;
+
+/* Pointer to the n bytes at physical address a when they lie inside one range, else NULL. */
+static inline const unsigned char *map_locate(const MapReader *m, uint64_t a, uint64_t n)
+{
+    if (!m->has_buf || m->nr == 0)
+        return NULL;
+    Py_ssize_t lo = 0, hi = m->nr; /* bisect_right(base, a) - 1 */
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (a < m->base[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    Py_ssize_t i = lo - 1;
+    if (i < 0)
+        return NULL;
+    uint64_t off = a - m->base[i];
+    if (off > m->len[i] || n > m->len[i] - off)
+        return NULL;
+    uint64_t r = m->real[i] + off;
+    if (r > (uint64_t)m->buf.len || n > (uint64_t)m->buf.len - r)
+        return NULL;
+    return (const unsigned char *)m->buf.buf + r;
+}
+
+/* Another process's memory (a QEMU guest's RAM in the QEMU process): the host address of n bytes at
+ * physical address a when they lie inside one range (1), else 0. */
+static inline int map_host(const MapReader *m, uint64_t a, uint64_t n, uint64_t *host)
+{
+    Py_ssize_t lo = 0, hi = m->nr;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (a < m->base[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    Py_ssize_t i = lo - 1;
+    if (i < 0 || m->pid <= 0)
+        return 0;
+    uint64_t off = a - m->base[i];
+    if (off > m->len[i] || n > m->len[i] - off)
+        return 0;
+    *host = m->real[i] + off;
+    return 1;
+}
+
+#define PID_IOV 1024        /* IOV_MAX: pieces per process_vm_readv */
+#define PID_LIMIT (16 << 20) /* bigger batches take the pure path (page-aligned buffers, IOV_MAX splits) */
+
+/* Read n bytes at physical a of the target process into dst with one syscall; 0 when all arrived. */
+static int pid_read(const MapReader *m, uint64_t a, uint64_t n, void *dst)
+{
+#ifdef __linux__
+    uint64_t host;
+    if (!map_host(m, a, n, &host))
+        return -1;
+    struct iovec local = {dst, (size_t)n}, remote = {(void *)(uintptr_t)host, (size_t)n};
+    ssize_t got;
+    if (n >= 65536) {
+        Py_BEGIN_ALLOW_THREADS
+        got = process_vm_readv((pid_t)m->pid, &local, 1, &remote, 1, 0);
+        Py_END_ALLOW_THREADS
+    } else {
+        got = process_vm_readv((pid_t)m->pid, &local, 1, &remote, 1, 0);
+    }
+    return got == (ssize_t)n ? 0 : -1;
+#else
+    (void)m; (void)a; (void)n; (void)dst;
+    return -1;
+#endif
+}
+
+static int u64_list(PyObject *o, Py_ssize_t n, uint64_t **out)
+{
+    if (!PyList_Check(o) || PyList_GET_SIZE(o) != n) {
+        PyErr_SetString(PyExc_TypeError, "MapReader: bases, lengths and reals must be lists of equal size");
+        return -1;
+    }
+    *out = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(uint64_t));
+    if (!*out) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        (*out)[i] = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(o, i));
+        if (PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+static int MapReader_init(MapReader *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"buffer", "bases", "lengths", "reals", "little", "ptr_size", "pure_typed",
+                             "pure_read", "pure_batch", "pid", NULL};
+    PyObject *buffer, *bases, *lens, *reals, *pt, *pr, *pb;
+    int little, ptr_size;
+    long pid = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOpiOOO|l", kwlist, &buffer, &bases, &lens, &reals, &little,
+                                     &ptr_size, &pt, &pr, &pb, &pid))
+        return -1;
+    if (self->has_buf || self->base) {
+        PyErr_SetString(PyExc_RuntimeError, "MapReader is initialised once");
+        return -1;
+    }
+    if (!PyList_Check(bases)) {
+        PyErr_SetString(PyExc_TypeError, "MapReader: bases must be a list");
+        return -1;
+    }
+    self->nr = PyList_GET_SIZE(bases);
+    if (u64_list(bases, self->nr, &self->base) < 0 || u64_list(lens, self->nr, &self->len) < 0 ||
+        u64_list(reals, self->nr, &self->real) < 0)
+        return -1;
+    if (buffer != Py_None) {
+        if (PyObject_GetBuffer(buffer, &self->buf, PyBUF_SIMPLE) < 0)
+            return -1;
+        self->has_buf = 1;
+    }
+    self->little = little;
+    self->ptr_size = ptr_size;
+    self->pid = pid;
+    Py_INCREF(pt);
+    self->pure_typed = pt;
+    Py_INCREF(pr);
+    self->pure_read = pr;
+    Py_INCREF(pb);
+    self->pure_batch = pb;
+    return 0;
+}
+
+static void MapReader_release_buf(MapReader *self)
+{
+    if (self->has_buf) {
+        self->has_buf = 0;
+        PyBuffer_Release(&self->buf);
+    }
+}
+
+static int MapReader_traverse(MapReader *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pure_typed);
+    Py_VISIT(self->pure_read);
+    Py_VISIT(self->pure_batch);
+    if (self->has_buf)
+        Py_VISIT(self->buf.obj);
+    return 0;
+}
+
+static int MapReader_clear(MapReader *self)
+{
+    Py_CLEAR(self->pure_typed);
+    Py_CLEAR(self->pure_read);
+    Py_CLEAR(self->pure_batch);
+    MapReader_release_buf(self);
+    return 0;
+}
+
+static void MapReader_dealloc(MapReader *self)
+{
+    PyObject_GC_UnTrack(self);
+    MapReader_clear(self);
+    PyMem_Free(self->base);
+    PyMem_Free(self->len);
+    PyMem_Free(self->real);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *pure_typed_call(PyObject *fn, int kind, PyObject *addr)
+{
+    if (!fn) {
+        PyErr_SetString(PyExc_RuntimeError, "reader released");
+        return NULL;
+    }
+    PyObject *f = PyUnicode_FromStringAndSize(KIND_FMT + kind, 1);
+    if (!f)
+        return NULL;
+    PyObject *r = PyObject_CallFunctionObjArgs(fn, f, addr, NULL);
+    Py_DECREF(f);
+    return r;
+}
+
+static PyObject *map_typed(MapReader *self, PyObject *addr, int kind)
+{
+    uint64_t a;
+    if (addr_arg(addr, &a)) {
+        if (self->pid > 0) {
+            unsigned char tmp[8];
+            if (pid_read(self, a, (uint64_t)KIND_SIZE[kind], tmp) == 0)
+                return decode(tmp, kind, self->little);
+        } else {
+            const unsigned char *p = map_locate(self, a, (uint64_t)KIND_SIZE[kind]);
+            if (p)
+                return decode(p, kind, self->little);
+        }
+    }
+    return pure_typed_call(self->pure_typed, kind, addr);
+}
+
+#define TYPED(prefix, T, name, kind) \
+    static PyObject *prefix##_##name(T *self, PyObject *addr) { return prefix##_typed_(self, addr, kind); }
+
+static inline PyObject *map_typed_(MapReader *s, PyObject *a, int k) { return map_typed(s, a, k); }
+TYPED(map, MapReader, read_u8, K_U8)
+TYPED(map, MapReader, read_u16, K_U16)
+TYPED(map, MapReader, read_u32, K_U32)
+TYPED(map, MapReader, read_u64, K_U64)
+TYPED(map, MapReader, read_i8, K_I8)
+TYPED(map, MapReader, read_i16, K_I16)
+TYPED(map, MapReader, read_i32, K_I32)
+TYPED(map, MapReader, read_i64, K_I64)
+TYPED(map, MapReader, read_f32, K_F32)
+TYPED(map, MapReader, read_f64, K_F64)
+
+static PyObject *map_read_ptr(MapReader *self, PyObject *addr)
+{
+    return map_typed(self, addr, self->ptr_size == 8 ? K_U64 : K_U32);
+}
+
+/* read(addr, n, *, zero_fill=False) -> bytes: the pure read unless the span lies in one range. */
+static PyObject *call_pure_read(PyObject *fn, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (!fn) {
+        PyErr_SetString(PyExc_RuntimeError, "reader released");
+        return NULL;
+    }
+    return PyObject_Vectorcall(fn, args, nargs, kwnames);
+}
+
+static PyObject *map_read(MapReader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    uint64_t a, n;
+    if (nargs == 2 && !kwnames && self->pid > 0 && addr_arg(args[0], &a) && addr_arg(args[1], &n) && n > 0 &&
+        n <= PID_LIMIT) {
+        PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+        if (!b)
+            return NULL;
+        if (pid_read(self, a, n, PyBytes_AS_STRING(b)) == 0)
+            return b;
+        Py_DECREF(b);
+    } else if (nargs == 2 && addr_arg(args[0], &a) && addr_arg(args[1], &n) && n <= (1ULL << 28)) {
+        const unsigned char *p = map_locate(self, a, n);
+        if (p)
+            return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+    }
+    return call_pure_read(self->pure_read, args, nargs, kwnames);
+}
+
+/* The pieces of another process's memory with one process_vm_readv: remote iovecs per piece, one
+ * local iovec (the kernel fills it in order). 0 when every byte arrived. */
+static int pid_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, Py_ssize_t k, unsigned char *dst,
+                           uint64_t cap)
+{
+#ifdef __linux__
+    struct iovec remote[PID_IOV];
+    int cnt = 0;
+    uint64_t pos = 0;
+    if (cap > PID_LIMIT)
+        return -1;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        uint64_t a = seq_at(as, i), n = seq_at(ns, i), host;
+        if (n > cap - pos)
+            return -1;
+        if (n == 0)
+            continue;
+        if (cnt == PID_IOV || !map_host(self, a, n, &host))
+            return -1;
+        remote[cnt].iov_base = (void *)(uintptr_t)host;
+        remote[cnt].iov_len = (size_t)n;
+        cnt++;
+        pos += n;
+    }
+    if (pos != cap)
+        return -1;
+    if (cnt == 0)
+        return 0;
+    struct iovec local = {dst, (size_t)cap};
+    ssize_t got;
+    if (cap >= 65536) {
+        Py_BEGIN_ALLOW_THREADS
+        got = process_vm_readv((pid_t)self->pid, &local, 1, remote, (unsigned long)cnt, 0);
+        Py_END_ALLOW_THREADS
+    } else {
+        got = process_vm_readv((pid_t)self->pid, &local, 1, remote, (unsigned long)cnt, 0);
+    }
+    return got == (ssize_t)cap ? 0 : -1;
+#else
+    (void)self; (void)as; (void)ns; (void)k; (void)dst; (void)cap;
+    return -1;
+#endif
+}
+
+/* Copy every piece into dst (back to back); 0 when all were served, else -1 (nothing promised). */
+static int map_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, Py_ssize_t k, unsigned char *dst,
+                           uint64_t cap)
+{
+    if (self->pid > 0)
+        return pid_gather_into(self, as, ns, k, dst, cap);
+    uint64_t pos = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        uint64_t a = seq_at(as, i), n = seq_at(ns, i);
+        if (n > cap - pos)
+            return -1;
+        if (n == 0)
+            continue;
+        const unsigned char *p = map_locate(self, a, n);
+        if (!p)
+            return -1;
+        if (n == 8)
+            memcpy(dst + pos, p, 8);
+        else
+            memcpy(dst + pos, p, n);
+        pos += n;
+    }
+    return pos == cap ? 0 : -1;
+}
+
+static int total_of(const U64Seq *ns, Py_ssize_t k, uint64_t limit, uint64_t *total)
+{
+    uint64_t t = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        uint64_t n = seq_at(ns, i);
+        if (n > limit - t)
+            return -1;
+        t += n;
+    }
+    *total = t;
+    return 0;
+}
+
+/* Shared batch front: (addrs, lengths[, out]) -> k, total. -1: not for the fast path. */
+static Py_ssize_t batch_args(PyObject *addrs, PyObject *lengths, U64Seq *as, U64Seq *ns, uint64_t limit,
+                             uint64_t *total)
+{
+    if (seq_get(addrs, as, 0, 0) < 0)
+        return -1;
+    if (seq_get(lengths, ns, 1, 1) < 0) {
+        seq_release(as);
+        return -1;
+    }
+    Py_ssize_t k = as->n;
+    if ((!ns->scalar && ns->n != k) || total_of(ns, k, limit, total) < 0) {
+        seq_release(as);
+        seq_release(ns);
+        return -1;
+    }
+    return k;
+}
+
+#define GATHER_LIMIT (1ULL << 28)
+
+/* A BatchResult for a fully served batch, built without running its Python __init__: its __slots__ are
+ * filled through the offsets of their member descriptors (what the descriptors' __set__ does), found
+ * once by configure(). */
+enum { S_DATA, S_OFFSETS, S_LENGTHS, S_COUNT, S_FAILURES, N_SLOTS };
+static const char *SLOT_NAMES[N_SLOTS] = {"_data", "_offsets", "_lengths", "_count", "failures"};
+static Py_ssize_t slot_offset[N_SLOTS];
+static PyObject *empty_tuple = NULL;
+
+static int find_slots(PyObject *type)
+{
+    for (int i = 0; i < N_SLOTS; i++) {
+        PyObject *d = PyObject_GetAttrString(type, SLOT_NAMES[i]);
+        if (!d)
+            return -1;
+        int ok = Py_TYPE(d) == &PyMemberDescr_Type && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok)
+            slot_offset[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "BatchResult.%s is not a __slots__ member", SLOT_NAMES[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static inline void set_slot(PyObject *r, int i, PyObject *v)
+{
+    PyObject **p = (PyObject **)((char *)r + slot_offset[i]);
+    Py_INCREF(v);
+    Py_XSETREF(*p, v);
+}
+
+static PyObject *make_result(PyObject *data, PyObject *lengths, Py_ssize_t k)
+{
+    PyTypeObject *t = (PyTypeObject *)result_type;
+    PyObject *r = t->tp_new(t, empty_tuple, NULL);
+    if (!r)
+        return NULL;
+    PyObject *cnt = PyLong_FromSsize_t(k), *fl = PyList_New(0);
+    if (!cnt || !fl) {
+        Py_XDECREF(cnt);
+        Py_XDECREF(fl);
+        Py_DECREF(r);
+        return NULL;
+    }
+    set_slot(r, S_DATA, data);
+    set_slot(r, S_OFFSETS, Py_None);
+    set_slot(r, S_LENGTHS, lengths);
+    set_slot(r, S_COUNT, cnt);
+    set_slot(r, S_FAILURES, fl);
+    Py_DECREF(cnt);
+    Py_DECREF(fl);
+    return r;
+}
+
+/* gather(addrs, lengths) -> bytearray of the pieces back to back, or None (use the pure path). */
+static PyObject *map_gather_k(MapReader *self, PyObject *addrs, PyObject *lengths, Py_ssize_t *kp)
+{
+    U64Seq as, ns;
+    uint64_t total;
+    Py_ssize_t k = batch_args(addrs, lengths, &as, &ns, GATHER_LIMIT, &total);
+    *kp = k;
+    if (k < 0)
+        Py_RETURN_NONE;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out && map_gather_into(self, &as, &ns, k, (unsigned char *)PyByteArray_AS_STRING(out), total) < 0) {
+        Py_DECREF(out);
+        out = Py_None;
+        Py_INCREF(out);
+    }
+    seq_release(&as);
+    seq_release(&ns);
+    return out;
+}
+
+static PyObject *map_gather(MapReader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t k;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "gather(addrs, lengths)");
+        return NULL;
+    }
+    return map_gather_k(self, args[0], args[1], &k);
+}
+
+/* read_batch(addrs, lengths) -> BatchResult: served here when every piece is, else by pure_batch. */
+static PyObject *batch_result_or_pure(PyObject *raw, Py_ssize_t k, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames, PyObject *pure)
+{
+    if (!raw)
+        return NULL;
+    if (raw != Py_None && result_type) {
+        PyObject *r = make_result(raw, args[1], k);
+        Py_DECREF(raw);
+        return r;
+    }
+    Py_DECREF(raw);
+    if (!pure) {
+        PyErr_SetString(PyExc_RuntimeError, "reader released");
+        return NULL;
+    }
+    return PyObject_Vectorcall(pure, args, nargs, kwnames);
+}
+
+static PyObject *map_read_batch(MapReader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t k = -1;
+    PyObject *raw = NULL;
+    if (nargs == 2 && !kwnames)
+        raw = map_gather_k(self, args[0], args[1], &k);
+    else
+        raw = Py_NewRef(Py_None);
+    return batch_result_or_pure(raw, k, args, nargs, kwnames, self->pure_batch);
+}
+
+/* gather_into(addrs, lengths, out) -> bool: True when every piece was copied into ``out``. */
+static int writable_out(PyObject *o, Py_buffer *v)
+{
+    if (PyObject_GetBuffer(o, v, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *map_gather_into_py(MapReader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "gather_into(addrs, lengths, out)");
+        return NULL;
+    }
+    U64Seq as, ns;
+    uint64_t total;
+    Py_buffer v;
+    if (writable_out(args[2], &v) < 0)
+        Py_RETURN_FALSE;
+    Py_ssize_t k = batch_args(args[0], args[1], &as, &ns, (uint64_t)v.len, &total);
+    int ok = 0;
+    if (k >= 0) {
+        ok = total == (uint64_t)v.len && map_gather_into(self, &as, &ns, k, v.buf, total) == 0;
+        seq_release(&as);
+        seq_release(&ns);
+    }
+    PyBuffer_Release(&v);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *map_release(MapReader *self, PyObject *unused)
+{
+    MapReader_release_buf(self);
+    Py_RETURN_NONE;
+}
+
+#define TYPED_DEFS(prefix)                                                              \
+    {"read_u8", (PyCFunction)prefix##_read_u8, METH_O, NULL},                           \
+    {"read_u16", (PyCFunction)prefix##_read_u16, METH_O, NULL},                         \
+    {"read_u32", (PyCFunction)prefix##_read_u32, METH_O, NULL},                         \
+    {"read_u64", (PyCFunction)prefix##_read_u64, METH_O, NULL},                         \
+    {"read_i8", (PyCFunction)prefix##_read_i8, METH_O, NULL},                           \
+    {"read_i16", (PyCFunction)prefix##_read_i16, METH_O, NULL},                         \
+    {"read_i32", (PyCFunction)prefix##_read_i32, METH_O, NULL},                         \
+    {"read_i64", (PyCFunction)prefix##_read_i64, METH_O, NULL},                         \
+    {"read_f32", (PyCFunction)prefix##_read_f32, METH_O, NULL},                         \
+    {"read_f64", (PyCFunction)prefix##_read_f64, METH_O, NULL},                         \
+    {"read_ptr", (PyCFunction)prefix##_read_ptr, METH_O, NULL},                         \
+    {"read", (PyCFunction)(void (*)(void))prefix##_read, METH_FASTCALL | METH_KEYWORDS, NULL}
+
+static PyMethodDef MapReader_methods[] = {
+    TYPED_DEFS(map),
+    {"gather", (PyCFunction)(void (*)(void))map_gather, METH_FASTCALL, NULL},
+    {"read_batch", (PyCFunction)(void (*)(void))map_read_batch, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"gather_into", (PyCFunction)(void (*)(void))map_gather_into_py, METH_FASTCALL, NULL},
+    {"release", (PyCFunction)map_release, METH_NOARGS, "Let go of the buffer (before the mmap closes)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MapReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pymemflow.mem._speedups.MapReader",
+    .tp_basicsize = sizeof(MapReader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Compiled single reads and small gathers over one buffer through sorted ranges.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)MapReader_init,
+    .tp_dealloc = (destructor)MapReader_dealloc,
+    .tp_traverse = (traverseproc)MapReader_traverse,
+    .tp_clear = (inquiry)MapReader_clear,
+    .tp_methods = MapReader_methods,
+};
+
+/* ================================ VirtReader ================================ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *single;     /* dict: vpn -> (frame, page size, flags, reason) */
+    MapReader *phys;
+    PyObject *check;      /* None or tlb.check (volatile TLBs) */
+    PyObject *pure_typed;
+    PyObject *pure_read;
+    PyObject *pure_batch;
+    int ptr_size;
+} VirtReader;
+
+static int VirtReader_init(VirtReader *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"single", "phys", "check", "ptr_size", "pure_typed", "pure_read", "pure_batch", NULL};
+    PyObject *single, *phys, *check, *pt, *pr, *pb;
+    int ptr_size;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!OiOOO", kwlist, &PyDict_Type, &single, &MapReaderType, &phys,
+                                     &check, &ptr_size, &pt, &pr, &pb))
+        return -1;
+    Py_INCREF(single);
+    Py_XSETREF(self->single, single);
+    Py_INCREF(phys);
+    Py_XSETREF(self->phys, (MapReader *)phys);
+    Py_INCREF(check);
+    Py_XSETREF(self->check, check);
+    Py_INCREF(pt);
+    Py_XSETREF(self->pure_typed, pt);
+    Py_INCREF(pr);
+    Py_XSETREF(self->pure_read, pr);
+    Py_INCREF(pb);
+    Py_XSETREF(self->pure_batch, pb);
+    self->ptr_size = ptr_size;
+    return 0;
+}
+
+static int VirtReader_traverse(VirtReader *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->single);
+    Py_VISIT(self->phys);
+    Py_VISIT(self->check);
+    Py_VISIT(self->pure_typed);
+    Py_VISIT(self->pure_read);
+    Py_VISIT(self->pure_batch);
+    return 0;
+}
+
+static int VirtReader_clear(VirtReader *self)
+{
+    Py_CLEAR(self->single);
+    Py_CLEAR(self->phys);
+    Py_CLEAR(self->check);
+    Py_CLEAR(self->pure_typed);
+    Py_CLEAR(self->pure_read);
+    Py_CLEAR(self->pure_batch);
+    return 0;
+}
+
+static void VirtReader_dealloc(VirtReader *self)
+{
+    PyObject_GC_UnTrack(self);
+    VirtReader_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Run the TLB's expiry check (volatile policies); -1 on an exception from it. */
+static int virt_check(VirtReader *self)
+{
+    if (self->check && self->check != Py_None) {
+        PyObject *r = PyObject_CallNoArgs(self->check);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* The 4 KiB frame of va from the single-address dict; 1 hit (valid), 0 miss or failed translation. */
+static int dict_frame(PyObject *single, uint64_t va, uint64_t *frame)
+{
+    if (!single)
+        return 0;
+    PyObject *key = PyLong_FromUnsignedLongLong(va >> 12);
+    if (!key) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *e = PyDict_GetItemWithError(single, key);
+    Py_DECREF(key);
+    if (!e) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) < 4)
+        return 0;
+    PyObject *reason = PyTuple_GET_ITEM(e, 3);
+    if (!PyLong_Check(reason) || PyLong_AsLong(reason) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    uint64_t f = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(e, 0));
+    if (f == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *frame = f & ~PMASK;
+    return 1;
+}
+
+static PyObject *virt_typed(VirtReader *self, PyObject *addr, int kind)
+{
+    uint64_t a, frame;
+    int size = KIND_SIZE[kind];
+    if (virt_check(self) < 0)
+        return NULL;
+    if (addr_arg(addr, &a) && (a & PMASK) + (uint64_t)size <= PAGE && dict_frame(self->single, a, &frame)) {
+        const unsigned char *p = map_locate(self->phys, frame | (a & PMASK), (uint64_t)size);
+        if (p)
+            return decode(p, kind, self->phys->little);
+    }
+    return pure_typed_call(self->pure_typed, kind, addr);
+}
+
+static inline PyObject *virt_typed_(VirtReader *s, PyObject *a, int k) { return virt_typed(s, a, k); }
+TYPED(virt, VirtReader, read_u8, K_U8)
+TYPED(virt, VirtReader, read_u16, K_U16)
+TYPED(virt, VirtReader, read_u32, K_U32)
+TYPED(virt, VirtReader, read_u64, K_U64)
+TYPED(virt, VirtReader, read_i8, K_I8)
+TYPED(virt, VirtReader, read_i16, K_I16)
+TYPED(virt, VirtReader, read_i32, K_I32)
+TYPED(virt, VirtReader, read_i64, K_I64)
+TYPED(virt, VirtReader, read_f32, K_F32)
+TYPED(virt, VirtReader, read_f64, K_F64)
+
+static PyObject *virt_read_ptr(VirtReader *self, PyObject *addr)
+{
+    return virt_typed(self, addr, self->ptr_size == 8 ? K_U64 : K_U32);
+}
+
+/* ---- the batched TLB tables (arch/tlb.py): per page size, a (capacity, 2) u64 table of (vpn + 1, packed) */
+
+typedef struct {
+    int shift;
+    Py_buffer view;
+    const uint64_t *rows;
+    uint64_t cap; /* rows; a power of two */
+    int bits;
+} Table;
+
+typedef struct {
+    Table t[4];
+    int n;
+} Tables;
+
+static void tables_release(Tables *ts)
+{
+    for (int i = 0; i < ts->n; i++)
+        PyBuffer_Release(&ts->t[i].view);
+    ts->n = 0;
+}
+
+/* tables: None or a list of (shift, ndarray) with the 4 KiB table first. -1: unusable (pure path). */
+static int tables_get(PyObject *obj, Tables *ts)
+{
+    ts->n = 0;
+    if (obj == Py_None)
+        return 0;
+    if (!PyList_Check(obj) || PyList_GET_SIZE(obj) > 4)
+        return -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(obj); i++) {
+        PyObject *it = PyList_GET_ITEM(obj, i);
+        Table *t = &ts->t[ts->n];
+        if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 2)
+            goto fail;
+        t->shift = (int)PyLong_AsLong(PyTuple_GET_ITEM(it, 0));
+        if (PyErr_Occurred() || t->shift < 12 || t->shift > 40)
+            goto fail;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(it, 1), &t->view, PyBUF_C_CONTIGUOUS) < 0)
+            goto fail;
+        t->cap = (uint64_t)t->view.len / 16;
+        if (t->cap < 2 || (t->cap & (t->cap - 1))) {
+            PyBuffer_Release(&t->view);
+            goto fail;
+        }
+        t->rows = t->view.buf;
+        t->bits = 0;
+        while ((1ULL << t->bits) < t->cap)
+            t->bits++;
+        ts->n++;
+    }
+    return 0;
+fail:
+    PyErr_Clear();
+    tables_release(ts);
+    return -1;
+}
+
+/* The physical address of va from the tables; 1 hit (valid translation), 0 miss or failed. */
+static int tables_pa(const Tables *ts, uint64_t va, uint64_t *pa)
+{
+    for (int i = 0; i < ts->n; i++) {
+        const Table *t = &ts->t[i];
+        uint64_t key = (va >> t->shift) + 1;
+        uint64_t slot = (key * HASH_MUL) >> (64 - t->bits);
+        for (int p = 0; p < PROBES; p++) {
+            const uint64_t *row = t->rows + 2 * ((slot + (uint64_t)p) & (t->cap - 1));
+            if (row[0] == key) {
+                uint64_t v = row[1];
+                if ((v >> 8) & 0xF)
+                    return 0; /* a cached failure: the pure path reports it */
+                uint64_t size = 1ULL << (v >> 56);
+                *pa = (v & FRAME_MASK) | (va & (size - 1));
+                return 1;
+            }
+            if (row[0] == 0)
+                break;
+        }
+    }
+    return 0;
+}
+
+/* Copy the pieces' bytes (cut at 4 KiB pages) into dst; 0 when every byte was served, else -1. */
+static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as, const U64Seq *ns, Py_ssize_t k,
+                            unsigned char *dst, uint64_t cap)
+{
+    uint64_t pos = 0;
+    uint64_t last_vpn = (uint64_t)-1, last_frame = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        uint64_t a = seq_at(as, i), n = seq_at(ns, i);
+        if (n > cap - pos)
+            return -1;
+        if (n && a + (n - 1) < a)
+            return -1; /* runs past 2**64 */
+        while (n) {
+            uint64_t off = a & PMASK, take = PAGE - off, frame;
+            if (take > n)
+                take = n;
+            uint64_t vpn = a >> 12;
+            if (vpn == last_vpn) {
+                frame = last_frame;
+            } else {
+                uint64_t pa;
+                if (dict_frame(self->single, a, &frame)) {
+                } else if (tables_pa(ts, a, &pa)) {
+                    frame = pa & ~PMASK;
+                } else {
+                    return -1;
+                }
+                last_vpn = vpn;
+                last_frame = frame;
+            }
+            const unsigned char *p = map_locate(self->phys, frame | off, take);
+            if (!p)
+                return -1;
+            memcpy(dst + pos, p, take);
+            pos += take;
+            a += take;
+            n -= take;
+        }
+    }
+    return pos == cap ? 0 : -1;
+}
+
+static PyObject *virt_gather_k(VirtReader *self, PyObject *addrs, PyObject *lengths, PyObject *tables,
+                               Py_ssize_t *kp)
+{
+    Tables ts;
+    *kp = -1;
+    if (tables_get(tables, &ts) < 0)
+        Py_RETURN_NONE;
+    U64Seq as, ns;
+    uint64_t total;
+    Py_ssize_t k = batch_args(addrs, lengths, &as, &ns, GATHER_LIMIT, &total);
+    *kp = k;
+    if (k < 0) {
+        tables_release(&ts);
+        Py_RETURN_NONE;
+    }
+    PyObject *out = NULL;
+    if (virt_check(self) == 0) {
+        out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)total);
+        if (out &&
+            virt_gather_into(self, &ts, &as, &ns, k, (unsigned char *)PyByteArray_AS_STRING(out), total) < 0) {
+            Py_DECREF(out);
+            out = Py_None;
+            Py_INCREF(out);
+        }
+    }
+    seq_release(&as);
+    seq_release(&ns);
+    tables_release(&ts);
+    return out;
+}
+
+/* gather(addrs, lengths, tables=None) -> bytearray or None. */
+static PyObject *virt_gather(VirtReader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t k;
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "gather(addrs, lengths[, tables])");
+        return NULL;
+    }
+    return virt_gather_k(self, args[0], args[1], nargs == 3 ? args[2] : Py_None, &k);
+}
+
+static PyObject *virt_read_batch(VirtReader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t k = -1;
+    PyObject *raw;
+    if (nargs == 2 && !kwnames)
+        raw = virt_gather_k(self, args[0], args[1], Py_None, &k);
+    else
+        raw = Py_NewRef(Py_None);
+    return batch_result_or_pure(raw, k, args, nargs, kwnames, self->pure_batch);
+}
+
+/* gather_into(addrs, lengths, out, tables=None) -> bool. */
+static PyObject *virt_gather_into_py(VirtReader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "gather_into(addrs, lengths, out[, tables])");
+        return NULL;
+    }
+    Tables ts;
+    if (tables_get(nargs == 4 ? args[3] : Py_None, &ts) < 0)
+        Py_RETURN_FALSE;
+    Py_buffer v;
+    if (writable_out(args[2], &v) < 0) {
+        tables_release(&ts);
+        Py_RETURN_FALSE;
+    }
+    U64Seq as, ns;
+    uint64_t total;
+    int ok = 0;
+    Py_ssize_t k = batch_args(args[0], args[1], &as, &ns, (uint64_t)v.len, &total);
+    if (k >= 0) {
+        ok = total == (uint64_t)v.len && virt_gather_into(self, &ts, &as, &ns, k, v.buf, total) == 0;
+        seq_release(&as);
+        seq_release(&ns);
+    }
+    PyBuffer_Release(&v);
+    tables_release(&ts);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *virt_read(VirtReader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    uint64_t a, n, frame;
+    if (nargs == 2 && addr_arg(args[0], &a) && addr_arg(args[1], &n) && n > 0 && (a & PMASK) + n <= PAGE) {
+        if (virt_check(self) < 0)
+            return NULL;
+        if (dict_frame(self->single, a, &frame)) {
+            const unsigned char *p = map_locate(self->phys, frame | (a & PMASK), n);
+            if (p)
+                return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+        }
+    }
+    return call_pure_read(self->pure_read, args, nargs, kwnames);
+}
+
+static PyMethodDef VirtReader_methods[] = {
+    TYPED_DEFS(virt),
+    {"gather", (PyCFunction)(void (*)(void))virt_gather, METH_FASTCALL, NULL},
+    {"read_batch", (PyCFunction)(void (*)(void))virt_read_batch, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"gather_into", (PyCFunction)(void (*)(void))virt_gather_into_py, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject VirtReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pymemflow.mem._speedups.VirtReader",
+    .tp_basicsize = sizeof(VirtReader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Compiled virtual reads through the TLB of a VirtualMemory onto a MapReader.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)VirtReader_init,
+    .tp_dealloc = (destructor)VirtReader_dealloc,
+    .tp_traverse = (traverseproc)VirtReader_traverse,
+    .tp_clear = (inquiry)VirtReader_clear,
+    .tp_methods = VirtReader_methods,
+};
+
+/* configure(ndarray_type, batch_result_type): the two Python types the fast paths use. */
+static PyObject *configure(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "configure(numpy.ndarray, BatchResult)");
+        return NULL;
+    }
+    if (!empty_tuple && !(empty_tuple = PyTuple_New(0)))
+        return NULL;
+    if (find_slots(args[1]) < 0)
+        return NULL;
+    Py_INCREF(args[0]);
+    Py_XSETREF(ndarray_type, args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(result_type, args[1]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "pymemflow.mem._speedups",
+    "Compiled fast path of pymemflow's read hot loops (optional; PYMEMFLOW_PURE=1 disables it).", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    if (PyType_Ready(&MapReaderType) < 0 || PyType_Ready(&VirtReaderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&speedups_module);
+    if (!m)
+        return NULL;
+    Py_INCREF(&MapReaderType);
+    Py_INCREF(&VirtReaderType);
+    if (PyModule_AddObject(m, "MapReader", (PyObject *)&MapReaderType) < 0 ||
+        PyModule_AddObject(m, "VirtReader", (PyObject *)&VirtReaderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
