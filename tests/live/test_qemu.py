@@ -170,6 +170,34 @@ def test_batches_report_holes_and_io_paths_agree(guest_anon):
         assert rv.info()["io"] == "readv" and pm.info()["io"] == "procmem"
 
 
+def test_small_batches_compiled_pure_and_procmem_agree(guest_anon):
+    """x1/x8/x32 batches of small pieces (marker pages, RAM's edge, past RAM): the compiled path (one
+    process_vm_readv), the pure path's one-syscall small batch and the /proc/PID/mem path give the same
+    bytes and failures (issue 15)."""
+    from pymemflow.mem import fast
+
+    pages = [marker_pa(guest_anon, i) for i in (1, 2, 3)]
+    rng = np.random.default_rng(3)
+    with open_qemu(guest_anon.name) as c, open_qemu(guest_anon.name) as p, \
+            open_qemu(guest_anon.name, io="procmem") as pm:
+        fast.force_pure(p)
+        assert fast.compiled() == ("_compiled_reader" in c.__dict__)
+        assert c.read_u64(pages[0]) == p.read_u64(pages[0]) == pm.read_u64(pages[0])
+        for k in (1, 8, 32):
+            for _ in range(5):
+                addrs = [int(pages[int(rng.integers(0, 3))] + rng.integers(0, 4096 - 16)) for _ in range(k)]
+                lens = [int(n) for n in rng.integers(0, 17, k)]
+                if k > 1:
+                    addrs[-1], lens[-1] = (512 << 20) - 4, 8  # the end of RAM: half read, half a hole
+                want = [pm.read(a, n, zero_fill=True) for a, n in zip(addrs, lens, strict=True)]
+                for conn in (c, p, pm):
+                    for a_in, n_in in ((addrs, lens), (np.array(addrs, np.uint64), np.array(lens, np.int64))):
+                        res = conn.read_batch(a_in, n_in)
+                        assert [res.piece(i) for i in range(k)] == want
+                        assert [(f.index, f.address, f.length) for f in res.failures] == \
+                            ([(k - 1, 512 << 20, 4)] if k > 1 else [])
+
+
 def test_pause_and_resume(guest_anon):
     pa = marker_pa(guest_anon) + HEARTBEAT
     with open_qemu(guest_anon.name) as conn:

@@ -9,6 +9,7 @@ virtual address, never silently zero-filled unless the space was opened with ``z
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -117,6 +118,10 @@ class VirtualMemory(MemoryView):
             fast.unbind(self)
         else:
             fast.bind_virt_reader(self, self._single, phys_reader, VirtualMemory)
+
+    def _fast_gather_into(self, addrs: Any, lengths: Any, out: U8Array) -> bool:
+        reader = self.__dict__.get("_compiled_reader")
+        return reader is not None and bool(reader.gather_into(addrs, lengths, out, self._tlb_tables()))
 
     def _tlb_tables(self) -> list[tuple[int, object]]:
         """The batched TLB's tables of this root, 4 KiB first, for the compiled batch gather."""
@@ -314,8 +319,7 @@ class VirtualMemory(MemoryView):
         return (lengths > 0) & ((addrs + (np.maximum(lengths, 1) - 1).astype(_U64)) < addrs)  # type: ignore[no-any-return]
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
-        reader = self.__dict__.get("_compiled_reader")
-        if reader is not None and reader.gather_into(addrs, lengths, out, self._tlb_tables()):
+        if self._fast_gather_into(addrs, lengths, out):
             return []  # every piece translated by the TLB and inside the physical buffer
         if addrs.shape[0] == 1 and int(lengths[0]) >= _BIG_READ:
             done = self._read_large(int(addrs[0]), int(lengths[0]), out)

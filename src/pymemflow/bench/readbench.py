@@ -8,7 +8,6 @@ not the random-number generator; unreadable bytes are counted, never hidden.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,7 +20,12 @@ from ..mem.view import MemoryView
 CHUNK_SIZES: tuple[int, ...] = (0x10000, 0x1000, 0x100, 0x10, 0x8)
 BATCH_SIZES: tuple[int, ...] = (1, 8, 32)
 POOL_BATCHES = 512
-"""Batches of addresses drawn up front per cell; the timed loop cycles through them."""
+"""Batches of addresses drawn up front per cell when no shared pool is given; the timed loop cycles through them."""
+POOL_READS = 1 << 14
+POOL_BYTES = 64 << 20
+"""The shared pool of one chunk size: this many addresses, at most this many bytes (a multiple of every batch
+size). Every batch size reads the same addresses, warmed once before timing, so a bigger batch is not
+charged for touching more distinct pages (first-touch faults, TLB misses) than a smaller one."""
 
 
 @dataclass
@@ -52,12 +56,27 @@ def _pool(rng: np.random.Generator, start: int, size: int, chunk: int, count: in
     return np.uint64(start) + rng.integers(0, max(size - chunk, 0) + 1, count, dtype=np.uint64)
 
 
+def shared_pool(rng: np.random.Generator, start: int, size: int, chunk: int, batch_sizes: Sequence[int]) -> np.ndarray:
+    """One chunk size's addresses for every batch size (see ``POOL_READS``)."""
+    step = int(np.lcm.reduce(np.array(list(batch_sizes) or [1], dtype=np.int64)))
+    n = max(step, min(POOL_READS, POOL_BYTES // chunk) // step * step)
+    return _pool(rng, start, size, chunk, n)
+
+
+def warm(mem: MemoryView, pool: np.ndarray, chunk: int) -> None:
+    """Read every pooled chunk once, untimed (batches of 32), so no cell pays for first touches."""
+    for i in range(0, pool.shape[0], 32):
+        mem.read_batch(pool[i : i + 32], chunk)
+
+
 def bench_cell(mem: MemoryView, start: int, size: int, chunk: int, batch: int, seconds: float,
-               rng: np.random.Generator) -> BenchCell:
-    """Read for ``seconds`` (at least one batch): single reads for ``batch == 1``, else ``read_batch``."""
+               rng: np.random.Generator, pool: np.ndarray | None = None) -> BenchCell:
+    """Read for ``seconds`` (at least one pass over the pool): single reads for ``batch == 1``, else
+    ``read_batch``. ``pool``: the addresses (a multiple of ``batch``); drawn here when not given."""
     if chunk <= 0 or batch <= 0:
         raise ValueError(f"chunk and batch must be positive (got {chunk}, {batch})")
-    pool = _pool(rng, start, size, chunk, POOL_BATCHES * batch)
+    if pool is None or pool.shape[0] % batch:
+        pool = _pool(rng, start, size, chunk, POOL_BATCHES * batch)
     reads = failed = 0
     deadline_ns = int(seconds * 1e9)
     if batch == 1:
@@ -76,12 +95,15 @@ def bench_cell(mem: MemoryView, start: int, size: int, chunk: int, batch: int, s
         elapsed = (time.perf_counter_ns() - t0) / 1e9
     else:
         lengths = np.full(batch, chunk, dtype=np.int64)
+        batches = list(pool.reshape(-1, batch))
+        read_batch = mem.read_batch
         t0 = time.perf_counter_ns()
-        for b in itertools.cycle(list(pool.reshape(POOL_BATCHES, batch))):
-            res = mem.read_batch(b, lengths)
-            if res.failures:
-                failed += sum(f.length for f in res.failures)
-            reads += batch
+        while True:  # the clock is read once per pass over the pool, as for single reads above
+            for b in batches:
+                res = read_batch(b, lengths)
+                if res.failures:
+                    failed += sum(f.length for f in res.failures)
+            reads += batch * len(batches)
             if time.perf_counter_ns() - t0 >= deadline_ns:
                 break
         elapsed = (time.perf_counter_ns() - t0) / 1e9
@@ -101,8 +123,10 @@ def read_bench(mem: MemoryView, start: int, size: int, *, chunk_sizes: Sequence[
     rng = np.random.default_rng(seed)
     cells = []
     for chunk in chunk_sizes:
+        pool = shared_pool(rng, start, size, chunk, batch_sizes)
+        warm(mem, pool, chunk)
         for batch in batch_sizes:
-            cell = bench_cell(mem, start, size, chunk, batch, seconds, rng)
+            cell = bench_cell(mem, start, size, chunk, batch, seconds, rng, pool)
             cells.append(cell)
             if on_cell is not None:
                 on_cell(cell)

@@ -313,8 +313,7 @@ class QemuConnector(AlignedReadsMixin, SingleReadMixin, PhysicalMemory):
         return self._read_batch_now(addrs, lengths, out)
 
     def _read_batch_now(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
-        reader = self.__dict__.get("_compiled_reader")
-        if reader is not None and reader.gather_into(addrs, lengths, out):
+        if self._fast_gather_into(addrs, lengths, out):
             return []  # up to IOV_MAX pieces inside RAM blocks, all read by one process_vm_readv
         offsets = np.zeros(lengths.shape[0], dtype=np.uint64)
         if lengths.shape[0] > 1:

@@ -1020,7 +1020,11 @@ static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as
                             unsigned char *dst, uint64_t cap)
 {
     uint64_t pos = 0;
-    uint64_t last_vpn = (uint64_t)-1, last_frame = 0;
+    /* a small direct-mapped cache of this call's translations (vpn -> 4 KiB frame): a batch revisits
+     * few pages, and the TLB tables and the dict cost a hash probe or a Python lookup each */
+    enum { LC = 512 };
+    uint64_t lc_vpn[LC], lc_frame[LC];
+    memset(lc_vpn, 0xFF, sizeof(lc_vpn));
     for (Py_ssize_t i = 0; i < k; i++) {
         uint64_t a = seq_at(as, i), n = seq_at(ns, i);
         if (n > cap - pos)
@@ -1031,19 +1035,18 @@ static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as
             uint64_t off = a & PMASK, take = PAGE - off, frame;
             if (take > n)
                 take = n;
-            uint64_t vpn = a >> 12;
-            if (vpn == last_vpn) {
-                frame = last_frame;
+            uint64_t vpn = a >> 12, slot = vpn & (LC - 1);
+            if (lc_vpn[slot] == vpn) {
+                frame = lc_frame[slot];
             } else {
                 uint64_t pa;
-                if (dict_frame(self->single, a, &frame)) {
-                } else if (tables_pa(ts, a, &pa)) {
+                if (tables_pa(ts, a, &pa)) {
                     frame = pa & ~PMASK;
-                } else {
+                } else if (!dict_frame(self->single, a, &frame)) {
                     return -1;
                 }
-                last_vpn = vpn;
-                last_frame = frame;
+                lc_vpn[slot] = vpn;
+                lc_frame[slot] = frame;
             }
             const unsigned char *p = map_locate(self->phys, frame | off, take);
             if (!p)

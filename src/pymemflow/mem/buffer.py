@@ -176,8 +176,7 @@ class MmapMemory(PhysicalMemory, fast.RebindOnSettings):
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         self._check_open()
-        reader = self.__dict__.get("_compiled_reader")
-        if reader is not None and reader.gather_into(addrs, lengths, out):
+        if self._fast_gather_into(addrs, lengths, out):
             return []
         if addrs.shape[0] <= SMALL_BATCH:
             lens = lengths.tolist()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import PluginError
 from .view import BatchResult
 
 PURE_ENV = "PYMEMFLOW_PURE"
@@ -73,14 +74,20 @@ def _fallbacks(view: Any) -> tuple[Callable[[str, int], Any], Callable[..., byte
     read, read_batch = cls.read, cls.read_batch
     ref = weakref.ref(view)
 
+    def alive() -> Any:
+        v = ref()
+        if v is None:
+            raise PluginError(f"{cls.__name__}: the memory view behind this bound method is gone")
+        return v
+
     def pure_typed(fmt: str, addr: int) -> Any:
-        return typed[fmt](ref(), addr)
+        return typed[fmt](alive(), addr)
 
     def pure_read(addr: int, n: int, *, zero_fill: bool = False) -> bytes:
-        return read(ref(), addr, n, zero_fill=zero_fill)  # type: ignore[no-any-return]
+        return read(alive(), addr, n, zero_fill=zero_fill)  # type: ignore[no-any-return]
 
     def pure_batch(addrs: Any, lengths: Any) -> Any:
-        return read_batch(ref(), addrs, lengths)
+        return read_batch(alive(), addrs, lengths)
 
     return pure_typed, pure_read, pure_batch
 

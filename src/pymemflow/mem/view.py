@@ -322,10 +322,23 @@ class MemoryView:
                     failures += [ReadFailure(i, f.address, f.length, f.reason) for f in fails]
         return BatchResult(bytearray(b"".join(chunks)), None, ln, merge_failures(failures) if failures else failures, k)
 
+    def _fast_gather_into(self, addrs: Any, lengths: Any, out: U8Array) -> bool:
+        """The compiled path's batch into ``out`` (:mod:`pymemflow.mem.fast`): True when it read every
+        piece; False (nothing promised about ``out``) sends the batch down the pure-Python path."""
+        reader = self.__dict__.get("_compiled_reader")
+        return reader is not None and bool(reader.gather_into(addrs, lengths, out))
+
     def read_gather(
         self, addrs: Iterable[int] | npt.ArrayLike, size: int
     ) -> tuple[npt.NDArray[np.uint8], list[ReadFailure]]:
         """Read ``size`` bytes at each address: an ``(n, size)`` uint8 array plus failures."""
+        if (isinstance(addrs, np.ndarray) and addrs.dtype == np.uint64 and addrs.ndim == 1 and type(size) is int
+                and 0 < size and "_compiled_reader" in self.__dict__):
+            k = addrs.shape[0]  # the compiled path takes the one size as is: no array of lengths to build
+            self._check_size(k * size, "gathered read")
+            out = np.empty(k * size, dtype=np.uint8)
+            if self._fast_gather_into(addrs, size, out):
+                return out.reshape(k, size), []
         a, n = as_pieces(addrs, size)
         self._check_size(a.shape[0] * size, "gathered read")
         out = np.empty(a.shape[0] * size, dtype=np.uint8)

@@ -26,6 +26,8 @@ class ChunkedMemory(SnapshotMemory):
     :meth:`_set_chunks`) and implement :meth:`_decode_chunk`.
     """
 
+    cheap_single_reads = True  # a bisect and a slice of a cached decoded chunk: small batches go piece by piece
+
     chunk_starts: U64Array
     chunk_ends: U64Array
     cache_chunks: int = DEFAULT_CACHE_CHUNKS

@@ -134,8 +134,7 @@ class RunMappedMemory(SnapshotMemory, fast.RebindOnSettings):
         return super()._read_single(addr, n)
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
-        reader = self.__dict__.get("_compiled_reader")
-        if reader is not None and reader.gather_into(addrs, lengths, out):
+        if self._fast_gather_into(addrs, lengths, out):
             return []
         rm = self.runs
         offs = _offsets(lengths)
