@@ -27,7 +27,7 @@ from . import fast
 from .gather import copy_pieces, zero_failures
 from .memmap import MemoryMap
 from .phys import PhysicalMemory, PhysicalMetadata, PhysRange, merge_ranges
-from .view import SMALL_BATCH, I64Array, U8Array, U64Array, _offsets
+from .view import SMALL_BATCH, BatchResult, I64Array, U8Array, U64Array, _offsets, small_pieces
 
 _LE = {f: struct.Struct("<" + f) for f in "BHIQbhiqfd"}
 _BE = {f: struct.Struct(">" + f) for f in "BHIQbhiqfd"}
@@ -168,6 +168,24 @@ class MmapMemory(PhysicalMemory, fast.RebindOnSettings):
 
     def read_ptr(self, addr: int) -> int:
         return self.read_u64(addr) if self.pointer_size == 8 else self._typed(addr, "I")  # type: ignore[no-any-return]
+
+    def _read_small(self, addrs: Any, lengths: Any) -> BatchResult | None:
+        """A small batch with every piece inside one range: slices of the store joined once (the pure
+        path; the compiled one does this in C). Anything else: the base class's piece-by-piece path."""
+        small = small_pieces(addrs, lengths)
+        if small is None or self._mm is None:
+            return None
+        al, ln = small
+        bl, lens, reals, mm = self._bl, self._lens, self._reals, self._mm
+        parts = []
+        for a, n in zip(al, ln, strict=True):
+            i = bisect_right(bl, a) - 1
+            off = a - bl[i]
+            if i < 0 or off + n > lens[i]:
+                return super()._read_small(addrs, lengths)
+            r = reals[i] + off
+            parts.append(mm[r : r + n])
+        return BatchResult(bytearray(b"".join(parts)), None, ln, [], len(al))
 
     # ---- batches: NumPy ---------------------------------------------------------------------------
     def _check_open(self) -> None:
