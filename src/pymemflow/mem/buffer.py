@@ -180,10 +180,9 @@ class MmapMemory(PhysicalMemory, fast.RebindOnSettings):
         parts = []
         for a, n in zip(al, ln, strict=True):
             i = bisect_right(bl, a) - 1
-            off = a - bl[i]
-            if i < 0 or off + n > lens[i]:
+            if i < 0 or a - bl[i] + n > lens[i]:
                 return super()._read_small(addrs, lengths)
-            r = reals[i] + off
+            r = reals[i] + a - bl[i]
             parts.append(mm[r : r + n])
         return BatchResult(bytearray(b"".join(parts)), None, ln, [], len(al))
 
