@@ -8,6 +8,6 @@ Public API::
     img.write_raw(path)  # flat raw image;  img.array() / img.fill(buf) / img.read(pa, n)
 """
 
-from .machine import ALIASES, PROFILES, Profile, SyntheticImage, build_image
+from .machine import ALIASES, PROFILES, Profile, SyntheticImage, build_image, table_profile
 
-__all__ = ["ALIASES", "PROFILES", "Profile", "SyntheticImage", "build_image"]
+__all__ = ["ALIASES", "PROFILES", "Profile", "SyntheticImage", "build_image", "table_profile"]

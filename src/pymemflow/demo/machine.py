@@ -13,9 +13,9 @@ from __future__ import annotations
 from ..os.win32.offsets import Win32Offsets
 from .image import Module, SyntheticImage
 from .processes import ProcessMixin
-from .profiles import ALIASES, PROFILES, Profile
+from .profiles import ALIASES, PROFILES, Profile, table_profile
 
-__all__ = ["ALIASES", "PROFILES", "MachineBuilder", "Module", "Profile", "SyntheticImage", "build_image"]
+__all__ = ["ALIASES", "PROFILES", "MachineBuilder", "Module", "Profile", "SyntheticImage", "build_image", "table_profile"]
 
 
 class MachineBuilder(ProcessMixin):
@@ -32,11 +32,12 @@ class MachineBuilder(ProcessMixin):
         return SyntheticImage(self.size, self.phys.pages, self.facts)
 
 
-def build_image(profile: str = "win10-19041-x64", seed: int = 0, size: int | None = None,
+def build_image(profile: str | Profile = "win10-19041-x64", seed: int = 0, size: int | None = None,
                 offsets: Win32Offsets | None = None, processes: int = 0) -> SyntheticImage:
     """Build a synthetic Windows machine's physical memory and its ground truth, deterministically.
+    ``profile``: a name or alias of :data:`PROFILES`, or a :class:`Profile` (e.g. ``table_profile(guid_age)``).
     ``processes``: at least this many processes (extra svchost.exe; for listing benchmarks)."""
-    p = PROFILES.get(ALIASES.get(profile, profile))
+    p = profile if isinstance(profile, Profile) else PROFILES.get(ALIASES.get(profile, profile))
     if p is None:
         raise ValueError(f"unknown synthetic profile {profile!r} (known: {', '.join([*PROFILES, *ALIASES])})")
     b = MachineBuilder(p, seed, size or p.default_size, offsets)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..os.win32.offsets import table
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -49,6 +51,19 @@ PROFILES: dict[str, Profile] = {
 ALIASES = {"win10": "win10-19041-x64", "win7": "win7-7601-x86pae", "win7x64": "win7-7601-x64",
            "win81": "win81-9600-x64", "win1607": "win10-14393-x64", "win1809": "win10-17763-x64",
            "win1903": "win10-18362-x64", "win2022": "win2022-20348-x64", "win11": "win11-22000-x64"}
+
+
+
+def table_profile(guid_age: str) -> Profile:
+    """A machine of any x64 kernel in the built-in offsets table (213 builds, Windows 7 SP1 .. 11), by PDB
+    GUID+age: ``build_image(table_profile("0CE4...5851"))``. The named profiles above are a selection."""
+    e = table.lookup_guid(guid_age, "x64")
+    if e is None:
+        raise ValueError(f"{guid_age} is not an x64 kernel of the built-in offsets table")
+    major, minor = (int(x) for x in e.version.split(".")[:2])
+    return Profile(f"x64-{e.version}-{e.guid_age}", "x64", e.guid_age, e.pdb_name, e.version, e.build, major,
+                   minor, 1 << 30)
+
 
 # Symbol RVAs of our x86 7601 kernel: no PDB/ISF for ntkrpamp 7601 is carried here, so this
 # layout is synthetic (recorded in facts["symbols"]); the exported ones are found through exports.
