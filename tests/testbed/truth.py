@@ -2,7 +2,9 @@
 
 Lines (serial log, one fact each): ``TESTBED_BOOT/SYM/KSAMPLE/PS/MARKER_PROC/WORKER``; ``PMF_PROC pid ppid uid
 gid threads exe= cmd=``, ``PMF_TASK pid tid comm``, ``PMF_MAPS pid <maps line>``, ``PMF_FD pid fd target``,
-``PMF_NET proto <line of /proc/net/proto>``, ``PMF_MODULE <line of /proc/modules>``, ``PMF_DMESG``, ``PMF_BTF``.
+``PMF_NET proto <line of /proc/net/proto>``, ``PMF_MODULE <line of /proc/modules>``, ``PMF_DMESG``, ``PMF_BTF``,
+``PMF_TSTAT pid tid state starttime`` (the thread's state letter and start in USER_HZ ticks after boot, from
+/proc/PID/task/TID/stat), ``PMF_BTIME seconds`` (boot time, /proc/stat), ``PMF_FDFLAGS pid fd octal`` (/proc/PID/fdinfo/FD ``flags``).
 """
 
 from __future__ import annotations
@@ -33,10 +35,16 @@ class GroundTruth:
     """pid -> {ppid, uid, gid, threads, exe, cmd}."""
     tasks: dict[int, dict[int, str]] = field(default_factory=dict)
     """pid -> {tid: comm} from /proc/PID/task."""
+    tstat: dict[int, dict[int, tuple[str, int]]] = field(default_factory=dict)
+    """pid -> {tid: (state letter, start time in USER_HZ=100 ticks after boot)} from /proc/PID/task/TID/stat."""
+    btime: int = 0
+    """Boot time, whole seconds since 1970 UTC (/proc/stat ``btime``)."""
     maps: dict[int, list[tuple[int, int, str, str]]] = field(default_factory=dict)
     """pid -> [(start, end, perms[:3], path)] of user processes."""
     fds: dict[int, dict[int, str]] = field(default_factory=dict)
     """pid -> {fd: readlink target} (``socket:[inode]``, ``pipe:[inode]``, paths) of user processes."""
+    fd_flags: dict[int, dict[int, int]] = field(default_factory=dict)
+    """pid -> {fd: open flags} (/proc/PID/fdinfo/FD ``flags``: f_flags plus O_CLOEXEC from the fd table)."""
     sockets: list[Socket] = field(default_factory=list)
     unix_inodes: set[int] = field(default_factory=set)
     modules: list[tuple[str, int, int]] = field(default_factory=list)
@@ -95,11 +103,17 @@ def parse_ground_truth(lines: list[str]) -> GroundTruth:
                     "cmd": m.group(7).rstrip()}
         elif tag == "PMF_TASK" and len(f) >= 2:
             gt.tasks.setdefault(int(f[0]), {})[int(f[1])] = rest.split(" ", 2)[2] if len(f) > 2 else ""
+        elif tag == "PMF_TSTAT" and len(f) >= 4 and f[3].isdigit():
+            gt.tstat.setdefault(int(f[0]), {})[int(f[1])] = (f[2], int(f[3]))
+        elif tag == "PMF_BTIME" and f and f[0].isdigit():
+            gt.btime = int(f[0])
         elif tag == "PMF_MAPS" and len(f) >= 2:
             lo, hi = (int(x, 16) for x in f[1].split("-"))
             gt.maps.setdefault(int(f[0]), []).append((lo, hi, f[2][:3], f[6] if len(f) > 6 else ""))
         elif tag == "PMF_FD" and len(f) >= 3 and f[1].isdigit():
             gt.fds.setdefault(int(f[0]), {})[int(f[1])] = rest.split(" ", 2)[2]
+        elif tag == "PMF_FDFLAGS" and len(f) >= 3 and f[1].isdigit():
+            gt.fd_flags.setdefault(int(f[0]), {})[int(f[1])] = int(f[2], 8)
         elif tag == "PMF_NET" and len(f) >= 2:
             if f[0] == "unix":
                 if len(f) > 7 and f[7].isdigit():

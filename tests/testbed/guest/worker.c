@@ -1,9 +1,12 @@
-/* Testbed worker process: the guest's ground truth for threads, open files and sockets.
+/* Testbed worker process: the guest's ground truth for threads, open files, sockets and injected code.
  * argv: nonce tcp_port udp_port. Holds open: a file it wrote in /tmp, /proc/version (read), /dev/null, both
  * ends of a pipe, a TCP listener on 0.0.0.0:tcp_port, an ESTABLISHED loopback TCP pair to it (client and
- * accepted ends), a UDP socket bound to 0.0.0.0:udp_port, a UDP socket connected to it, and a unix socket
- * pair; runs WORKER_THREADS extra threads named "pmfwork-tN". Prints one TESTBED_WORKER line when all is in
- * place; the guest's init then prints /proc facts about it (threads, fds, /proc/net). Sleeps forever. */
+ * accepted ends), a UDP socket bound to 0.0.0.0:udp_port, a UDP socket connected to it, a unix socket
+ * pair, then (when the kernel has IPv6; fd -1 otherwise) an IPv6-only TCP listener on [::]:tcp_port and an
+ * IPv6-only UDP socket bound to [::]:udp_port; maps one anonymous read-write-execute page holding RWX_CODE
+ * (what malfind looks for); runs WORKER_THREADS extra threads named "pmfwork-tN". Prints one TESTBED_WORKER
+ * line when all is in place; the guest's init then prints /proc facts about it (threads, fds, /proc/net).
+ * Sleeps forever. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -13,10 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 enum { WORKER_THREADS = 3 };
+/* push rbp; mov rbp,rsp; xor eax,eax; pop rbp; ret; then a tag: the first bytes malfind shows */
+static const char RWX_CODE[] = "\x55\x48\x89\xe5\x31\xc0\x5d\xc3PMFRWX";
 
 static pthread_barrier_t ready;
 
@@ -76,14 +82,37 @@ int main(int argc, char **argv) {
     int unixpair[2];
     must(socketpair(AF_UNIX, SOCK_STREAM, 0, unixpair), "socketpair");
 
+    /* IPv6 (optional: -1 when the kernel has none): v6-only, so the v4 ports above do not collide */
+    struct sockaddr_in6 any6;
+    memset(&any6, 0, sizeof any6);
+    any6.sin6_family = AF_INET6;
+    any6.sin6_addr = in6addr_any;
+    int tcp6 = socket(AF_INET6, SOCK_STREAM, 0), udp6 = socket(AF_INET6, SOCK_DGRAM, 0);
+    if (tcp6 >= 0) {
+        setsockopt(tcp6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        any6.sin6_port = htons((unsigned short)tcp_port);
+        must(bind(tcp6, (struct sockaddr *)&any6, sizeof any6), "tcp6 bind");
+        must(listen(tcp6, 8), "tcp6 listen");
+    }
+    if (udp6 >= 0) {
+        setsockopt(udp6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        any6.sin6_port = htons((unsigned short)udp_port);
+        must(bind(udp6, (struct sockaddr *)&any6, sizeof any6), "udp6 bind");
+    }
+
+    char *rwx = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (rwx == MAP_FAILED) { perror("mmap rwx"); return 1; }
+    memcpy(rwx, RWX_CODE, sizeof RWX_CODE);
+
     pthread_barrier_init(&ready, NULL, WORKER_THREADS + 1);
     for (long i = 0; i < WORKER_THREADS; i++) {
         pthread_t t;
         if (pthread_create(&t, NULL, thread_main, (void *)i) != 0) { fprintf(stderr, "pthread_create failed\n"); return 1; }
     }
     pthread_barrier_wait(&ready);
-    printf("TESTBED_WORKER pid=%d tcp=%d udp=%d threads=%d file=%s fds=%d,%d,%d,%d,%d,%d\n", (int)getpid(), tcp_port,
-           udp_port, WORKER_THREADS + 1, path, lst, cli, acc, udp, udpc, unixpair[0]);
+    printf("TESTBED_WORKER pid=%d tcp=%d udp=%d threads=%d file=%s fds=%d,%d,%d,%d,%d,%d tcp6fd=%d udp6fd=%d rwx=%#lx\n",
+           (int)getpid(), tcp_port, udp_port, WORKER_THREADS + 1, path, lst, cli, acc, udp, udpc, unixpair[0], tcp6,
+           udp6, (unsigned long)rwx);
     fflush(stdout);
     for (;;) sleep(60);
 }

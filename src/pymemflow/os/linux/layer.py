@@ -8,6 +8,7 @@ volatility3 ISF (layouts, symbols) can stand in for kernels built without them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ...arch import VirtualMemory
@@ -17,13 +18,21 @@ from ...mem.scan import CancelToken
 from ...mem.view import MemoryView
 from ...types import ProgressReporter
 from ..base import MemoryRegion, ModuleInfo, OsLayer, Process, ProcessInfo
+from ..forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
 from ..walk import report
+from . import boottime as boottime_mod
 from . import dmesg as dmesg_mod
+from . import files as files_mod
 from . import infer as infer_mod
 from . import kallsyms as ks
+from . import malfind as malfind_mod
 from . import maps as maps_mod
 from . import modules as modules_mod
+from . import net as net_mod
+from . import psscan as psscan_mod
 from . import tasks as tasks_mod
+from . import threads as threads_mod
+from . import timeline as timeline_mod
 from .btf import Btf
 from .dentry import PathResolver
 from .discovery import START_KERNEL_MAP, discover
@@ -65,6 +74,8 @@ class LinuxOs(OsLayer):
         self._closed = False
         self._inferred: infer_mod.InferredLayout | None = None
         self._no_types_error: OsLayerError | None = None
+        self._boot: tuple[boottime_mod.BootTime | None] | None = None
+        self._files: files_mod.FileReader | None = None
 
     @property
     def types(self) -> Layouts:
@@ -372,6 +383,88 @@ class LinuxOs(OsLayer):
                 s[0], s[1] = min(s[0], r.start), max(s[1], r.end)
         return [ModuleInfo(os.path.basename(p), p, s, e - s, proc.info.arch) for p, (s, e) in
                 sorted(spans.items(), key=lambda kv: kv[1][0])]
+
+    # ---- forensics (issue 18): threads, open files, sockets, pid-idr scan, injected code, timeline ------
+    def boot_time(self) -> boottime_mod.BootTime | None:
+        """The boot's wall-clock time from the kernel's timekeeper (:mod:`.boottime`); None when it
+        cannot be trusted (then start times are left out, with a warning)."""
+        if self._boot is None:
+            lost: list[str] = []
+            self._boot = (boottime_mod.read_boot_time(self.kmem, self.symbols, self.types, lost),)
+            self._warn(lost)
+        return self._boot[0]
+
+    def _leaders(self, proc: Process | None) -> list[int]:
+        """task_struct addresses of ``proc`` or of every thread-group leader on the task list."""
+        if proc is not None:
+            if proc.info.extra.get("layout") == "inferred":
+                raise NotImplementedError("threads, files and sockets need BTF or isf=FILE")
+            return [proc.info.address]
+        lost: list[str] = []
+        out = tasks_mod.task_addresses(self.kmem, self.init_task(), self._toff, lost)
+        self._warn(lost)
+        return out
+
+    def threads(self, proc: Process | None = None) -> list[ThreadInfo]:
+        lost: list[str] = []
+        out = threads_mod.thread_records(self.kmem, self._leaders(proc), self._toff,
+                                         threads_mod.ThreadOffsets.from_layouts(self.types), self.boot_time(),
+                                         self.symbols.symbolize, lost)
+        self._warn(lost)
+        return out
+
+    def _open_files(self, proc: Process | None) -> list[tuple[int, str, files_mod.OpenFile]]:
+        """(pid, name, open file) of every fd of ``proc`` or of every process."""
+        if self._files is None:
+            self._files = files_mod.FileReader(self.kmem, self.types, self._paths, self.symbols.symbolize)
+        off = self._toff
+        out = []
+        lost: list[str] = []
+        for addr in self._leaders(proc):
+            t = read_obj(self.kmem, addr, max(off.tgid, off.comm + off.comm_len) + 4)
+            if not t.ok:
+                continue
+            pid, name = t.i32(off.tgid), t.cstr(off.comm, off.comm_len)
+            out += [(pid, name, f) for f in self._files.open_files(addr, f"pid {pid}", lost)]
+        self._warn(lost)
+        return out
+
+    def handles(self, proc: Process | None = None, type_name: str | None = None) -> list[HandleInfo]:
+        rows = [files_mod.handle_record(pid, f) for pid, _name, f in self._open_files(proc)]
+        return [h for h in rows if type_name is None or h.type.lower() == type_name.lower()]
+
+    def netscan(self) -> list[SocketInfo]:
+        lost: list[str] = []
+        socks = [o for o in self._open_files(None) if o[2].type == "socket" and o[2].private_data]
+        out = net_mod.SocketReader(self.kmem, self.types).sockets(socks, lost)
+        self._warn(lost)
+        return out
+
+    def psscan(self) -> list[CarvedProcess]:
+        ns = self.symbols.get("init_pid_ns")
+        if ns is None:
+            raise NotFoundError("linux: no init_pid_ns symbol (kallsyms without CONFIG_KALLSYMS_ALL?): "
+                                "the pid idr cannot be found; pass system_map=FILE")
+        lost: list[str] = []
+        off = self._toff
+        listed = tasks_mod.task_addresses(self.kmem, self.init_task(), off, lost)
+        found = psscan_mod.pid_tasks(self.kmem, ns, psscan_mod.IdrOffsets.from_layouts(self.types), lost)
+        out = psscan_mod.carved(self.kmem, listed, found, off, threads_mod.ThreadOffsets.from_layouts(self.types),
+                                self.boot_time(), lost)
+        self._warn(lost)
+        return out
+
+    def malfind(self, proc: Process | None = None) -> list[MalfindHit]:
+        out: list[MalfindHit] = []
+        for p in [proc] if proc is not None else self.process_list():
+            if p.info.extra.get("kernel_thread") or not p.info.dtb:
+                continue
+            out += malfind_mod.hits(p.info.pid, p.info.name, p.info.arch, self.memory_regions(p), p.memory)
+        return out
+
+    def timeline_sources(self) -> list[Callable[[], Iterable[TimelineEvent]]]:
+        """Process and thread start times (carved processes included), sockets, and the kernel log."""
+        return [*super().timeline_sources(), lambda: timeline_mod.log_events(self.dmesg(), self.boot_time())]
 
     def close(self) -> None:
         if not self._closed:

@@ -96,29 +96,38 @@ def task_addresses(kmem: MemoryView, init_task: int, off: TaskOffsets,
     return [init_task] + [n - off.tasks for n in walk.entries]
 
 
-def thread_ids(kmem: MemoryView, task: Obj, off: TaskOffsets, warnings: list[str] | None = None) -> list[int]:
-    """TIDs of a thread group (the leader's included); a cut-short walk adds to ``warnings``."""
+def thread_tasks(kmem: MemoryView, task: Obj, off: TaskOffsets, warnings: list[str] | None = None) -> list[int]:
+    """task_struct addresses of a thread group (the leader first); a cut-short walk adds to ``warnings``."""
     what = f"threads of pid {task.i32(off.tgid)}"
     if off.thread_node is not None and off.signal_thread_head is not None:
         sig = task.ptr(off.signal)
         if not sig:
-            return [task.i32(off.pid)]
+            return [task.addr]
         walk = walk_list(kmem, sig + off.signal_thread_head, limit=MAX_THREADS, what=what,
                          link_offset=off.thread_node, span=off.size)
-        nodes = walk.entries
         base = off.thread_node
+        nodes = walk.entries
     elif off.thread_group is not None:
         walk = walk_list(kmem, task.addr + off.thread_group, limit=MAX_THREADS, what=what,
                          link_offset=off.thread_group, span=off.size)
-        nodes = [task.addr + off.thread_group] + walk.entries
         base = off.thread_group
+        nodes = [task.addr + off.thread_group] + walk.entries
     else:
-        return [task.i32(off.pid)]
+        return [task.addr]
     if warnings is not None:
         warnings += walk.warnings
-    tids = []
+    out = [task.addr]
     for n in nodes:
-        o = read_obj(kmem, n - base + off.pid, 4)
+        if n - base != task.addr:
+            out.append(n - base)
+    return out
+
+
+def thread_ids(kmem: MemoryView, task: Obj, off: TaskOffsets, warnings: list[str] | None = None) -> list[int]:
+    """TIDs of a thread group (the leader's included); a cut-short walk adds to ``warnings``."""
+    tids = []
+    for a in thread_tasks(kmem, task, off, warnings):
+        o = read_obj(kmem, a + off.pid, 4)
         if o.ok:
             tids.append(o.i32(0))
     return sorted(set(tids)) or [task.i32(off.pid)]
