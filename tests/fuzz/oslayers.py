@@ -27,7 +27,10 @@ from .harness import mutate
 WIN_PROFILES = ("win10-19041-x64", "win7-7601-x86pae")
 WIN_KINDS = ("process_list", "eprocess", "loader_list", "vad_tree", "page_tables", "pe_header", "threads",
              "handle_table")
-LINUX_KINDS = ("task_list", "task_struct", "maple_tree", "vma", "page_tables", "kallsyms", "btf", "vmcoreinfo")
+LINUX_KINDS = ("task_list", "task_struct", "maple_tree", "vma", "page_tables", "kallsyms", "btf", "vmcoreinfo",
+               "fd_table", "socket", "pid_idr", "timekeeper")
+FORENSIC_KINDS = {"task_list", "task_struct", "fd_table", "socket", "pid_idr", "timekeeper"}
+"""Kinds whose cases also run threads/handles/netscan/psscan/malfind/timeline (the others skip them: time)."""
 ENV_LINUX = "PMF_FUZZ_LINUX_RAM"
 PAGE = 0x1000
 
@@ -176,9 +179,51 @@ def warm_linux() -> None:
             where["btf"] += _pa_ranges(k, rng.randrange(start, stop - 0x100) & ~7, 0x100)
     if lx.vmcoreinfo.location is not None:
         where["vmcoreinfo"].append((lx.vmcoreinfo.location, 0x800))
+    _warm_forensics(lx, infos, where)
     _LINUX.update({kk: v for kk, v in where.items() if v})
     _LINUX["file"] = [(0, 0)]
     globals()["_LINUX_PATH"] = path
+
+
+def _warm_forensics(lx: Any, infos: list[Any], where: dict[str, list[tuple[int, int]]]) -> None:
+    """Where the fd tables, struct files, sockets, the pid idr's top nodes and the timekeeper are."""
+    from pymemflow.os.linux.files import FileOffsets
+    from pymemflow.os.linux.kread import read_obj, read_ptr
+    from pymemflow.os.linux.psscan import IdrOffsets
+
+    k, t = lx.kmem, lx.types
+    fo = FileOffsets.from_layouts(t, k.pointer_size)
+    for info in infos:
+        if info.extra.get("kernel_thread"):
+            continue
+        files = read_ptr(k, info.address + fo.task_files)
+        fdt = read_ptr(k, files + fo.fdt) if files else None
+        if not fdt:
+            continue
+        where["fd_table"] += _pa_ranges(k, fdt, 0x40)
+        tab = read_obj(k, fdt, 0x40)
+        arr = tab.ptr(fo.fd)
+        where["fd_table"] += _pa_ranges(k, arr, 0x80)
+        for i in range(16):
+            f = read_ptr(k, arr + 8 * i)
+            if f:
+                where["fd_table"] += _pa_ranges(k, f, 0x100)
+    for _pid, _name, f in lx._open_files(None):
+        if f.type == "socket" and f.private_data:
+            where["socket"] += _pa_ranges(k, f.private_data, 0x40)
+            sk = read_ptr(k, f.private_data + t.offset_of("socket", "sk"))
+            if sk:
+                where["socket"] += _pa_ranges(k, sk, 0x60)
+    ns = lx.symbols.get("init_pid_ns")
+    if ns:
+        io = IdrOffsets.from_layouts(t)
+        where["pid_idr"] += _pa_ranges(k, ns + io.idr_head - 8, 0x20)
+        root = read_ptr(k, ns + io.idr_head) or 0
+        if root & 3 == io.internal_tag:
+            where["pid_idr"] += _pa_ranges(k, root - io.internal_tag, io.node_slots + 64 * 8)
+    tk = lx.symbols.get("tk_core")
+    if tk:
+        where["timekeeper"] += _pa_ranges(k, tk, 0x140)
 
 
 # ---- cases --------------------------------------------------------------------------------------------
@@ -245,10 +290,16 @@ def linux_case(kind: str, seed: int) -> None:
     _quiet(lx.kernel_modules)
     _quiet(lx.dmesg)
     users = [i for i in infos if not i.extra.get("kernel_thread")]
+    forensic = kind in FORENSIC_KINDS
+    if forensic:
+        for step in (lx.threads, lx.handles, lx.netscan, lx.psscan, lx.timeline):
+            _quiet(step)
     for info in users[:4]:
         proc = _quiet(lx.process_from_info, info)
         if proc is None:
             continue
         _quiet(proc.maps)
         _quiet(proc.module_list)
+        if forensic:
+            _quiet(lx.malfind, proc)
 

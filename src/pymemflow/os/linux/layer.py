@@ -449,6 +449,8 @@ class LinuxOs(OsLayer):
         off = self._toff
         listed = tasks_mod.task_addresses(self.kmem, self.init_task(), off, lost)
         found = psscan_mod.pid_tasks(self.kmem, ns, psscan_mod.IdrOffsets.from_layouts(self.types), lost)
+        if set(found) - set(listed):  # a running machine may have forked since the list was read: read it again
+            listed = tasks_mod.task_addresses(self.kmem, self.init_task(), off, [])
         out = psscan_mod.carved(self.kmem, listed, found, off, threads_mod.ThreadOffsets.from_layouts(self.types),
                                 self.boot_time(), lost)
         self._warn(lost)

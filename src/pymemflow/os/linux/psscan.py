@@ -31,6 +31,7 @@ class IdrOffsets:
     idr_head: int
     """init_pid_ns -> the tree's root pointer (``idr.idr_rt.xa_head`` / ``.rnode``)."""
     node_shift: int
+    node_parent: int
     node_slots: int
     nslots: int
     internal_tag: int
@@ -48,7 +49,7 @@ class IdrOffsets:
         else:
             link = o("task_struct", "pids") + o("pid_link", "node")
         return cls(idr_head=o("pid_namespace", "idr") + o("idr", "idr_rt") + o(rt, root),
-                   node_shift=o(node, "shift"), node_slots=o(node, "slots"), nslots=t.array_len(node, "slots"),
+                   node_shift=o(node, "shift"), node_parent=o(node, "parent"), node_slots=o(node, "slots"), nslots=t.array_len(node, "slots"),
                    internal_tag=2 if xa else 1, pid_tasks=o("pid", "tasks"), task_pid_link=link)
 
 
@@ -64,15 +65,16 @@ def idr_entries(kmem: MemoryView, head: int, off: IdrOffsets, warnings: list[str
     def is_node(e: int) -> bool:
         return e & 3 == tag and e > 4096
 
+    step = off.nslots.bit_length() - 1  # bits of index per level (XA_CHUNK_SHIFT)
     out: list[int] = []
-    stack: list[tuple[int, int]] = [(root, 0)]
+    stack: list[tuple[int, int, int, int]] = [(root, 0, -1, 0)]  # (entry, depth, expected shift, parent)
     seen: set[int] = set()
     while stack:
-        e, depth = stack.pop()
+        e, depth, want, parent = stack.pop()
         if not e:
             continue
         if not is_node(e):
-            if e & 3 == 0:  # a pointer (value entries have bit 0, internal entries are tags)
+            if e & (ps - 1) == 0:  # a pointer (value entries have bit 0, internal entries are tags)
                 out.append(e)
                 if len(out) >= MAX_PIDS:
                     warnings.append(f"pid idr: stopped after {MAX_PIDS} entries (cap)")
@@ -88,7 +90,15 @@ def idr_entries(kmem: MemoryView, head: int, off: IdrOffsets, warnings: list[str
         if not n.ok:
             warnings.append(f"pid idr: node {node:#x} unreadable; its pids are lost")
             continue
-        stack.extend((n.ptr(off.node_slots + i * ps), depth + 1) for i in reversed(range(off.nslots)))
+        shift = n.data[off.node_shift]
+        # a real node: its shift a multiple of the chunk bits, one chunk below its parent's, and its
+        # parent pointer back to that parent (random memory passing all three is not followed blindly)
+        if shift % step or (want >= 0 and shift != want) or (parent and n.ptr(off.node_parent) != parent):
+            warnings.append(f"pid idr: node {node:#x} is not a tree node (shift {shift}, parent "
+                            f"{n.ptr(off.node_parent):#x}); its pids are lost")
+            continue
+        stack.extend((n.ptr(off.node_slots + i * ps), depth + 1, shift - step, node)
+                     for i in reversed(range(off.nslots)))
     return out
 
 
