@@ -156,7 +156,8 @@ def test_psscan_finds_every_process_listed(linux: tuple[LinuxGuest, LinuxOs]) ->
 
 def test_psscan_flags_a_task_unlinked_from_the_list(lx_x64: LinuxGuest, tmp_path: Path) -> None:
     """DKOM: the worker taken off init_task.tasks in a copy of the guest's RAM (prev->next = next,
-    next->prev = prev, as list_del does) vanishes from ps but psscan still finds it, flagged unlinked."""
+    next->prev = prev, as list_del does) vanishes from ps but psscan still finds it, flagged unlinked, and
+    threads/handles/netscan still show what it holds."""
     gt = lx_x64.truth
     os_ = LinuxOs(RawFileMemory(lx_x64.guest.ramfile))
     task = os_.process_by_pid(gt.worker_pid).info.address
@@ -178,6 +179,11 @@ def test_psscan_flags_a_task_unlinked_from_the_list(lx_x64: LinuxGuest, tmp_path
     assert (w.flag, w.name, w.address, w.extra["sources"]) == ("unlinked", "pmfwork", task, ["pid_idr"])
     assert carved[gt.marker_pid].flag == "listed"
     assert [p.pid for p in carved.values() if p.flag == "unlinked"] == [gt.worker_pid]
+    # what the hidden process holds is still shown: its threads, open files and sockets
+    assert sorted(t.tid for t in hidden.threads() if t.pid == gt.worker_pid) == sorted(gt.tasks[gt.worker_pid])
+    assert {h.handle: h.name for h in hidden.handles() if h.pid == gt.worker_pid} == gt.fds[gt.worker_pid]
+    assert {s.extra["inode"] for s in hidden.netscan() if s.pid == gt.worker_pid} >= {
+        s.inode for s in gt.sockets_of(gt.worker_pid)}
 
 
 def test_malfind_finds_the_rwx_page_and_nothing_else(linux: tuple[LinuxGuest, LinuxOs]) -> None:

@@ -395,15 +395,19 @@ class LinuxOs(OsLayer):
         return self._boot[0]
 
     def _leaders(self, proc: Process | None) -> list[int]:
-        """task_struct addresses of ``proc`` or of every thread-group leader on the task list."""
+        """task_struct addresses of ``proc``, or of every thread-group leader: those on the task list, then
+        those only the pid idr knows (hidden by unlinking: their threads, files and sockets are shown too)."""
         if proc is not None:
             if proc.info.extra.get("layout") == "inferred":
                 raise NotImplementedError("threads, files and sockets need BTF or isf=FILE")
             return [proc.info.address]
-        lost: list[str] = []
-        out = tasks_mod.task_addresses(self.kmem, self.init_task(), self._toff, lost)
-        self._warn(lost)
-        return out
+        try:
+            return [p.address for p in sorted(self.psscan(), key=lambda p: not p.listed)]
+        except NotFoundError:  # no init_pid_ns symbol: the task list alone
+            lost: list[str] = []
+            out = tasks_mod.task_addresses(self.kmem, self.init_task(), self._toff, lost)
+            self._warn(lost)
+            return out
 
     def threads(self, proc: Process | None = None) -> list[ThreadInfo]:
         lost: list[str] = []
