@@ -242,3 +242,23 @@ def test_cli_forensic_commands(lx_x64: LinuxGuest) -> None:
     assert gt.worker["rwx"][2:] in run("malfind")  # the people's view: the hit, its bytes and disassembly
     rows = [json.loads(ln) for ln in run("--jsonl", "psscan").splitlines()]
     assert {r["pid"]: r["flag"] for r in rows}[gt.worker_pid] == "listed"
+
+
+def test_docs_linux_examples_run(lx_x64: LinuxGuest) -> None:
+    """docs/forensics.md's Linux section: its Python block and command lines, on the guest's RAM file."""
+    import re
+    import shlex
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "forensics.md").read_text()
+    text = doc.split("## Linux\n", 1)[1].split("\n## ", 1)[0].replace("/dev/shm/guest.ram", lx_x64.guest.ramfile)
+    gt = lx_x64.truth
+    (code,) = re.findall(r"```py\n(.*?)```", text, re.S)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
+    assert f"tcp 0.0.0.0 {gt.worker['tcp']} 0.0.0.0 0 LISTEN {gt.worker_pid}" in out
+    assert "[] unlinked" in out and f"{gt.worker_pid} pmfwork {gt.worker['rwx']} rwx anonymous 554889e5" in out
+    lines = [ln for b in re.findall(r"```sh\n(.*?)```", text, re.S) for ln in b.splitlines() if ln.startswith("pymemflow ")]
+    assert len(lines) == 5
+    for line in lines:
+        r = subprocess.run([sys.executable, "-m", "pymemflow.cli.main", *shlex.split(line)[1:]], capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0 and str(gt.worker_pid) in r.stdout, (line, r.stderr[-2000:])

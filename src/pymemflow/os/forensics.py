@@ -37,6 +37,17 @@ def iso_from_unix(seconds: float | None) -> str | None:
         return None
 
 
+def disassemble(code: bytes, address: int, arch: str) -> list[str]:
+    """``ADDRESS: mnemonic operands`` lines of x86/x64 ``code`` (malfind's hits), or [] without capstone
+    (the optional ``disasm`` extra)."""
+    try:
+        import capstone
+    except ImportError:
+        return []
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if arch == "x64" else capstone.CS_MODE_32)
+    return [f"{i.address:#x}: {i.mnemonic} {i.op_str}".rstrip() for i in md.disasm(code, address)]
+
+
 @dataclass
 class ThreadInfo:
     tid: int

@@ -8,12 +8,10 @@ unlinked payloads). The vDSO is the kernel's own and is left out. Each hit carri
 
 from __future__ import annotations
 
-import itertools
-
 from ...errors import PymemflowError
 from ...mem.view import MemoryView
 from ..base import MemoryRegion
-from ..forensics import MalfindHit
+from ..forensics import MalfindHit, disassemble
 
 FIRST_BYTES = 64
 
@@ -29,17 +27,6 @@ def suspicious(r: MemoryRegion) -> str | None:
     if "w" in r.protection:
         return "rwx-file"
     return None
-
-
-def disassemble(code: bytes, address: int, arch: str, limit: int = 16) -> list[str]:
-    """``ADDRESS: mnemonic operands`` lines (capstone), or [] when capstone is not installed."""
-    try:
-        import capstone
-    except ImportError:
-        return []
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if arch == "x64" else capstone.CS_MODE_32)
-    return [f"{i.address:#x}: {i.mnemonic} {i.op_str}".rstrip()
-            for i in itertools.islice(md.disasm(code, address), limit)]
 
 
 def hits(pid: int, name: str, arch: str, regions: list[MemoryRegion], mem: MemoryView) -> list[MalfindHit]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import PymemflowError
 from ..base import MemoryRegion, Process
-from ..forensics import MalfindHit
+from ..forensics import MalfindHit, disassemble
 
 if TYPE_CHECKING:
     from .kernel import Win32Kernel
@@ -29,16 +29,6 @@ def suspicious(r: MemoryRegion) -> bool:
     private memory that is PAGE_EXECUTE_WRITECOPY. (Execute-read memory is suspicious only with a
     dirty page, which the VAD does not record: left out.)"""
     return r.protection == "rwx" or (r.kind == "private" and r.protection == "rcx")
-
-
-def disassemble(code: bytes, address: int, arch: str) -> list[str]:
-    """``ADDRESS: mnemonic operands`` lines, or [] without capstone."""
-    try:
-        import capstone  # optional: the `disasm` extra
-    except ImportError:
-        return []
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if arch == "x64" else capstone.CS_MODE_32)
-    return [f"{i.address:#x}: {i.mnemonic} {i.op_str}".rstrip() for i in md.disasm(code, address)]
 
 
 def process_malfind(k: Win32Kernel, proc: Process) -> list[MalfindHit]:
