@@ -8,6 +8,7 @@ working compiler (the extension is optional).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,7 +133,15 @@ def test_setting_changes_and_close_rebuild(store: Path) -> None:
 
 
 def test_read_path_is_reported() -> None:
+    """``--version`` and ``info`` say which read path runs, and PYMEMFLOW_PURE=1 switches it."""
     assert fast.READ_PATH.startswith("compiled" if fast.compiled() else "pure")
+    for env, want in (({}, fast.READ_PATH), ({"PYMEMFLOW_PURE": "1"}, "pure Python (PYMEMFLOW_PURE=1)")):
+        r = subprocess.run([sys.executable, "-m", "pymemflow", "--version"], capture_output=True, text=True,
+                           env={**os.environ, **env}, timeout=120)
+        assert r.returncode == 0 and f"read path: {want}" in r.stdout, r.stdout + r.stderr
+        r = subprocess.run([sys.executable, "-m", "pymemflow", "-c", "dummy:size=1m", "info", "--json"],
+                           capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+        assert r.returncode == 0 and json.loads(r.stdout)["read_path"] == want, r.stdout + r.stderr
 
 
 def _run(code: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
