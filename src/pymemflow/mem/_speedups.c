@@ -550,7 +550,23 @@ static int map_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, 
     if (self->pid > 0)
         return pid_gather_into(self, as, ns, k, dst, cap);
     uint64_t pos = 0;
-    for (Py_ssize_t i = 0; i < k; i++) {
+    Py_ssize_t i = 0;
+    if (ns->scalar && ns->value > 0 && ns->value <= 16 && (uint64_t)k * ns->value == cap) {
+        /* equal small pieces in blocks: locate all, then copy all (the copies' cache misses overlap) */
+        enum { BLOCK = 128 };
+        const unsigned char *src[BLOCK];
+        uint64_t n = ns->value;
+        while (i + BLOCK <= k) {
+            for (int j = 0; j < BLOCK; j++)
+                if (!(src[j] = map_locate(self, as->p[i + j], n)))
+                    return -1;
+            for (int j = 0; j < BLOCK; j++)
+                memcpy(dst + pos + (uint64_t)j * n, src[j], n);
+            pos += (uint64_t)BLOCK * n;
+            i += BLOCK;
+        }
+    }
+    for (; i < k; i++) {
         uint64_t a = seq_at(as, i), n = seq_at(ns, i);
         if (n > cap - pos)
             return -1;
@@ -1016,48 +1032,90 @@ static int tables_pa(const Tables *ts, uint64_t va, uint64_t *pa)
 }
 
 /* Copy the pieces' bytes (cut at 4 KiB pages) into dst; 0 when every byte was served, else -1. */
+/* A per-call direct-mapped cache of translations (vpn -> 4 KiB frame): a batch revisits few pages, and the
+ * TLB tables and the dict cost a hash probe or a Python lookup each. */
+enum { LC_MAX = 4096 };
+typedef struct {
+    uint64_t vpn[LC_MAX], frame[LC_MAX], mask;
+} LocalCache;
+
+/* Where the n bytes at va (inside one page) are in the physical buffer, or NULL. */
+static inline const unsigned char *virt_locate(VirtReader *self, const Tables *ts, LocalCache *lc, uint64_t va,
+                                               uint64_t n)
+{
+    uint64_t vpn = va >> 12, slot = (vpn ^ (vpn >> 9)) & lc->mask, frame;
+    if (lc->vpn[slot] == vpn) {
+        frame = lc->frame[slot];
+    } else {
+        uint64_t pa;
+        if (tables_pa(ts, va, &pa))
+            frame = pa & ~PMASK;
+        else if (!dict_frame(self->single, va, &frame))
+            return NULL;
+        lc->vpn[slot] = vpn;
+        lc->frame[slot] = frame;
+    }
+    return map_locate(self->phys, frame | (va & PMASK), n);
+}
+
+/* Copy the pieces' bytes (cut at 4 KiB pages) into dst; 0 when every byte was served, else -1.
+ * Equal pieces of at most 16 bytes go in blocks: first every source of the block is located, then all
+ * are copied, so the copies' cache misses overlap instead of waiting behind each look-up. */
 static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as, const U64Seq *ns, Py_ssize_t k,
                             unsigned char *dst, uint64_t cap)
 {
+    LocalCache *lc = PyMem_Malloc(sizeof(LocalCache));
+    if (!lc)
+        return -1;
+    lc->mask = k > 1024 ? LC_MAX - 1 : k > 64 ? 511 : 63; /* clearing it must stay cheap for small k */
+    memset(lc->vpn, 0xFF, (size_t)(lc->mask + 1) * sizeof(uint64_t));
+    int rc = -1;
     uint64_t pos = 0;
-    /* a small direct-mapped cache of this call's translations (vpn -> 4 KiB frame): a batch revisits
-     * few pages, and the TLB tables and the dict cost a hash probe or a Python lookup each */
-    enum { LC = 512 };
-    uint64_t lc_vpn[LC], lc_frame[LC];
-    memset(lc_vpn, 0xFF, sizeof(lc_vpn));
-    for (Py_ssize_t i = 0; i < k; i++) {
+    Py_ssize_t i = 0;
+    if (ns->scalar && ns->value > 0 && ns->value <= 16 && (uint64_t)k * ns->value == cap) {
+        enum { BLOCK = 128 };
+        const unsigned char *src[BLOCK];
+        uint64_t n = ns->value;
+        while (i + BLOCK <= k) {
+            int ok = 1;
+            for (int j = 0; j < BLOCK; j++) {
+                uint64_t a = as->p[i + j];
+                if ((a & PMASK) + n > PAGE || !(src[j] = virt_locate(self, ts, lc, a, n))) {
+                    ok = 0; /* a piece crossing a page (or a miss): this block goes piece by piece */
+                    break;
+                }
+            }
+            if (!ok)
+                break;
+            for (int j = 0; j < BLOCK; j++)
+                memcpy(dst + pos + (uint64_t)j * n, src[j], n);
+            pos += (uint64_t)BLOCK * n;
+            i += BLOCK;
+        }
+    }
+    for (; i < k; i++) {
         uint64_t a = seq_at(as, i), n = seq_at(ns, i);
         if (n > cap - pos)
-            return -1;
+            goto done;
         if (n && a + (n - 1) < a)
-            return -1; /* runs past 2**64 */
+            goto done; /* runs past 2**64 */
         while (n) {
-            uint64_t off = a & PMASK, take = PAGE - off, frame;
+            uint64_t take = PAGE - (a & PMASK);
             if (take > n)
                 take = n;
-            uint64_t vpn = a >> 12, slot = vpn & (LC - 1);
-            if (lc_vpn[slot] == vpn) {
-                frame = lc_frame[slot];
-            } else {
-                uint64_t pa;
-                if (tables_pa(ts, a, &pa)) {
-                    frame = pa & ~PMASK;
-                } else if (!dict_frame(self->single, a, &frame)) {
-                    return -1;
-                }
-                lc_vpn[slot] = vpn;
-                lc_frame[slot] = frame;
-            }
-            const unsigned char *p = map_locate(self->phys, frame | off, take);
+            const unsigned char *p = virt_locate(self, ts, lc, a, take);
             if (!p)
-                return -1;
+                goto done;
             memcpy(dst + pos, p, take);
             pos += take;
             a += take;
             n -= take;
         }
     }
-    return pos == cap ? 0 : -1;
+    rc = pos == cap ? 0 : -1;
+done:
+    PyMem_Free(lc);
+    return rc;
 }
 
 static PyObject *virt_gather_k(VirtReader *self, PyObject *addrs, PyObject *lengths, PyObject *tables,
