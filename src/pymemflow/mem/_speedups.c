@@ -1007,10 +1007,12 @@ fail:
     return -1;
 }
 
-/* The physical address of va from the tables; 1 hit (valid translation), 0 miss or failed. */
-static int tables_pa(const Tables *ts, uint64_t va, uint64_t *pa)
+/* The physical address of va from the tables; 1 hit (valid translation), 0 miss or failed. ``hint``: the
+ * table that answered last is asked first (a kernel's direct map is mostly large pages). */
+static int tables_pa(const Tables *ts, uint64_t va, uint64_t *pa, int *hint)
 {
-    for (int i = 0; i < ts->n; i++) {
+    for (int q = 0; q < ts->n; q++) {
+        int i = q == 0 ? *hint : (q <= *hint ? q - 1 : q);
         const Table *t = &ts->t[i];
         uint64_t key = (va >> t->shift) + 1;
         uint64_t slot = (key * HASH_MUL) >> (64 - t->bits);
@@ -1022,6 +1024,7 @@ static int tables_pa(const Tables *ts, uint64_t va, uint64_t *pa)
                     return 0; /* a cached failure: the pure path reports it */
                 uint64_t size = 1ULL << (v >> 56);
                 *pa = (v & FRAME_MASK) | (va & (size - 1));
+                *hint = i;
                 return 1;
             }
             if (row[0] == 0)
@@ -1037,6 +1040,7 @@ static int tables_pa(const Tables *ts, uint64_t va, uint64_t *pa)
 enum { LC_MAX = 4096 };
 typedef struct {
     uint64_t vpn[LC_MAX], frame[LC_MAX], mask;
+    int hint;
 } LocalCache;
 
 /* Where the n bytes at va (inside one page) are in the physical buffer, or NULL. */
@@ -1048,7 +1052,7 @@ static inline const unsigned char *virt_locate(VirtReader *self, const Tables *t
         frame = lc->frame[slot];
     } else {
         uint64_t pa;
-        if (tables_pa(ts, va, &pa))
+        if (tables_pa(ts, va, &pa, &lc->hint))
             frame = pa & ~PMASK;
         else if (!dict_frame(self->single, va, &frame))
             return NULL;
@@ -1067,7 +1071,8 @@ static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as
     LocalCache *lc = PyMem_Malloc(sizeof(LocalCache));
     if (!lc)
         return -1;
-    lc->mask = k > 1024 ? LC_MAX - 1 : k > 64 ? 511 : 63; /* clearing it must stay cheap for small k */
+    lc->mask = k > 1024 ? LC_MAX - 1 : k > 64 ? 511 : 63; /* cheap to clear for small k */
+    lc->hint = 0;
     memset(lc->vpn, 0xFF, (size_t)(lc->mask + 1) * sizeof(uint64_t));
     int rc = -1;
     uint64_t pos = 0;
