@@ -86,6 +86,12 @@ def test_virtual_compiled_equals_pure(space: tuple[VirtualMemory, VirtualMemory]
         vc, okc = c.read_u64_many(arr)
         vp, okp = p.read_u64_many(arr)
         assert okc.tolist() == okp.tolist() and vc[okc].tolist() == vp[okp].tolist()
+        rep = np.array(addrs * (300 // len(addrs) + 1), np.uint64)  # >= 2 blocks of the compiled gather
+        for size in (8, 16):
+            assert batch(c, rep, size) == batch(p, rep, size)
+        vc, okc = c.read_u64_many(rep)
+        vp, okp = p.read_u64_many(rep)
+        assert okc.tolist() == okp.tolist() and vc[okc].tolist() == vp[okp].tolist()
         for a, n in pieces[:12]:
             assert outcome(c.read, base + a, n) == outcome(p.read, base + a, n)
             for name in TYPED:

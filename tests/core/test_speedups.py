@@ -93,6 +93,12 @@ def test_physical_compiled_equals_pure(store: Path, layout: Any) -> None:
         vc, okc = c.read_u64_many(addrs)
         vp, okp = p.read_u64_many(addrs)
         assert okc.tolist() == okp.tolist() and vc[okc].tolist() == vp[okp].tolist()
+        rep = np.array(addrs * (300 // len(addrs) + 1), np.uint64)  # >= 2 blocks of the compiled gather
+        for size in (8, 16):
+            assert batch_outcome(c, rep, size) == batch_outcome(p, rep, size)
+            gc, fc = c.read_gather(rep, size)
+            gp, fp = p.read_gather(rep, size)
+            assert fc == fp and gc.tobytes() == gp.tobytes()
 
 
 @compiled_only
