@@ -184,6 +184,7 @@ def test_psscan_flags_a_task_unlinked_from_the_list(lx_x64: LinuxGuest, tmp_path
     assert {h.handle: h.name for h in hidden.handles() if h.pid == gt.worker_pid} == gt.fds[gt.worker_pid]
     assert {s.extra["inode"] for s in hidden.netscan() if s.pid == gt.worker_pid} >= {
         s.inode for s in gt.sockets_of(gt.worker_pid)}
+    assert [(h.pid, h.start) for h in hidden.malfind()] == [(gt.worker_pid, int(gt.worker["rwx"], 16))]
 
 
 def test_malfind_finds_the_rwx_page_and_nothing_else(linux: tuple[LinuxGuest, LinuxOs]) -> None:

@@ -257,31 +257,34 @@ class LinuxOs(OsLayer):
     def process_info_list(self) -> list[ProcessInfo]:
         if self._isf is None and self._types is None and self._infer_ok():
             return self._inferred_process_list()
-        off = self._toff
-        out = []
         lost: list[str] = []
-        for addr in tasks_mod.task_addresses(self.kmem, self.init_task(), off, lost):
-            t = read_obj(self.kmem, addr, off.size)
-            if not t.ok:
-                continue
-            d = tasks_mod.task_info(self.kmem, t, off, self.proc_arch)
-            if addr == self.init_task():
-                d["kernel_thread"] = True
-            mm = d["mm"]
-            dtb, path, cmd = 0, "", ""
-            if mm and not d["kernel_thread"]:
-                m = read_obj(self.kmem, mm, max(off.mm_pgd, off.mm_arg_end, off.mm_exe_file) + 8)
-                dtb = self._user_dtb(mm)
-                if m.ok:
-                    path = self._paths.file_path(m.ptr(off.mm_exe_file))
-                    if dtb:
-                        um = VirtualMemory(self.phys, self.arch, dtb, tlb=False)
-                        cmd = tasks_mod.command_line(um, m.ptr(off.mm_arg_start), m.ptr(off.mm_arg_end), lost)
-            threads = tasks_mod.thread_ids(self.kmem, t, off, lost)
-            out.append(tasks_mod.make_info(d, address=addr, arch=self.proc_arch, dtb=dtb, path=path,
-                                           cmdline=cmd, threads=threads))
+        out = [info for addr in tasks_mod.task_addresses(self.kmem, self.init_task(), self._toff, lost)
+               if (info := self._task_info(addr, lost)) is not None]
         self._warn(lost)
         return out
+
+    def _task_info(self, addr: int, lost: list[str]) -> ProcessInfo | None:
+        """The ProcessInfo of the task_struct at ``addr`` (None when unreadable)."""
+        off = self._toff
+        t = read_obj(self.kmem, addr, off.size)
+        if not t.ok:
+            return None
+        d = tasks_mod.task_info(self.kmem, t, off, self.proc_arch)
+        if addr == self.init_task():
+            d["kernel_thread"] = True
+        mm = d["mm"]
+        dtb, path, cmd = 0, "", ""
+        if mm and not d["kernel_thread"]:
+            m = read_obj(self.kmem, mm, max(off.mm_pgd, off.mm_arg_end, off.mm_exe_file) + 8)
+            dtb = self._user_dtb(mm)
+            if m.ok:
+                path = self._paths.file_path(m.ptr(off.mm_exe_file))
+                if dtb:
+                    um = VirtualMemory(self.phys, self.arch, dtb, tlb=False)
+                    cmd = tasks_mod.command_line(um, m.ptr(off.mm_arg_start), m.ptr(off.mm_arg_end), lost)
+        threads = tasks_mod.thread_ids(self.kmem, t, off, lost)
+        return tasks_mod.make_info(d, address=addr, arch=self.proc_arch, dtb=dtb, path=path, cmdline=cmd,
+                                   threads=threads)
 
     def _warn(self, texts: list[str]) -> None:
         """Python warnings (stderr in the CLI) and kept in ``self.warnings``."""
@@ -462,7 +465,14 @@ class LinuxOs(OsLayer):
 
     def malfind(self, proc: Process | None = None) -> list[MalfindHit]:
         out: list[MalfindHit] = []
-        for p in [proc] if proc is not None else self.process_list():
+        if proc is not None:
+            procs = [proc]
+        else:  # every listed process, then those only the pid idr knows (unlinked ones)
+            lost: list[str] = []
+            infos = [i for a in self._leaders(None) if (i := self._task_info(a, lost)) is not None]
+            self._warn(lost)
+            procs = [self.process_from_info(i) for i in infos]
+        for p in procs:
             if p.info.extra.get("kernel_thread") or not p.info.dtb:
                 continue
             out += malfind_mod.hits(p.info.pid, p.info.name, p.info.arch, self.memory_regions(p), p.memory)
