@@ -163,6 +163,7 @@ def vmcoreinfo_by_pointer(phys: MemoryView, arch: str, dtb: int, max_address: in
     if not pas.size:
         return None
     heads, _ = phys.read_gather(pas, 32)
+    tries = 0
     for pa, head in zip(pas.tolist(), heads, strict=True):
         b = head.tobytes()
         if b.startswith(vci.NEEDLE) and b[len(vci.NEEDLE):len(vci.NEEDLE) + 1].isdigit():
@@ -171,6 +172,9 @@ def vmcoreinfo_by_pointer(phys: MemoryView, arch: str, dtb: int, max_address: in
             at = pa + 24
         else:
             continue
+        tries += 1
+        if tries > 64:  # as many copies as the scan tries: hostile memory full of lookalikes stays bounded
+            break
         try:
             info = vci.parse(phys.read(at, vci.MAX_TEXT, zero_fill=True), source="kernel pointer",
                              location=at)
