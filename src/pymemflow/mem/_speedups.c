@@ -1083,6 +1083,15 @@ static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as
         uint64_t n = ns->value;
         while (i + BLOCK <= k) {
             int ok = 1;
+            /* the batched TLB rows this block will probe, fetched ahead: the probes then overlap */
+            for (int j = 0; j < BLOCK && ts->n; j++) {
+                uint64_t a = as->p[i + j], vpn = a >> 12;
+                if (lc->vpn[(vpn ^ (vpn >> 9)) & lc->mask] == vpn)
+                    continue;
+                const Table *t = &ts->t[lc->hint < ts->n ? lc->hint : 0];
+                uint64_t key = (a >> t->shift) + 1, slot = (key * HASH_MUL) >> (64 - t->bits);
+                __builtin_prefetch(t->rows + 2 * (slot & (t->cap - 1)));
+            }
             for (int j = 0; j < BLOCK; j++) {
                 uint64_t a = as->p[i + j];
                 if ((a & PMASK) + n > PAGE || !(src[j] = virt_locate(self, ts, lc, a, n))) {
