@@ -111,8 +111,8 @@ class VirtualMemory(MemoryView):
     def _bind_compiled(self) -> None:
         """Compiled reads (:mod:`pymemflow.mem.fast`) when the physical view has a compiled reader and the
         TLB keeps entries until flushed (a volatile TLB's expiry check stays in Python)."""
-        pd = getattr(self.phys, "__dict__", {})
-        phys_reader = pd.get("_compiled_reader") if pd.get("_compiled_in_process") else None
+        phys_reader = getattr(self.phys, "_compiled_reader", None) if getattr(self.phys, "_compiled_in_process",
+                                                                               False) else None
         if (self._single is None or self._volatile or phys_reader is None
                 or self.phys.little_endian != self.little_endian):
             fast.unbind(self)
@@ -120,7 +120,7 @@ class VirtualMemory(MemoryView):
             fast.bind_virt_reader(self, self._single, phys_reader, VirtualMemory)
 
     def _fast_gather_into(self, addrs: Any, lengths: Any, out: U8Array) -> bool:
-        reader = self.__dict__.get("_compiled_reader")
+        reader = self._compiled_reader
         return reader is not None and bool(reader.gather_into(addrs, lengths, out, self._tlb_tables()))
 
     def _tlb_tables(self) -> list[tuple[int, object]]:

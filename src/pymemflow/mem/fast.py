@@ -49,19 +49,23 @@ BOUND = (*TYPED, "read", "read_ptr", "read_batch", "_compiled_in_process")
 
 
 def unbind(view: Any) -> None:
-    """Drop a view's compiled reader and the methods bound from it (back to the class's pure ones)."""
-    d = view.__dict__
-    old = d.pop("_compiled_reader", None)
-    if old is not None and hasattr(old, "release"):
+    """Drop a view's compiled reader and the methods bound from it (back to the class's pure ones).
+    Touches the instance's ``__dict__`` only when something was bound: materialising it would slow every
+    attribute load of a pure-path view (CPython keeps small instances' attributes inline otherwise)."""
+    old = getattr(view, "_compiled_reader", None)
+    if old is None:
+        return
+    if hasattr(old, "release"):
         old.release()
-    for name in BOUND:
+    d = view.__dict__
+    for name in (*BOUND, "_compiled_reader"):
         d.pop(name, None)
 
 
 def force_pure(view: Any) -> Any:
     """Keep ``view`` on the pure-Python path for good (tests compare the two paths in one process);
     returns the view. A virtual view over it is pure too (it has no compiled physical reader)."""
-    view.__dict__["_force_pure"] = True
+    view._force_pure = True
     unbind(view)
     return view
 
@@ -113,7 +117,7 @@ def bind_map_reader(view: Any, buffer: Any, bases: list[int], lengths: list[int]
     ``process_vm_readv`` per read or small batch (the ``qemu`` connector).
     ``owner``: the class whose pure methods the reader replaces. Returns the reader (None: pure path)."""
     unbind(view)
-    if speedups is None or (buffer is None and pid <= 0) or view.__dict__.get("_force_pure"):
+    if speedups is None or (buffer is None and pid <= 0) or getattr(view, "_force_pure", False):
         return None
     pure_typed, pure_read, pure_batch = _fallbacks(view)
     reader = speedups.MapReader(buffer if pid <= 0 else None, bases, lengths, reals, bool(view.little_endian),
@@ -127,7 +131,7 @@ def bind_virt_reader(view: Any, single: dict[int, Any], phys_reader: Any, owner:
     """Compiled virtual reads for ``view`` through its single-address TLB dict onto the physical
     view's compiled reader. Returns the reader (None: pure path)."""
     unbind(view)
-    if speedups is None or phys_reader is None or view.__dict__.get("_force_pure"):
+    if speedups is None or phys_reader is None or getattr(view, "_force_pure", False):
         return None
     pure_typed, pure_read, pure_batch = _fallbacks(view)
     reader = speedups.VirtReader(single, phys_reader, None, int(view.pointer_size), pure_typed, pure_read,
@@ -145,5 +149,5 @@ class RebindOnSettings:
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-        if name in ("little_endian", "pointer_size") and "_compiled_reader" in self.__dict__:
+        if name in ("little_endian", "pointer_size") and getattr(self, "_compiled_reader", None) is not None:
             self._bind_compiled()  # type: ignore[attr-defined]

@@ -278,6 +278,11 @@ class MemoryView:
         return [data], failures
 
     # ---- batched API ---------------------------------------------------------------------------
+    _compiled_reader: Any = None
+    """The compiled path's reader bound to this instance (:mod:`pymemflow.mem.fast`), None on the pure path."""
+    _compiled_in_process = False
+    """True when that reader reads a buffer of this process (an mmap), not another process's memory."""
+
     cheap_single_reads = False
     """True when ``_read_single`` is a local, cheap call (an mmap slice, a TLB hit): a small batch is then
     read piece by piece (no NumPy set-up). False where each single read is a request, a syscall or is
@@ -325,7 +330,7 @@ class MemoryView:
     def _fast_gather_into(self, addrs: Any, lengths: Any, out: U8Array) -> bool:
         """The compiled path's batch into ``out`` (:mod:`pymemflow.mem.fast`): True when it read every
         piece; False (nothing promised about ``out``) sends the batch down the pure-Python path."""
-        reader = self.__dict__.get("_compiled_reader")
+        reader = self._compiled_reader
         return reader is not None and bool(reader.gather_into(addrs, lengths, out))
 
     def read_gather(
@@ -333,7 +338,7 @@ class MemoryView:
     ) -> tuple[npt.NDArray[np.uint8], list[ReadFailure]]:
         """Read ``size`` bytes at each address: an ``(n, size)`` uint8 array plus failures."""
         if (isinstance(addrs, np.ndarray) and addrs.dtype == np.uint64 and addrs.ndim == 1 and type(size) is int
-                and 0 < size and "_compiled_reader" in self.__dict__):
+                and 0 < size and self._compiled_reader is not None):
             k = addrs.shape[0]  # the compiled path takes the one size as is: no array of lengths to build
             self._check_size(k * size, "gathered read")
             out = np.empty(k * size, dtype=np.uint8)
