@@ -34,6 +34,8 @@ LISTINGS: dict[str, list[str]] = {
     "keys": [*DEMO, "keys", "--once"],
     "dmesg": ["-o", "native", "dmesg", "-n", "20"],
     "scan": [*DEMO, "scan", "-p", "explorer.exe", "--pattern", "4D 5A 90 00"],
+    "psscan": [*DEMO, "psscan"],
+    "netscan": [*DEMO, "netscan"],
     "bench": [*DEMO, "bench", "--seconds", "0.005", "--chunks", "0x1000,8", "--batches", "1,4"],
     "threads": [*DEMO, "threads", "-p", "explorer.exe"],
     "handles": [*DEMO, "handles", "-p", "notepad.exe"],
@@ -61,8 +63,7 @@ ELSEWHERE: dict[str, str] = {
 }
 """Listing commands whose formats need more than one process and are tested in their own folder."""
 
-PENDING: dict[str, str] = dict.fromkeys(["psscan", "netscan"],
-                                        "issue 18: being built; moves to LISTINGS with its win32 implementation")
+PENDING: dict[str, str] = {}
 """Commands registered before their OS-layer implementation lands (empty when issue 18 is done)."""
 
 JSON_DOCUMENTS = {"plugins": "plugins", "bench": "cells"}

@@ -132,5 +132,6 @@ def test_vol_psscan_carves_every_process_from_pool(vol_env: tuple[SyntheticImage
     img = vol_env[0]
     rows = vol(vol_env, "windows.psscan")
     got = {(r["PID"], r["PPID"], r["ImageFileName"], r["ExitTime"] is not None) for r in rows}
-    want = {(p["pid"], p["ppid"], p["image_file_name"], not p["alive"]) for p in img.facts["processes"]}
+    want = {(p["pid"], p["ppid"], p["image_file_name"], not p["alive"])
+            for p in img.facts["processes"] + img.facts["unlinked_processes"]}
     assert got == want

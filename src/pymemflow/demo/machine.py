@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from ..os.win32.offsets import Win32Offsets
 from .image import Module, SyntheticImage
+from .network import NetworkMixin
 from .processes import ProcessMixin
 from .profiles import ALIASES, PROFILES, Profile, table_profile
 
 __all__ = ["ALIASES", "PROFILES", "MachineBuilder", "Module", "Profile", "SyntheticImage", "build_image", "table_profile"]
 
 
-class MachineBuilder(ProcessMixin):
+class MachineBuilder(ProcessMixin, NetworkMixin):
     def build(self) -> SyntheticImage:
         self.layout()
         self.build_kernel_space()
@@ -27,6 +28,7 @@ class MachineBuilder(ProcessMixin):
         self.build_kernel_modules()
         self.build_object_manager()  # demo/handles.py
         self.build_processes()
+        self.build_network()
         self.finish_kernel_globals()
         self.build_low_stub()
         return SyntheticImage(self.size, self.phys.pages, self.facts)

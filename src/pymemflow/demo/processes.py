@@ -52,6 +52,9 @@ class ProcessMixin(KernelMixin, HandleMixin):
         for i in range(max(0, self.min_processes - len(specs))):
             add("svchost.exe", f"{sysroot}\\svchost.exe", f"{sysroot}\\svchost.exe -k demo{i} -p", "services.exe", 0,
                 pid=10_004 + 4 * i)
+        # unlinked from ActiveProcessLinks (DKOM): only pool scanning (psscan) finds it
+        add("backdoor.exe", "C:\\Users\\demo\\AppData\\Local\\Temp\\backdoor.exe",
+            "C:\\Users\\demo\\AppData\\Local\\Temp\\backdoor.exe -connect", "explorer.exe", 1, hidden=True)
         return specs
 
     def build_processes(self) -> None:
@@ -62,15 +65,23 @@ class ProcessMixin(KernelMixin, HandleMixin):
         self.dlls: dict[str, tuple[AddressSpace, Module, dict[int, bytes]]] = {}
         eprocs: list[int] = []
         procs_facts = []
+        hidden = []
         for i, s in enumerate(specs):
             ppid = by_name[s["parent"]]["pid"] if s["parent"] else 0
             pf = self.build_process(s, ppid, i)
+            if s.get("hidden"):
+                hidden.append(pf)
+                continue
             eprocs.append(pf["eprocess"])
             procs_facts.append(pf)
         self.write_list_links(self.kas, self.sym("PsActiveProcessHead"),
                               [e + self.o["_EPROCESS.ActiveProcessLinks"] for e in eprocs])
+        for pf in hidden:  # as the FU rootkit leaves it: the links point at the entry itself
+            links = pf["eprocess"] + self.o["_EPROCESS.ActiveProcessLinks"]
+            self.kas.write(links, self.pack_ptr(links) * 2)
         self.kas.write(self.sym("PsInitialSystemProcess"), self.pack_ptr(eprocs[0]))
         self.facts["processes"] = procs_facts
+        self.facts["unlinked_processes"] = hidden
 
     def new_user_space(self) -> AddressSpace:
         a = AddressSpace(self.phys, self.alloc, self.p.arch)

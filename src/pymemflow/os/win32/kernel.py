@@ -24,7 +24,7 @@ from ..base import (
     ProcessInfo,
     SectionInfo,
 )
-from ..forensics import HandleInfo, MalfindHit, ThreadInfo, TimelineEvent
+from ..forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
 from ..walk import report
 from . import pe
 from .discovery import KernelFacts, discover
@@ -33,8 +33,10 @@ from .handles import all_handles
 from .keyboard import Keyboard, open_keyboard
 from .malfind import all_malfind
 from .modules import walk_ldr
+from .netscan import netscan
 from .plausible import check_processes, check_vads, missing_field_names, missing_fields, source_of
 from .process import EprocessLayout, Win32Process, kernel_info, process_infos, wow64_peb
+from .psscan import psscan
 from .pte import PagefileBits, WindowsPteHook
 from .threads import all_threads
 from .timeline import win32_timeline_sources
@@ -63,12 +65,16 @@ class Win32Kernel(OsLayer):
         self._vms: dict[int, VirtualMemory] = {}
         self._closed = False
         self._processes_checked = False
+        self.progress: Any = None
+        """The front end's progress reporter (``progress(task, done, total)``) for long scans, or None."""
         report("win32", missing_fields(self.offsets), self.warnings, ImplausibleResultWarning)
 
     @classmethod
     def open(cls, phys: PhysicalMemory, **kw: Any) -> Win32Kernel:
         transition = kw.pop("transition", True)
-        return cls(phys, discover(phys, **kw), transition=transition)
+        layer = cls(phys, discover(phys, **kw), transition=transition)
+        layer.progress = kw.get("progress")
+        return layer
 
     def _hook(self) -> WindowsPteHook:
         return WindowsPteHook(self.facts.arch, resolve_transition=self.transition, bits=self.pf_bits)
@@ -286,6 +292,15 @@ class Win32Kernel(OsLayer):
 
     def timeline_sources(self) -> list[Callable[[], Iterable[TimelineEvent]]]:
         return win32_timeline_sources(self)
+
+    # ---- pool scans (psscan.py, netscan.py) ----------------------------------------------------
+    def psscan(self) -> list[CarvedProcess]:
+        """Processes carved from physical memory by pool tag, flagged listed / unlinked / exited."""
+        return psscan(self)
+
+    def netscan(self) -> list[SocketInfo]:
+        """TCP/UDP endpoints and listeners carved from physical memory by pool tag."""
+        return netscan(self)
 
     # ---- keyboard ------------------------------------------------------------------------------
     def keyboard(self) -> Keyboard:

@@ -1,0 +1,1 @@
+"""tcpip.sys endpoint layouts per Windows build (a generated table, see :mod:`.layouts`)."""

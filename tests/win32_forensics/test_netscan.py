@@ -1,0 +1,91 @@
+"""netscan on the synthetic Windows machines: TCP endpoints, listeners and UDP endpoints carved from
+physical memory by pool tag at the tcpip layout of the build, chosen by tcpip.sys's own version
+resource; checked against the machines' ground truth and volatility3's windows.netscan."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pymemflow.cli.main import main
+from pymemflow.os.forensics import iso_from_filetime
+from pymemflow.os.win32.net.layouts import choose
+from pymemflow.os.win32.netscan import tcpip_identity
+
+from .winpsnet_env import MASK48, Machine, machine, vol
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTO = {"TCPv4": "tcp", "TCPv6": "tcp6", "UDPv4": "udp", "UDPv6": "udp6"}
+
+
+@pytest.fixture(scope="module", params=["win10", "win7"])
+def m(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, ref_data: Path) -> Machine:
+    return machine(request.param, tmp_path_factory.mktemp(f"netscan-{request.param}"), ref_data)
+
+
+def want(m: Machine) -> list[tuple[Any, ...]]:
+    return sorted((PROTO[r["proto"]], r["local"], r["local_port"], r["remote"], r["remote_port"], r["state"],
+                   r["pid"], r["owner"], iso_from_filetime(r["create_time"]), r["address"])
+                  for r in m.img.facts["network"])
+
+
+def test_netscan_matches_ground_truth(m: Machine) -> None:
+    got = sorted((s.protocol, s.local_address, s.local_port, s.remote_address, s.remote_port, s.state, s.pid,
+                  s.owner, s.create_time, s.address) for s in m.kernel.netscan())
+    assert got == want(m)
+    assert {r[0] for r in got} == {"tcp", "tcp6", "udp", "udp6"}
+    assert any(r[5] == "ESTABLISHED" and r[7] == "backdoor.exe" for r in got)  # the hidden process's socket
+    assert not m.kernel.warnings
+
+
+def test_layout_chosen_by_tcpip_version_resource(m: Machine) -> None:
+    f = m.img.facts["tcpip"]
+    ident = tcpip_identity(m.kernel)
+    assert ident["module"] == f["base"] and ident["version"] == f["version"]
+    name, guid_age = ident["pdb"].split()
+    assert (name, guid_age) == (f["pdb_name"], f["guid_age"])
+    isf = ROOT / "tests/data/windows/isf-forensic/tcpip.pdb" / f"{guid_age[:32]}-{int(guid_age[32:], 16)}.json.xz"
+    assert isf.is_file()  # one of the 85 real tcpip.pdb identities
+    s = m.kernel.netscan()[0]
+    assert s.extra["tcpip_layout"] == f["layout"] and s.extra["tcpip_version"] == f["version"]
+
+
+@pytest.mark.slow
+def test_volatility_netscan_agrees(m: Machine) -> None:
+    pytest.importorskip("volatility3")
+    if m.img.facts["arch"] != "x64":
+        pytest.skip("volatility3 needs an ISF of the x86 kernel; tests/win32_synth builds one for pslist")
+    rows = vol(m, "windows.netscan")
+    theirs = sorted((PROTO[r["Proto"]], r["LocalAddr"], r["LocalPort"], r["ForeignAddr"], r["ForeignPort"],
+                     r["State"], r["PID"], r["Owner"], r["Offset"] & MASK48) for r in rows)
+    ours = sorted((s.protocol, s.local_address, s.local_port, s.remote_address, s.remote_port, s.state, s.pid,
+                   s.owner, s.address & MASK48) for s in m.kernel.netscan())
+    assert ours == theirs and len(ours) == len(m.img.facts["network"])
+
+
+def test_cli_netscan_json(m: Machine, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", f"raw:{m.raw}", "-o", "win32", "netscan", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted((r["protocol"], r["local_address"], r["local_port"], r["pid"]) for r in rows) == \
+        sorted((w[0], w[1], w[2], w[6]) for w in want(m))
+
+
+def test_unknown_build_takes_an_older_layout_and_says_which() -> None:
+    c = choose("x64", 10, 0, 22621)
+    assert c.name == "win10-20348-x64" and not c.exact and "22621" in c.note and "20348" in c.note
+    none = choose("x64", 5, 2, 3790)
+    assert none.layout is None and "5.2.3790" in none.note
+    assert choose("x64", 10, 0, 19045).name == "win10-19041-x64"
+    assert choose("x64", 6, 3, 9600, 19935).name == "win81-19935-x64"
+
+
+def test_layout_table_is_what_the_generator_makes() -> None:
+    pytest.importorskip("volatility3")
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/gen_tcpip_layouts.py"), "--check"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
