@@ -89,3 +89,42 @@ def test_layout_table_is_what_the_generator_makes() -> None:
     r = subprocess.run([sys.executable, str(ROOT / "scripts/gen_tcpip_layouts.py"), "--check"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_version_resource_parser_survives_corruption() -> None:
+    """A driver image whose resource tree is randomly damaged: a version or None, never an exception,
+    never a hang (bounded levels and entry counts)."""
+    import mmap
+    import random
+
+    from pymemflow.demo.network import RESOURCE_RVA, resource_directory, version_resource
+    from pymemflow.demo.pe import RDATA, PeSpec, Section, build_pe
+    from pymemflow.mem.buffer import MmapMemory
+    from pymemflow.mem.memmap import MemoryMap
+    from pymemflow.os.win32.net.version import file_version
+
+    size = 0x4000
+    blobs = build_pe(PeSpec("tcpip.sys", "x64", 0, size, [Section(".rdata", 0x1000, 0x3000, RDATA)], dll=False))
+    res = resource_directory(RESOURCE_RVA, version_resource("10.0.19041.1202"))
+    hdr = bytearray(blobs[0])
+    lfanew = int.from_bytes(hdr[0x3C:0x40], "little")
+    hdr[lfanew + 0x18 + 0x70 + 16 : lfanew + 0x18 + 0x70 + 24] = RESOURCE_RVA.to_bytes(4, "little") + \
+        len(res).to_bytes(4, "little")
+    clean = bytearray(size)
+    clean[0 : len(hdr)] = hdr
+    clean[RESOURCE_RVA : RESOURCE_RVA + len(res)] = res
+    mm = mmap.mmap(-1, size)
+    mem = MmapMemory(mm, MemoryMap.identity(size), writable=False)
+    mm[:] = bytes(clean)
+    assert file_version(mem, 0) == (10, 0, 19041, 1202)
+    rng = random.Random(18)
+    results = set()
+    for _ in range(300):
+        img = bytearray(clean)
+        for _ in range(rng.randint(1, 8)):
+            img[RESOURCE_RVA + rng.randrange(len(res))] = rng.randrange(256)
+        mm[:] = bytes(img)
+        v = file_version(mem, 0)
+        assert v is None or (len(v) == 4 and all(0 <= x <= 0xFFFF for x in v))
+        results.add(v is None)
+    assert results == {True, False}  # some damage is fatal, some is not

@@ -86,3 +86,15 @@ def test_garbage_with_process_tags_yields_nothing(m: Machine) -> None:
     lay = ProcLayout.of(m.kernel)
     assert all(check_eprocess(b.data[off : off + lay.size], lay, m.img.facts["arch"]) is not None
                for b in blocks for off in range(8, b.size - 64, 8))
+
+
+def test_psscan_reports_progress_over_the_stored_ranges(m: Machine) -> None:
+    seen: list[tuple[str, int, int]] = []
+    m.kernel.progress = lambda task, done, total: seen.append((task, done, total))
+    try:
+        m.kernel.psscan()
+    finally:
+        m.kernel.progress = None
+    assert seen and all(t.startswith("psscan") for t, _, _ in seen)
+    task, done, total = seen[-1]
+    assert done == total == sum(r.length for r in m.kernel.phys.phys_ranges() if r.backed)
