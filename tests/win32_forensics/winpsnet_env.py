@@ -16,7 +16,6 @@ from pymemflow.connectors.raw import RawFileMemory
 from pymemflow.demo import SyntheticImage, build_image
 from pymemflow.os.win32.kernel import Win32Kernel
 
-ISF_19041 = "5278AFF86C341677D7D7835C85B7B844-1.json.xz"
 MASK48 = (1 << 48) - 1
 PROFILES = {"win10": ("win10-19041-x64", 256 << 20), "win7": ("win7-7601-x86pae", 64 << 20)}
 
@@ -33,13 +32,17 @@ class Machine:
 
 
 def machine(name: str, folder: Path, data: Path, seed: int = 11) -> Machine:
-    profile, size = PROFILES[name]
+    """``name``: win10 / win7 (256 / 64 MiB) or any demo profile (64 MiB). Where the repository carries the
+    kernel's full ISF, it is copied into a private symbol folder for volatility3."""
+    profile, size = PROFILES.get(name, (name, 64 << 20))
     img = build_image(profile, seed=seed, size=size)
     img.write_raw(str(folder / "mem.raw"))
-    if name == "win10":
+    g = img.facts["guid_age"]
+    isf = data / "windows" / "isf" / f"{g[:32]}-{int(g[32:], 16)}.json.xz"
+    if isf.is_file():
         sym = folder / "symbols" / "windows" / "ntkrnlmp.pdb"
         sym.mkdir(parents=True)
-        shutil.copy(data / "windows" / "isf" / ISF_19041, sym / ISF_19041)
+        shutil.copy(isf, sym / isf.name)
     (folder / "cache").mkdir()
     return Machine(img, folder, Win32Kernel.open(RawFileMemory(folder / "mem.raw")))
 

@@ -119,9 +119,11 @@ class ProcessMixin(KernelMixin, HandleMixin):
         # the body ends the block, so both top-down (Windows 8+) and bottom-up carving find it
         ph = 16 if self.x64 else 8
         prefix = ph + o["_OBJECT_HEADER.Body"]
-        total = (prefix + len(ep.buf) + ph - 1) // ph * ph
+        # the body is pool-aligned and padded to the alignment (as ExAllocatePool leaves it), so it is
+        # both right after the header and at block end - round_up(sizeof EPROCESS)
+        total = prefix + (len(ep.buf) + ph - 1) // ph * ph
         block = self.pool.alloc(total, 16 if self.x64 else 8)
-        eva = block + total - len(ep.buf) if not self.modern else block + prefix
+        eva = block + prefix
         ep.set("Pcb", 3, 1)  # _DISPATCHER_HEADER.Type = ProcessObject
         ep.set("Pcb", len(ep.buf) // 4 & 0xFF, 1, add=2)
         ep.put(o["_EPROCESS.Pcb"] + o["_KPROCESS.DirectoryTableBase"], aspace.root, "p")

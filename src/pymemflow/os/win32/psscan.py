@@ -51,7 +51,7 @@ class ProcLayout:
     def of(cls, k: Win32Kernel) -> ProcLayout:
         o = k.offsets
         e = k.eproc
-        return cls(ptr=e.ptr, size=e.size, pid=e.pid, ppid=e.ppid or 0, name=e.name, links=e.links,
+        return cls(ptr=e.ptr, size=o.size("_EPROCESS") or e.size, pid=e.pid, ppid=e.ppid or 0, name=e.name, links=e.links,
                    threads=o["_EPROCESS.ThreadListHead"], dtb=e.dtb, create_time=e.create_time,
                    exit_time=maybe(o, "_EPROCESS.ExitTime"),
                    header_body=maybe(o, "_OBJECT_HEADER.Body") or (0x30 if e.ptr == 8 else 0x18))
@@ -96,9 +96,8 @@ def body_candidates(blk: PoolBlock, lay: ProcLayout) -> list[int]:
     the object header, skipping possible optional headers)."""
     align = blk.header_size
     out = [blk.size - (lay.size + align - 1) // align * align]
-    limit = min(blk.header_size + OPTIONAL_HEADERS, blk.size - lay.size - lay.header_body)
-    out += [blk.header_size + off + lay.header_body for off in range(0, limit - blk.header_size + 1, align)]
-    return [o for o in dict.fromkeys(out) if blk.header_size + lay.header_body <= o <= blk.size - 16]
+    out += [oh + lay.header_body for oh in range(blk.header_size, blk.header_size + OPTIONAL_HEADERS + 1, align)]
+    return [o for o in dict.fromkeys(out) if blk.header_size + lay.header_body <= o <= blk.size - lay.size + align]
 
 
 def virtual_address(k: Win32Kernel, b: bytes, lay: ProcLayout, pa: int) -> int:
