@@ -45,11 +45,16 @@ def test_psscan_and_netscan_match_ground_truth(m: Machine) -> None:
         assert not said
 
 
+@pytest.fixture(scope="module")
+def win7x64(tmp_path_factory: pytest.TempPathFactory, ref_data: Path) -> Machine:
+    return machine("win7-7601-x64", tmp_path_factory.mktemp("vol-win7-x64"), ref_data)
+
+
 @pytest.mark.slow
-def test_volatility_agrees_on_windows7_x64(m: Machine) -> None:
+def test_volatility_agrees_on_windows7_x64(win7x64: Machine) -> None:
+    """volatility3 runs on Windows 7 x64 (bottom-up carving) and 19041 only (CI time)."""
     pytest.importorskip("volatility3")
-    if m.img.facts["profile"] != "win7-7601-x64":
-        pytest.skip("volatility3 is run on Windows 7 x64 (bottom-up carving) and 19041 only (CI time)")
+    m = win7x64
     # before Windows 10 volatility3 scans the physical layer: its offsets are physical addresses
     theirs = {(r["PID"], r["ImageFileName"], r["ExitTime"] is not None, r["Offset(V)"])
               for r in vol(m, "windows.psscan")}

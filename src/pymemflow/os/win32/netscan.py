@@ -145,7 +145,7 @@ def netscan(k: Win32Kernel) -> list[SocketInfo]:
         kind = TAGS[blk.tag]
         rec = lay[kind]
         body = blk.data[hs:]
-        need = max(v for key, v in rec.items() if isinstance(v, int) and key != "size") + ptr
+        need = max(v if isinstance(v, int) else v[0] for key, v in rec.items() if key != "size") + 8
         if len(body) < need:
             body = body + k.phys.read(blk.pa + blk.size, need - len(body), zero_fill=True)
         af = r.family(_u(body, rec["inet_af"], ptr))

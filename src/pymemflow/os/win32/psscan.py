@@ -75,8 +75,8 @@ def check_eprocess(b: bytes, lay: ProcLayout, arch: str) -> str | None:
     if arch == "x86pae":
         if dtb == 0 or dtb % 0x20 or dtb >> 36:
             return "DTB"
-    elif dtb & ~0xFFF == 0 or dtb & 0xFFF or dtb >> 52:
-        return "DTB"
+    elif dtb & ~0xFFF == 0 or dtb >> 52 or (arch == "x86" and dtb & 0xFFF):
+        return "DTB"  # x64 keeps flag bits (PCID) in the low 12 bits of the process's CR3
     pid, ppid = _u(b, lay.pid, lay.ptr), _u(b, lay.ppid, lay.ptr)
     if pid % 4 or ppid % 4 or pid >= MAX_PID or ppid >= MAX_PID:
         return "pid"
@@ -120,12 +120,17 @@ def psscan(k: Win32Kernel) -> list[CarvedProcess]:
     lay = ProcLayout.of(k)
     x64 = k.facts.arch == "x64"
     listed: set[int] = set()
-    for info in k.process_info_list():
+    warnings: list[str] = []
+    try:
+        infos = k.process_info_list()
+    except PymemflowError as e:  # carving does not need the list; every process is then "unlinked"
+        infos = []
+        warnings.append(f"psscan: process list unreadable ({e}): the listed/unlinked flags are unknown")
+    for info in infos:
         try:
             listed.add(k.kmem.translate(info.address))
         except PymemflowError:
             continue
-    warnings: list[str] = []
     min_size = lay.size // 2
     out: list[CarvedProcess] = []
     seen: set[int] = set()
@@ -151,8 +156,8 @@ def psscan(k: Win32Kernel) -> list[CarvedProcess]:
                                      address=va, physical_address=pa, listed=pa in listed,
                                      exited=bool(iso_from_filetime(exit_ft)),
                                      create_time=iso_from_filetime(create_ft), exit_time=iso_from_filetime(exit_ft),
-                                     dtb=_u(b, lay.dtb, lay.ptr) & ~0xFFF if k.facts.arch != "x86pae"
-                                     else _u(b, lay.dtb, lay.ptr), extra=extra))
+                                     dtb=_u(b, lay.dtb, lay.ptr) & (~0x1F if k.facts.arch == "x86pae" else ~0xFFF),
+                                     extra=extra))
             break
     if warnings:
         k._warn(warnings)
