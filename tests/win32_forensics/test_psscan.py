@@ -81,8 +81,12 @@ def test_garbage_with_process_tags_yields_nothing(m: Machine) -> None:
         data[at + 0x40 : at + 0x40 + len(head)] = head
     mm = mmap.mmap(-1, size)
     mm[:] = data
-    blocks = list(scan_pool(MmapMemory(mm, MemoryMap.identity(size), writable=False), {b"Proc": 0x400}, x64))
+    mem = MmapMemory(mm, MemoryMap.identity(size), writable=False)
+    blocks = list(scan_pool(mem, {b"Proc": 0x400}, x64))
     assert len(blocks) == size // 0x1000
+    said: list[str] = []
+    assert len(list(scan_pool(mem, {b"Proc": 0x400}, x64, warnings=said, max_hits=100))) == 100
+    assert len(said) == 1 and "more than 100 tagged blocks" in said[0]
     lay = ProcLayout.of(m.kernel)
     assert all(check_eprocess(b.data[off : off + lay.size], lay, m.img.facts["arch"]) is not None
                for b in blocks for off in range(8, b.size - 64, 8))

@@ -58,9 +58,10 @@ def nonpaged_or_free(pool_type: int) -> bool:
 
 
 def scan_pool(phys: MemoryView, tags: dict[bytes, int], x64: bool, *, progress: Progress | None = None,
-              cancel: CancelToken | None = None, warnings: list[str] | None = None) -> Iterator[PoolBlock]:
+              cancel: CancelToken | None = None, warnings: list[str] | None = None,
+              max_hits: int = MAX_HITS) -> Iterator[PoolBlock]:
     """Blocks tagged with one of ``tags`` (tag -> smallest plausible block size in bytes, header
-    included), lowest physical address first."""
+    included), lowest physical address first; at most ``max_hits`` (then a warning)."""
     hs = 16 if x64 else 8
     hits = 0
     for chunk in scan_chunks(phys, progress=progress, cancel=cancel):
@@ -78,9 +79,9 @@ def scan_pool(phys: MemoryView, tags: dict[bytes, int], x64: bool, *, progress: 
                             if len(data) < size:
                                 data = phys.read(pa, size, zero_fill=True)
                             hits += 1
-                            if hits > MAX_HITS:
+                            if hits > max_hits:
                                 if warnings is not None:
-                                    warnings.append(f"pool scan: more than {MAX_HITS} tagged blocks; stopped at "
+                                    warnings.append(f"pool scan: more than {max_hits} tagged blocks; stopped at "
                                                     f"{pa:#x} (corrupt or hostile image?)")
                                 return
                             yield PoolBlock(pa, tag, size, ptype, data, hs)
