@@ -12,8 +12,8 @@ import pytest
 
 import pymemflow
 from pymemflow.errors import ArgumentError, PymemflowError, RangeError
-from pymemflow.types import ArgSpec, parse_int
 from pymemflow.plugins.args import format_args_help, validate_against
+from pymemflow.types import ArgSpec, parse_int
 
 CASES = [
     ("dummy:size=0", "dummy: bad value '0' for 'size': 0 is out of range (allowed 4k .. 1t)"),

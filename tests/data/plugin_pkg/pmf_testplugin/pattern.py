@@ -31,7 +31,7 @@ class PatternMemory(PhysicalMemory):
     def _read_batch(self, addrs: Any, lengths: Any, out: Any) -> list[ReadFailure]:
         failures = []
         pos = 0
-        for i, (a, n) in enumerate(zip(addrs.tolist(), lengths.tolist())):
+        for i, (a, n) in enumerate(zip(addrs.tolist(), lengths.tolist(), strict=True)):
             ok = max(0, min(n, self.size - a))
             out[pos : pos + ok] = np.frombuffer(self.expected(a, ok), dtype=np.uint8)
             if ok < n:
