@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -201,8 +202,13 @@ print(fast.READ_PATH)
 def test_pip_install_without_a_compiler(tmp_path: Path, store: Path) -> None:
     """``pip install .`` with CC=false: the build of the extension fails, the install does not."""
     target = tmp_path / "site"
+    # a copy without build products: a checkout installed before keeps a built extension in build/ (and an
+    # editable install one beside the sources), which setuptools would reuse instead of compiling
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns("build", ".venv", ".git", "*.so", "*.egg-info",
+                                                                 "tests", "benchmarks", "__pycache__"))
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-cache-dir",
-                        "-q", "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=900,
+                        "-q", "--target", str(target), str(source)], capture_output=True, text=True, timeout=900,
                        env={**os.environ, "CC": "false", "LDSHARED": "false"}, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert (target / "pymemflow" / "mem" / "fast.py").exists()
