@@ -7,12 +7,11 @@ import json
 import lzma
 import mmap
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from win32_synth.volrun import run_vol
 
 from pymemflow.demo import SyntheticImage, build_image
 from pymemflow.mem.buffer import MmapMemory
@@ -80,14 +79,4 @@ def vol_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def vol(env: tuple[SyntheticImage, Path, Path, Path], *plugin: str) -> list[dict[str, Any]]:
     """Rows of ``vol --offline -r json PLUGIN ...`` (tree rows flattened)."""
     _, raw, sym, cache = env
-    cmd = [sys.executable, "-c", "import sys; sys.argv[0] = 'vol'; from volatility3.cli import main; main()",
-           "--offline", "-q", "-r", "json", "-s", str(sym), "--cache-path", str(cache), "-f", str(raw), *plugin]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    flat: list[dict[str, Any]] = []
-    stack = list(json.loads(r.stdout))
-    while stack:
-        row = stack.pop(0)
-        stack[:0] = row.pop("__children", [])
-        flat.append(row)
-    return flat
+    return run_vol(raw, sym, cache, *plugin)

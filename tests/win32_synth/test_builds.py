@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import lzma
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,8 @@ import pytest
 import pymemflow
 from pymemflow.demo import PROFILES, SyntheticImage, build_image
 from pymemflow.os.win32.kernel import Win32Kernel
+
+from .volrun import run_vol
 
 BUILDS = ["win7-7601-x64", "win81-9600-x64", "win10-14393-x64", "win10-17763-x64", "win10-18362-x64",
           "win10-19041-x64", "win2022-20348-x64", "win11-22000-x64"]
@@ -185,18 +185,7 @@ def vm(request: pytest.FixtureRequest, machines: Any, win_data: Path) -> Machine
 
 
 def vol(m: Machine, plugin: str) -> list[dict[str, Any]]:
-    cmd = [sys.executable, "-c", "import sys; sys.argv[0] = 'vol'; from volatility3.cli import main; main()",
-           "--offline", "-q", "-r", "json", "-s", str(m.dir / "symbols"), "--cache-path", str(m.dir / "cache"),
-           "-f", str(m.raw), plugin]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    flat: list[dict[str, Any]] = []
-    stack = list(json.loads(r.stdout))
-    while stack:
-        row = stack.pop(0)
-        stack[:0] = row.pop("__children", [])
-        flat.append(row)
-    return flat
+    return run_vol(m.raw, m.dir / "symbols", m.dir / "cache", plugin)
 
 
 @pytest.mark.slow

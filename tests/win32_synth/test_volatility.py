@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import lzma
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 from pymemflow.demo import SyntheticImage, build_image
 
 from .conftest import ISF_19041
+from .volrun import run_vol
 from .vtypes_isf import isf_from_vtypes
 
 pytest.importorskip("volatility3", reason="volatility3 not installed (pip install -e .[test])")
@@ -56,19 +55,7 @@ def vol_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 def vol(env: tuple[SyntheticImage, Path, Path, Path], plugin: str) -> list[dict[str, Any]]:
     _, raw, sym, cache = env
-    cmd = [sys.executable, "-c", "import sys; sys.argv[0] = 'vol'; from volatility3.cli import main; main()",
-           "--offline", "-q", "-r", "json",
-           "-s", str(sym), "--cache-path", str(cache), "-f", str(raw), plugin]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    rows: list[dict[str, Any]] = json.loads(r.stdout)
-    flat: list[dict[str, Any]] = []
-    stack = list(rows)
-    while stack:
-        row = stack.pop(0)
-        stack[:0] = row.pop("__children", [])
-        flat.append(row)
-    return flat
+    return run_vol(raw, sym, cache, plugin)
 
 
 def test_vol_pslist(vol_env: tuple[SyntheticImage, Path, Path, Path]) -> None:

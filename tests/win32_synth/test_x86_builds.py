@@ -21,6 +21,7 @@ import pytest
 
 from pymemflow.demo import SyntheticImage, build_image
 
+from .volrun import run_vol
 from .vtypes_isf import isf_from_vtypes
 
 pytestmark = pytest.mark.slow
@@ -77,17 +78,7 @@ def vol(machine: tuple[SyntheticImage, Path, Path], plugin: str, tmp: Path) -> l
     _, raw, sym = machine
     cache = tmp / "cache"
     cache.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-c", "import sys; sys.argv[0] = 'vol'; from volatility3.cli import main; main()",
-           "--offline", "-q", "-r", "json", "-s", str(sym), "--cache-path", str(cache), "-f", str(raw), plugin]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    flat: list[dict[str, Any]] = []
-    stack = list(json.loads(r.stdout))
-    while stack:
-        row = stack.pop(0)
-        stack[:0] = row.pop("__children", [])
-        flat.append(row)
-    return flat
+    return run_vol(raw, sym, cache, plugin)
 
 
 @pytest.fixture(scope="module")
