@@ -61,7 +61,7 @@ def vol_checked() -> set[str]:
     out: set[str] = set()
     for p in sorted((ROOT / "tests" / "win32_synth").glob("test_*.py")):
         text = p.read_text()
-        if "volatility3.cli" in text:
+        if "volatility3.cli" in text or "run_vol(" in text:
             out |= {name for name in PROFILES if f'"{name}"' in text}
     return out
 
