@@ -16,7 +16,7 @@ from pymemflow.os.linux.layer import LinuxOs
 pytestmark = pytest.mark.testbed
 
 SCAN_TASK = "scanning for VMCOREINFO"
-TRANSIENT = {"ps", "sh", "sleep"}
+TRANSIENT = {"ps", "sh", "sleep", "init"}  # "init": a subshell of the init script (pid 1 is checked apart)
 
 
 def _processes(os_: LinuxOs) -> list[tuple[int, int, str, int]]:
