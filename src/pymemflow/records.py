@@ -9,8 +9,8 @@ the mount's ``.txt`` files) are rendered here too, so both show the same table f
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 
@@ -26,8 +26,8 @@ def jsonable(obj: Any) -> Any:
         return bytes(obj).hex()
     if isinstance(obj, Enum):
         return obj.name
-    if isinstance(obj, Path):
-        return str(obj)
+    if isinstance(obj, os.PathLike):  # pathlib.Path and friends (pathlib itself is not imported)
+        return os.fspath(obj)
     if hasattr(obj, "as_dict"):
         return jsonable(obj.as_dict())
     if hasattr(obj, "item"):  # numpy scalars

@@ -8,8 +8,6 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -80,6 +78,8 @@ def is_loopback(host: str) -> bool:
     """True for addresses only this machine reaches (servers warn or refuse otherwise)."""
     if host == "localhost":
         return True
+    import ipaddress  # lazy: servers only (a thin client's start-up skips it)
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -88,6 +88,8 @@ def is_loopback(host: str) -> bool:
 
 def did_you_mean(word: str, choices: Iterable[str], *, quote: bool = True) -> str:
     """``" (did you mean 'win32'?)"`` for the closest of ``choices`` (difflib), else ``""``."""
+    import difflib  # lazy: only on a typo
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if not close:
         return ""
@@ -132,6 +134,8 @@ def range_text(minimum: float | None, maximum: float | None, unit: str = "") -> 
 
 @dataclass(frozen=True)
 class ArgSpec:
+    """One argument a plugin takes: its name, help text, parser and allowed values."""
+
     name: str
     description: str
     required: bool = False
@@ -177,6 +181,8 @@ class TargetInfo:
 
 @dataclass
 class PluginSpec:
+    """A connector or OS layer: what ``PLUGIN = PluginSpec(...)`` declares (docs/plugins.md)."""
+
     kind: PluginKind
     name: str
     description: str

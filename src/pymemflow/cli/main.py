@@ -13,7 +13,6 @@ import importlib
 import logging
 import re
 import sys
-import traceback
 import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -144,13 +143,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _add_format_flags(p, "table")
     p.add_argument("--version", action=_VersionAction, help="show the version and the read path in use, and exit")
     p.set_defaults(chain=[])
-    owner = COMMAND_OWNERS.get(_command_word(p, argv) or "") if argv is not None else None
+    word = _command_word(p, argv) if argv is not None else None
+    owner = COMMAND_OWNERS.get(word or "")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in [owner] if owner else COMMAND_MODULES:
         modname = name if "." in name else f"{__package__}.commands.{name}"
         try:
             mod = importlib.import_module(modname)
-            mod.register(sub)
+            mod.register(_OnlyCommand(sub, word) if owner else sub)
         except Exception as e:  # one broken command module must not take the CLI down
             log.warning("command module %s skipped: %s: %s", modname, type(e).__name__, e)
     helps = {a.dest: a.help for a in sub._choices_actions}
@@ -158,6 +158,34 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         _add_common(sp)
         sp.description = plain_text(sp.description or helps.get(name) or "")
     return p
+
+
+class _OnlyCommand:
+    """The sub-parsers action as a command module's ``register(sub)`` sees it when the command line
+    names one of its commands: only that command's parser is built (the module's others, with their
+    options and help texts, would be thrown away unused). Anything else goes to the real action."""
+
+    def __init__(self, sub: Any, command: str | None) -> None:
+        self._sub = sub
+        self._command = command
+
+    def add_parser(self, name: str, **kw: Any) -> Any:
+        if name == self._command or self._command in kw.get("aliases", ()):
+            return self._sub.add_parser(name, **kw)
+        return _Unused()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sub, name)
+
+
+class _Unused:
+    """A parser not built: every call on it (``add_argument``, ``set_defaults``, groups ...) is a no-op."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._ignore
+
+    def _ignore(self, *_a: Any, **_k: Any) -> _Unused:
+        return self
 
 
 def _command_word(p: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
@@ -323,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(e: BaseException, verbose: int, text: str | None = None) -> None:
     if verbose >= 3:
+        import traceback
+
         traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
     print(f"pymemflow: error: {text or _one_line(e)}", file=sys.stderr)
 

@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ArgumentError, RangeError, ReadFailure
@@ -98,11 +97,10 @@ def _open_out(out: str, force: bool) -> tuple[IO[bytes], bool]:
     """The output stream and whether holes may be left by seeking (a regular file)."""
     if out == "-":
         return sys.stdout.buffer, False
-    path = Path(out)
-    if path.exists() and not force and path.is_file():
+    if os.path.exists(out) and not force and os.path.isfile(out):
         raise ArgumentError(f"{out} exists; pass --force to overwrite it")
-    f = open(path, "wb")
-    return f, path.is_file()
+    f = open(out, "wb")
+    return f, os.path.isfile(out)
 
 
 def read_out(ctx: Any, mem: Any, addr: int, length: int, out: str | None, force: bool = False) -> int:

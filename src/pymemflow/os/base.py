@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
 from ..types import MemoryRegion as MemoryRegion  # re-exported; defined at the bottom (arch uses it too)
-from .forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
 from .modpick import pick_module
 
 if TYPE_CHECKING:  # annotations only: listing records (the remote OS layer's ps) needs no NumPy
     from ..mem.view import MemoryView
+    from .forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
 
 
 @dataclass

@@ -16,10 +16,10 @@ The same chains from Python::
 from __future__ import annotations
 
 import logging
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from os import PathLike, fspath
+from os.path import exists
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ArgumentError
@@ -27,7 +27,9 @@ from ..types import PROGRESS_ARG, TARGET_ARG, PluginSpec, ProgressReporter
 from .args import format_link, middleware_keys, parse_link, validate, validate_middleware
 from .registry import Inventory, default_inventory, inventory_for
 
-if TYPE_CHECKING:  # annotations only: opening a remote-only chain must not load NumPy
+if TYPE_CHECKING:  # annotations only: opening a remote-only chain must not load NumPy (nor pathlib)
+    from pathlib import Path
+
     from ..mem.phys import Connector
     from ..os.base import OsLayer
 
@@ -93,7 +95,7 @@ def parse_chain_args(argv: Sequence[str]) -> list[LinkSpec]:
 
 def _looks_like_path(name: str) -> bool:
     """Plugin names are identifiers: a name with a path separator or a dot (``mem.lime``) is a file."""
-    return "/" in name or "\\" in name or "." in name or name.startswith("~") or Path(name).exists()
+    return "/" in name or "\\" in name or "." in name or name.startswith("~") or exists(name or ".")
 
 
 def bare_path(ls: LinkSpec, inv: Inventory) -> LinkSpec | None:
@@ -103,7 +105,7 @@ def bare_path(ls: LinkSpec, inv: Inventory) -> LinkSpec | None:
     if ls.kind != "connector" or inv.has("connector", ls.name):
         return None
     conn = "auto" if inv.has("connector", "auto") else "raw"
-    if ls.text and Path(ls.text).exists():
+    if ls.text and exists(ls.text):
         return LinkSpec("connector", conn, {TARGET_ARG: ls.text}, text=f"{conn}:{ls.text}")
     if not _looks_like_path(ls.name):
         return None
@@ -218,6 +220,8 @@ def chain(argv: Sequence[str] | str, inventory: Inventory | None = None) -> Open
     """Open a chain given as command-line words (``["-c", "raw:/x.img", "-o", "win32"]``) or one
     string (``"-c raw:/x.img -o win32"``, split with shell rules)."""
     if isinstance(argv, str):
+        import shlex  # lazy: only chains given as one string
+
         try:
             argv = shlex.split(argv)
         except ValueError as e:  # shlex: "No closing quotation" / "No escaped character"
@@ -254,7 +258,7 @@ class Chain:
         return self
 
     def _add(self, kind: str, name: str, target: Any, args: dict[str, Any], mw: dict[str, Any]) -> Chain:
-        a = {TARGET_ARG: str(target) if isinstance(target, Path) else target} if target is not None else {}
+        a = {TARGET_ARG: fspath(target) if isinstance(target, PathLike) else target} if target is not None else {}
         a.update({k: v for k, v in args.items() if v is not None})
         self.links.append(LinkSpec(kind, name, a, mw))
         return self
@@ -289,7 +293,7 @@ def open_target(path_or_spec: str | Path, os: str | None = None, *, inventory: I
         raise ArgumentError("pymemflow.open: empty path (give a dump file, a raw image, or a connector "
                             "spec such as 'qemu:myvm' or 'demo:win10')")
     name = ""
-    if isinstance(path_or_spec, str) and not Path(text).exists():
+    if isinstance(path_or_spec, str) and not exists(text):
         try:
             name = parse_link(text).name
         except ArgumentError:  # not a spec (a path with a quote, say): leave it to the connector

@@ -17,35 +17,37 @@ A source that fails to import is skipped with a warning (``-v`` shows it) and li
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ArgumentError
 from ..types import did_you_mean
 from .api import PluginKind, PluginSpec
 from .builtin import ALONE, BUILTIN_MODULES
 
+if TYPE_CHECKING:  # pathlib only for the full scan: a chain of built-ins (a daemon's thin client) skips it
+    from pathlib import Path
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUPS: dict[PluginKind, str] = {"connector": "pymemflow.connectors", "os": "pymemflow.os"}
 PLUGIN_PATH_ENV = "PYMEMFLOW_PLUGIN_PATH"
-USER_PLUGIN_DIR = Path("~/.local/lib/pymemflow")
+USER_PLUGIN_DIR = "~/.local/lib/pymemflow"
 
 
 def plugin_folders(env: dict[str, str] | None = None) -> list[Path]:
     """The plugin folders searched, in precedence order: ``PYMEMFLOW_PLUGIN_PATH``, then the user's."""
+    from pathlib import Path
+
     e = os.environ if env is None else env
     folders = [Path(p).expanduser() for p in e.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p.strip()]
-    folders.append(USER_PLUGIN_DIR.expanduser())
+    folders.append(Path(USER_PLUGIN_DIR).expanduser())
     return folders
 
 
@@ -74,6 +76,7 @@ def specs_of(obj: Any, where: str) -> list[PluginSpec]:
 def _load_file(path: Path) -> ModuleType:
     """Import a plugin-folder ``.py`` file under a private, path-unique module name."""
     import hashlib  # only for plugin-folder files (start-up of the CLI's thin clients)
+    import importlib.util
 
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     modname = f"_pymemflow_plugin_{path.stem}_{digest}"
@@ -118,6 +121,8 @@ class Inventory:
                     dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
                     inv._add_from(ep.load, f"entry point {ep.name} = {ep.value} ({dist})",
                                   f"entry point {dist}", kind=kind)
+        from pathlib import Path
+
         for folder in plugin_folders() if folders is None else [Path(f) for f in folders]:
             if not folder.is_dir():
                 continue
@@ -141,7 +146,7 @@ class Inventory:
                 log.warning(msg)
                 continue
             if origin != "builtin":  # a copy: the same spec object may come from two sources
-                spec = dataclasses.replace(spec, origin=origin)
+                spec = replace(spec, origin=origin)
             self.add(spec)
 
     def add(self, spec: PluginSpec) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .protocol import (
@@ -33,6 +32,7 @@ from .unixhttp import HttpProtocolError, UnixHTTPConnection
 
 if TYPE_CHECKING:
     import ssl
+    from pathlib import Path
 
     from ..errors import ReadFailure
 
@@ -46,7 +46,8 @@ not meet a connection closed under it)."""
 def read_token(token_file: str | Path) -> str:
     """The bearer token: the file's first line, stripped."""
     try:
-        text = Path(token_file).read_text(encoding="utf-8")
+        with open(token_file, encoding="utf-8") as f:
+            text = f.read()
     except OSError as e:
         raise RemoteError(f"cannot read token file {token_file}: {e.strerror or e}") from None
     token = text.strip().splitlines()[0].strip() if text.strip() else ""

@@ -45,6 +45,15 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 (so a name can never be ``..`` or a path)."""
 
 
+def quote_segment(text: str) -> str:
+    """``text`` as one URL path segment (all but letters, digits and ``_.-~`` percent-encoded). Imports
+    ``urllib.parse`` (with ``ipaddress``) only when called: listing processes through a daemon needs no
+    quoting, and a thin client's start-up skips them."""
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
 def check_name(name: str, what: str = "connection name") -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise _errors.ArgumentError(

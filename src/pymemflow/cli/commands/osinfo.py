@@ -7,12 +7,10 @@ Every OS layer (win32, linux, native) gets them for free; an operation the layer
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ...errors import ArgumentError, NotFoundError
 from ...os.base import ModuleInfo, Process
-from ...os.image import module_image
 from ...os.modpick import arch_matches, matching_modules
 from ...plugins.api import parse_int
 from ...records import (
@@ -176,6 +174,9 @@ def run_read(ctx: CommandContext) -> int:
 
 
 def run_dump_module(ctx: CommandContext) -> int:
+    from pathlib import Path
+
+    from ...os.image import module_image  # lazy: `ps` through a daemon starts without it
     from ...writers.base import check_output  # lazy: NumPy not at start-up (-o remote:... ps stays light)
 
     out = Path(ctx.args.out)

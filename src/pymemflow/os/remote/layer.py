@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 from ...remote.client import Client
+from ...remote.protocol import quote_segment
 from ..base import (
     ExportInfo,
     ImportInfo,
@@ -82,7 +82,7 @@ class RemoteOs(OsLayer):
         return f"{self.base}/processes/{int(pid)}"
 
     def _module_path(self, proc: Process, module: ModuleInfo, what: str) -> str:
-        return f"{self.process_path(proc.info.pid)}/modules/{urllib.parse.quote(module.name, safe='')}/{what}"
+        return f"{self.process_path(proc.info.pid)}/modules/{quote_segment(module.name)}/{what}"
 
     def info(self) -> dict[str, Any]:
         return {**self._info, "daemon": self.client.url, "conn": self.conn}
@@ -100,7 +100,7 @@ class RemoteOs(OsLayer):
     def process_by_name(self, name: str) -> Process:
         if not name or name.isdigit() or name != name.strip():
             return super().process_by_name(name)  # the daemon reads digits as a pid: filter here
-        info = self.client.get(f"{self.base}/processes/{urllib.parse.quote(name, safe='')}")
+        info = self.client.get(f"{self.base}/processes/{quote_segment(name)}")
         return self.process_from_info(ProcessInfo(**info))
 
     # --- kernel ---
