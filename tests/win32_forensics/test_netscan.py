@@ -17,7 +17,7 @@ from pymemflow.os.forensics import iso_from_filetime
 from pymemflow.os.win32.net.layouts import choose
 from pymemflow.os.win32.netscan import tcpip_identity
 
-from .winpsnet_env import MASK48, Machine, machine, vol
+from .winpsnet_env import MASK48, Machine, machine, vol, vol_offset
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO = {"TCPv4": "tcp", "TCPv6": "tcp6", "UDPv4": "udp", "UDPv6": "udp6"}
@@ -58,13 +58,12 @@ def test_layout_chosen_by_tcpip_version_resource(m: Machine) -> None:
 @pytest.mark.slow
 def test_volatility_netscan_agrees(m: Machine) -> None:
     pytest.importorskip("volatility3")
-    if m.img.facts["arch"] != "x64":
-        pytest.skip("volatility3 needs an ISF of the x86 kernel; tests/win32_synth builds one for pslist")
     rows = vol(m, "windows.netscan")
+    where = vol_offset(m)
     theirs = sorted((PROTO[r["Proto"]], r["LocalAddr"], r["LocalPort"], r["ForeignAddr"], r["ForeignPort"],
                      r["State"], r["PID"], r["Owner"], r["Offset"] & MASK48) for r in rows)
     ours = sorted((s.protocol, s.local_address, s.local_port, s.remote_address, s.remote_port, s.state, s.pid,
-                   s.owner, s.address & MASK48) for s in m.kernel.netscan())
+                   s.owner, where(s.address)) for s in m.kernel.netscan())
     assert ours == theirs and len(ours) == len(m.img.facts["network"])
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pymemflow.demo import SyntheticImage, build_image
 
-ISF_19041 = "5278AFF86C341677D7D7835C85B7B844-1.json.xz"
+from .volrun import ISF_19041  # noqa: F401  (the test modules import it from here)
 
 
 @pytest.fixture(scope="session")

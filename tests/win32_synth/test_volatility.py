@@ -4,9 +4,6 @@ vadinfo agree with the ground truth. Runs ``vol --offline`` with the matching IS
 
 from __future__ import annotations
 
-import json
-import lzma
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +11,7 @@ import pytest
 
 from pymemflow.demo import SyntheticImage, build_image
 
-from .conftest import ISF_19041
-from .volrun import run_vol
-from .vtypes_isf import isf_from_vtypes
+from .volrun import run_vol, vol_files
 
 pytest.importorskip("volatility3", reason="volatility3 not installed (pip install -e .[test])")
 pytestmark = pytest.mark.slow
@@ -30,27 +25,11 @@ def vol_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """x64: the real 19041 ISF. x86-PAE Windows 7: no ntkrpamp ISF exists here, so one is made in the
     private folder from the Windows 7 x86 layouts table (tests/win32_synth/vtypes_isf.py) plus the
     synthetic kernel's own symbol RVAs -- the structures volatility3 reads are then independent facts."""
-    d = tmp_path_factory.mktemp(f"vol-{request.param}")
     if request.param == "win10":
         img = build_image("win10-19041-x64", seed=11, size=256 << 20)
-        sym = d / "symbols" / "windows" / "ntkrnlmp.pdb"
-        sym.mkdir(parents=True)
-        shutil.copy(win_data / "isf" / ISF_19041, sym / ISF_19041)
     else:
         img = build_image("win7-7601-x86pae", seed=11, size=64 << 20)
-        f = img.facts
-        guid, age = f["guid_age"][:32], int(f["guid_age"][32:], 16)
-        doc = isf_from_vtypes(win_data / "win7_sp1_x86_layouts.json", guid, age, f["pdb_name"],
-                              f["symbol_rvas"])
-        sym = d / "symbols" / "windows" / f["pdb_name"]
-        sym.mkdir(parents=True)
-        with lzma.open(sym / f"{guid}-{age}.json.xz", "wb") as fh:
-            fh.write(json.dumps(doc).encode())
-    raw = d / "mem.raw"
-    img.write_raw(str(raw))
-    cache = d / "cache"
-    cache.mkdir()
-    return img, raw, d / "symbols", cache
+    return (img, *vol_files(img, tmp_path_factory.mktemp(f"vol-{request.param}"), win_data))
 
 
 def vol(env: tuple[SyntheticImage, Path, Path, Path], plugin: str) -> list[dict[str, Any]]:

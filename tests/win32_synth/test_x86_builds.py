@@ -11,7 +11,6 @@ that one in test_volatility.py), so both x86 builds are read from a raw file wit
 from __future__ import annotations
 
 import json
-import lzma
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +20,7 @@ import pytest
 
 from pymemflow.demo import SyntheticImage, build_image
 
-from .volrun import run_vol
-from .vtypes_isf import isf_from_vtypes
+from .volrun import run_vol, vol_files
 
 pytestmark = pytest.mark.slow
 PROFILE = "win7-7601-x86"
@@ -33,18 +31,9 @@ PAGE_NAMES = {1: "PAGE_READONLY", 3: "PAGE_EXECUTE_READ", 4: "PAGE_READWRITE", 6
 
 def _make(tmp_path_factory: pytest.TempPathFactory, win_data: Path, profile: str) -> tuple[SyntheticImage, Path, Path]:
     """(image, raw file, private volatility3 symbols folder)."""
-    d = tmp_path_factory.mktemp(profile)
     img = build_image(profile, seed=11, size=64 << 20)
-    f = img.facts
-    guid, age = f["guid_age"][:32], int(f["guid_age"][32:], 16)
-    doc = isf_from_vtypes(win_data / "win7_sp1_x86_layouts.json", guid, age, f["pdb_name"], f["symbol_rvas"])
-    sym = d / "symbols" / "windows" / f["pdb_name"]
-    sym.mkdir(parents=True)
-    with lzma.open(sym / f"{guid}-{age}.json.xz", "wb") as fh:
-        fh.write(json.dumps(doc).encode())
-    raw = d / "mem.raw"
-    img.write_raw(str(raw))
-    return img, raw, d / "symbols"
+    raw, symbols, _ = vol_files(img, tmp_path_factory.mktemp(profile), win_data)
+    return img, raw, symbols
 
 
 @pytest.fixture(scope="module")
