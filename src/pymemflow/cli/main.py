@@ -9,6 +9,8 @@ operation). Errors are one line on stderr; ``-vvv`` adds the traceback. ``-v`` l
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import importlib
 import logging
 import re
@@ -290,6 +292,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the program itself (console script, python -m pymemflow): the process ends after this
+        atexit.register(_skip_final_collection)
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = _pre_verbosity(argv)
     _setup_logging(verbose)
@@ -347,6 +351,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ctx.close()
             except Exception as e:
                 log.warning("closing the chain failed: %s", e)
+
+
+def _skip_final_collection() -> None:
+    """At exit, before the interpreter's last garbage collections: exempt every object left from them.
+    They walk every object the imports made (~7 ms of a 60 ms ``pymemflow -o remote:... ps``) to free
+    memory the operating system takes back anyway. Atexit handlers still run, stdout and stderr are
+    still flushed, and objects still referenced (files, the chain) are finalized as before: only garbage
+    in reference cycles is left to the operating system (Python never promised ``__del__`` at exit).
+    Callers of :func:`main` with ``argv`` (tests, front ends in a process that goes on) are left alone."""
+    gc.freeze()
 
 
 def _report(e: BaseException, verbose: int, text: str | None = None) -> None:
