@@ -10,6 +10,7 @@ translations; ``flush()`` drops everything at once (as ``mov cr3`` would).
 from __future__ import annotations
 
 import time
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,13 +71,21 @@ class Tlb:
         self.single: dict[object, dict[int, tuple[int, int, int, int]]] = {}
         """Per root: vpn -> (pa of the 4 KiB frame, page size, flags, reason); read by VirtualMemory's
         single-read fast path directly."""
+        self.generation = array("Q", [0])
+        """Bumped whenever an entry is dropped or changed (flush, start-over, eviction): the compiled
+        reader's page cache (filled from these entries) is valid while it has not moved."""
         self._born = time.monotonic()
         self._uses = 0
         self.hits = 0
         self.misses = 0
 
     # ---- validity ---------------------------------------------------------------------------------
+    def bump(self) -> None:
+        """Say that cached entries were dropped or changed (see ``generation``)."""
+        self.generation[0] += 1
+
     def flush(self) -> None:
+        self.bump()
         self._tables.clear()
         for d in self.single.values():  # in place: VirtualMemory objects hold these dicts
             d.clear()
@@ -162,6 +171,7 @@ class Tlb:
             while cap < limit and need > cap // 2:
                 cap <<= 1
             if t is not None and need > cap // 2:  # at the capacity limit: start over
+                self.bump()
                 t = None
                 need = key.shape[0]
             old = t
@@ -187,7 +197,10 @@ class Tlb:
             s = (slot[pending] + p) & mask
             k = table[s, 0]
             same = k == key[pending]
-            table[s[same], 1] = val[pending[same]]
+            if same.any():
+                if (table[s[same], 1] != val[pending[same]]).any():
+                    self.bump()  # an entry changed
+                table[s[same], 1] = val[pending[same]]
             fresh = k == 0
             cand = pending[fresh]
             if cand.size:

@@ -117,7 +117,8 @@ class VirtualMemory(MemoryView):
                 or self.phys.little_endian != self.little_endian):
             fast.unbind(self)
         else:
-            fast.bind_virt_reader(self, self._single, phys_reader, VirtualMemory)
+            fast.bind_virt_reader(self, self._single, phys_reader, VirtualMemory,
+                                  self.tlb.generation if self.tlb is not None else None)
 
     def _fast_gather_into(self, addrs: Any, lengths: Any, out: U8Array) -> bool:
         reader = self._compiled_reader
@@ -157,6 +158,7 @@ class VirtualMemory(MemoryView):
             single = self._single
             assert single is not None
             if len(single) >= tlb.policy.capacity:
+                tlb.bump()
                 single.clear()
             single[va >> 12] = e
         return e

@@ -251,22 +251,28 @@ typedef struct {
 
 static PyTypeObject MapReaderType;
 
-/* Pointer to the n bytes at physical address a when they lie inside one range, else NULL. */
-static inline const unsigned char *map_locate(const MapReader *m, uint64_t a, uint64_t n)
+/* Pointer to the n bytes at physical address a when they lie inside one range, else NULL. ``hint``: the
+ * range that answered last (asked first: a batch mostly stays in one range), updated; may be NULL. */
+static inline const unsigned char *map_locate_h(const MapReader *m, uint64_t a, uint64_t n, Py_ssize_t *hint)
 {
     if (!m->has_buf || m->nr == 0)
         return NULL;
-    Py_ssize_t lo = 0, hi = m->nr; /* bisect_right(base, a) - 1 */
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (a < m->base[mid])
-            hi = mid;
-        else
-            lo = mid + 1;
+    Py_ssize_t i = hint ? *hint : 0;
+    if (!(i < m->nr && a >= m->base[i] && a - m->base[i] < m->len[i])) {
+        Py_ssize_t lo = 0, hi = m->nr; /* bisect_right(base, a) - 1 */
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            if (a < m->base[mid])
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        i = lo - 1;
+        if (i < 0)
+            return NULL;
+        if (hint)
+            *hint = i;
     }
-    Py_ssize_t i = lo - 1;
-    if (i < 0)
-        return NULL;
     uint64_t off = a - m->base[i];
     if (off > m->len[i] || n > m->len[i] - off)
         return NULL;
@@ -274,6 +280,23 @@ static inline const unsigned char *map_locate(const MapReader *m, uint64_t a, ui
     if (r > (uint64_t)m->buf.len || n > (uint64_t)m->buf.len - r)
         return NULL;
     return (const unsigned char *)m->buf.buf + r;
+}
+
+static inline const unsigned char *map_locate(const MapReader *m, uint64_t a, uint64_t n)
+{
+    return map_locate_h(m, a, n, NULL);
+}
+
+/* Copy n bytes; the 8-byte piece (a pointer, a u64) as one load and one store. */
+static inline void copy_piece(unsigned char *dst, const unsigned char *src, uint64_t n)
+{
+    if (n == 8) {
+        uint64_t v;
+        memcpy(&v, src, 8);
+        memcpy(dst, &v, 8);
+    } else {
+        memcpy(dst, src, n);
+    }
 }
 
 /* Another process's memory (a QEMU guest's RAM in the QEMU process): the host address of n bytes at
@@ -550,7 +573,7 @@ static int map_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, 
     if (self->pid > 0)
         return pid_gather_into(self, as, ns, k, dst, cap);
     uint64_t pos = 0;
-    Py_ssize_t i = 0;
+    Py_ssize_t i = 0, hint = 0;
     if (ns->scalar && ns->value > 0 && ns->value <= 16 && (uint64_t)k * ns->value == cap) {
         /* equal small pieces in blocks: locate all, then copy all (the copies' cache misses overlap) */
         enum { BLOCK = 128 };
@@ -558,10 +581,14 @@ static int map_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, 
         uint64_t n = ns->value;
         while (i + BLOCK <= k) {
             for (int j = 0; j < BLOCK; j++)
-                if (!(src[j] = map_locate(self, as->p[i + j], n)))
+                if (!(src[j] = map_locate_h(self, as->p[i + j], n, &hint)))
                     return -1;
-            for (int j = 0; j < BLOCK; j++)
-                memcpy(dst + pos + (uint64_t)j * n, src[j], n);
+            if (n == 8)
+                for (int j = 0; j < BLOCK; j++)
+                    copy_piece(dst + pos + (uint64_t)j * 8, src[j], 8);
+            else
+                for (int j = 0; j < BLOCK; j++)
+                    memcpy(dst + pos + (uint64_t)j * n, src[j], n);
             pos += (uint64_t)BLOCK * n;
             i += BLOCK;
         }
@@ -572,13 +599,10 @@ static int map_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, 
             return -1;
         if (n == 0)
             continue;
-        const unsigned char *p = map_locate(self, a, n);
+        const unsigned char *p = map_locate_h(self, a, n, &hint);
         if (!p)
             return -1;
-        if (n == 8)
-            memcpy(dst + pos, p, 8);
-        else
-            memcpy(dst + pos, p, n);
+        copy_piece(dst + pos, p, n);
         pos += n;
     }
     return pos == cap ? 0 : -1;
@@ -811,6 +835,13 @@ static PyTypeObject MapReaderType = {
 /* ================================ VirtReader ================================ */
 
 typedef struct {
+    uint64_t vpn;             /* ~0: empty */
+    const unsigned char *host; /* the page's first byte in the physical buffer */
+} PageSlot;
+
+enum { PC_MIN = 64, PC_MAX = 1 << 15 }; /* slots (16 bytes each): 1 KiB .. 512 KiB */
+
+typedef struct {
     PyObject_HEAD
     PyObject *single;     /* dict: vpn -> (frame, page size, flags, reason) */
     MapReader *phys;
@@ -819,16 +850,41 @@ typedef struct {
     PyObject *pure_read;
     PyObject *pure_batch;
     int ptr_size;
+    /* The page cache: vpn -> host pointer of the whole 4 KiB page in the physical buffer, direct-mapped.
+     * Filled only from valid TLB entries whose page lies inside one range, so it is a function of the
+     * TLB's contents: kept between calls while the TLB's generation counter (bumped by the TLB whenever it
+     * drops or changes an entry: flush, start-over, eviction) is unchanged, cleared the moment it moves.
+     * Without a counter (generation=None) it lives for one call. */
+    PageSlot *pc;
+    uint64_t pc_cap;  /* slots allocated */
+    uint64_t pc_mask; /* slots in use - 1 */
+    uint64_t pc_gen;
+    Py_buffer gen_view;
+    int has_gen;
 } VirtReader;
 
 static int VirtReader_init(VirtReader *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"single", "phys", "check", "ptr_size", "pure_typed", "pure_read", "pure_batch", NULL};
-    PyObject *single, *phys, *check, *pt, *pr, *pb;
+    static char *kwlist[] = {"single", "phys", "check", "ptr_size", "pure_typed", "pure_read", "pure_batch",
+                             "generation", NULL};
+    PyObject *single, *phys, *check, *pt, *pr, *pb, *gen = Py_None;
     int ptr_size;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!OiOOO", kwlist, &PyDict_Type, &single, &MapReaderType, &phys,
-                                     &check, &ptr_size, &pt, &pr, &pb))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!OiOOO|O", kwlist, &PyDict_Type, &single, &MapReaderType, &phys,
+                                     &check, &ptr_size, &pt, &pr, &pb, &gen))
         return -1;
+    if (self->has_gen || self->pc) {
+        PyErr_SetString(PyExc_RuntimeError, "VirtReader is initialised once");
+        return -1;
+    }
+    if (gen != Py_None) { /* the TLB's counter: a writable buffer of one u64 (array('Q', [0])) */
+        if (PyObject_GetBuffer(gen, &self->gen_view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+            return -1;
+        self->has_gen = 1;
+        if (self->gen_view.len != 8) {
+            PyErr_SetString(PyExc_TypeError, "VirtReader: generation must be a buffer of one u64");
+            return -1;
+        }
+    }
     Py_INCREF(single);
     Py_XSETREF(self->single, single);
     Py_INCREF(phys);
@@ -853,6 +909,8 @@ static int VirtReader_traverse(VirtReader *self, visitproc visit, void *arg)
     Py_VISIT(self->pure_typed);
     Py_VISIT(self->pure_read);
     Py_VISIT(self->pure_batch);
+    if (self->has_gen)
+        Py_VISIT(self->gen_view.obj);
     return 0;
 }
 
@@ -871,6 +929,12 @@ static void VirtReader_dealloc(VirtReader *self)
 {
     PyObject_GC_UnTrack(self);
     VirtReader_clear(self);
+    if (self->has_gen) {
+        self->has_gen = 0;
+        PyBuffer_Release(&self->gen_view);
+    }
+    PyMem_Free(self->pc);
+    self->pc = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -918,14 +982,16 @@ static int dict_frame(PyObject *single, uint64_t va, uint64_t *frame)
     return 1;
 }
 
+static const unsigned char *virt_single(VirtReader *self, uint64_t a, uint64_t n);
+
 static PyObject *virt_typed(VirtReader *self, PyObject *addr, int kind)
 {
-    uint64_t a, frame;
+    uint64_t a;
     int size = KIND_SIZE[kind];
     if (virt_check(self) < 0)
         return NULL;
-    if (addr_arg(addr, &a) && (a & PMASK) + (uint64_t)size <= PAGE && dict_frame(self->single, a, &frame)) {
-        const unsigned char *p = map_locate(self->phys, frame | (a & PMASK), (uint64_t)size);
+    if (addr_arg(addr, &a) && (a & PMASK) + (uint64_t)size <= PAGE) {
+        const unsigned char *p = virt_single(self, a, (uint64_t)size);
         if (p)
             return decode(p, kind, self->phys->little);
     }
@@ -1034,47 +1100,87 @@ static int tables_pa(const Tables *ts, uint64_t va, uint64_t *pa, int *hint)
     return 0;
 }
 
-/* Copy the pieces' bytes (cut at 4 KiB pages) into dst; 0 when every byte was served, else -1. */
-/* A per-call direct-mapped cache of translations (vpn -> 4 KiB frame): a batch revisits few pages, and the
- * TLB tables and the dict cost a hash probe or a Python lookup each. */
-enum { LC_MAX = 4096 };
-typedef struct {
-    uint64_t vpn[LC_MAX], frame[LC_MAX], mask;
-    int hint;
-} LocalCache;
+/* Make the page cache ready for a call of k pieces: kept when the TLB's generation has not moved since it
+ * was filled, else emptied; grown (and emptied) when a bigger batch wants more slots. -1: no memory. */
+static int pc_ready(VirtReader *self, Py_ssize_t k)
+{
+    uint64_t want = PC_MIN;
+    while (want < PC_MAX && (Py_ssize_t)want < k)
+        want <<= 1;
+    int keep = self->pc && self->has_gen && *(const uint64_t *)self->gen_view.buf == self->pc_gen;
+    if (self->pc_cap < want) {
+        PageSlot *pc = PyMem_Realloc(self->pc, (size_t)want * sizeof(PageSlot));
+        if (!pc)
+            return -1;
+        self->pc = pc;
+        self->pc_cap = want;
+        keep = 0;
+    }
+    if (!keep) { /* a kept cache keeps its size; a fresh one is as big as this call needs */
+        self->pc_mask = (self->has_gen ? self->pc_cap : want) - 1;
+        memset(self->pc, 0xFF, (size_t)(self->pc_mask + 1) * sizeof(PageSlot));
+        self->pc_gen = self->has_gen ? *(const uint64_t *)self->gen_view.buf : 0;
+    }
+    return 0;
+}
+
+/* The two slots (one cache line) where vpn may be: the most recently filled first. */
+static inline PageSlot *pc_set(const VirtReader *self, uint64_t vpn)
+{
+    return &self->pc[((vpn ^ (vpn >> 13)) << 1) & self->pc_mask];
+}
+
+static inline const unsigned char *pc_probe(const VirtReader *self, uint64_t va)
+{
+    const PageSlot *s = pc_set(self, va >> 12);
+    if (s[0].vpn == va >> 12)
+        return s[0].host + (va & PMASK);
+    if (s[1].vpn == va >> 12)
+        return s[1].host + (va & PMASK);
+    return NULL;
+}
+
+/* A page-cache miss: translate va through the TLB (batched tables, then the single-address dict) and
+ * cache its page when the whole page lies in one range of the physical buffer. Returns where the n bytes
+ * at va (inside one page) are, or NULL (not translated by the TLB, a cached failure, or not in the buffer:
+ * the pure path decides). */
+static const unsigned char *pc_fill(VirtReader *self, const Tables *ts, int *hint, Py_ssize_t *rhint, uint64_t va,
+                                    uint64_t n)
+{
+    uint64_t pa, frame;
+    if (tables_pa(ts, va, &pa, hint))
+        frame = pa & ~PMASK;
+    else if (!dict_frame(self->single, va, &frame))
+        return NULL;
+    const unsigned char *page = map_locate_h(self->phys, frame, PAGE, rhint);
+    if (!page) /* a page cut by a range's end: served piece by piece, never cached */
+        return map_locate_h(self->phys, frame | (va & PMASK), n, rhint);
+    PageSlot *s = pc_set(self, va >> 12);
+    s[1] = s[0];
+    s[0].vpn = va >> 12;
+    s[0].host = page;
+    return page + (va & PMASK);
+}
 
 /* Where the n bytes at va (inside one page) are in the physical buffer, or NULL. */
-static inline const unsigned char *virt_locate(VirtReader *self, const Tables *ts, LocalCache *lc, uint64_t va,
-                                               uint64_t n)
+static inline const unsigned char *virt_locate(VirtReader *self, const Tables *ts, int *hint, Py_ssize_t *rhint,
+                                               uint64_t va, uint64_t n)
 {
-    uint64_t vpn = va >> 12, slot = (vpn ^ (vpn >> 9)) & lc->mask, frame;
-    if (lc->vpn[slot] == vpn) {
-        frame = lc->frame[slot];
-    } else {
-        uint64_t pa;
-        if (tables_pa(ts, va, &pa, &lc->hint))
-            frame = pa & ~PMASK;
-        else if (!dict_frame(self->single, va, &frame))
-            return NULL;
-        lc->vpn[slot] = vpn;
-        lc->frame[slot] = frame;
-    }
-    return map_locate(self->phys, frame | (va & PMASK), n);
+    const unsigned char *p = pc_probe(self, va);
+    return p ? p : pc_fill(self, ts, hint, rhint, va, n);
 }
 
 /* Copy the pieces' bytes (cut at 4 KiB pages) into dst; 0 when every byte was served, else -1.
- * Equal pieces of at most 16 bytes go in blocks: first every source of the block is located, then all
- * are copied, so the copies' cache misses overlap instead of waiting behind each look-up. */
+ * Equal pieces of at most 16 bytes go in blocks: first every source of the block is located (a page-cache
+ * probe each), then all are copied, so the copies' cache misses overlap instead of waiting behind each
+ * look-up. */
 static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as, const U64Seq *ns, Py_ssize_t k,
                             unsigned char *dst, uint64_t cap)
 {
-    LocalCache *lc = PyMem_Malloc(sizeof(LocalCache));
-    if (!lc)
+    if (!self->phys->has_buf || pc_ready(self, k) < 0)
         return -1;
-    lc->mask = k > 1024 ? LC_MAX - 1 : k > 64 ? 511 : 63; /* cheap to clear for small k */
-    lc->hint = 0;
-    memset(lc->vpn, 0xFF, (size_t)(lc->mask + 1) * sizeof(uint64_t));
-    int rc = -1;
+    int hint = 0;
+    Py_ssize_t rhint = 0;
     uint64_t pos = 0;
     Py_ssize_t i = 0;
     if (ns->scalar && ns->value > 0 && ns->value <= 16 && (uint64_t)k * ns->value == cap) {
@@ -1083,26 +1189,21 @@ static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as
         uint64_t n = ns->value;
         while (i + BLOCK <= k) {
             int ok = 1;
-            /* the batched TLB rows this block will probe, fetched ahead: the probes then overlap */
-            for (int j = 0; j < BLOCK && ts->n; j++) {
-                uint64_t a = as->p[i + j], vpn = a >> 12;
-                if (lc->vpn[(vpn ^ (vpn >> 9)) & lc->mask] == vpn)
-                    continue;
-                const Table *t = &ts->t[lc->hint < ts->n ? lc->hint : 0];
-                uint64_t key = (a >> t->shift) + 1, slot = (key * HASH_MUL) >> (64 - t->bits);
-                __builtin_prefetch(t->rows + 2 * (slot & (t->cap - 1)));
-            }
             for (int j = 0; j < BLOCK; j++) {
                 uint64_t a = as->p[i + j];
-                if ((a & PMASK) + n > PAGE || !(src[j] = virt_locate(self, ts, lc, a, n))) {
+                if ((a & PMASK) + n > PAGE || !(src[j] = virt_locate(self, ts, &hint, &rhint, a, n))) {
                     ok = 0; /* a piece crossing a page (or a miss): this block goes piece by piece */
                     break;
                 }
             }
             if (!ok)
                 break;
-            for (int j = 0; j < BLOCK; j++)
-                memcpy(dst + pos + (uint64_t)j * n, src[j], n);
+            if (n == 8)
+                for (int j = 0; j < BLOCK; j++)
+                    copy_piece(dst + pos + (uint64_t)j * 8, src[j], 8);
+            else
+                for (int j = 0; j < BLOCK; j++)
+                    memcpy(dst + pos + (uint64_t)j * n, src[j], n);
             pos += (uint64_t)BLOCK * n;
             i += BLOCK;
         }
@@ -1110,26 +1211,40 @@ static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as
     for (; i < k; i++) {
         uint64_t a = seq_at(as, i), n = seq_at(ns, i);
         if (n > cap - pos)
-            goto done;
+            return -1;
         if (n && a + (n - 1) < a)
-            goto done; /* runs past 2**64 */
+            return -1; /* runs past 2**64 */
         while (n) {
             uint64_t take = PAGE - (a & PMASK);
             if (take > n)
                 take = n;
-            const unsigned char *p = virt_locate(self, ts, lc, a, take);
+            const unsigned char *p = virt_locate(self, ts, &hint, &rhint, a, take);
             if (!p)
-                goto done;
-            memcpy(dst + pos, p, take);
+                return -1;
+            copy_piece(dst + pos, p, take);
             pos += take;
             a += take;
             n -= take;
         }
     }
-    rc = pos == cap ? 0 : -1;
-done:
-    PyMem_Free(lc);
-    return rc;
+    return pos == cap ? 0 : -1;
+}
+
+/* Where the n bytes at va (inside one page) are for a single read, or NULL: the page cache when it is
+ * kept between calls (a probe instead of an int object and a dict look-up), else the dict. */
+static const unsigned char *virt_single(VirtReader *self, uint64_t a, uint64_t n)
+{
+    if (self->has_gen && self->phys->has_buf && pc_ready(self, 0) == 0) {
+        const unsigned char *p = pc_probe(self, a);
+        if (p)
+            return p;
+        Tables none = {.n = 0};
+        int hint = 0;
+        Py_ssize_t rhint = 0;
+        return pc_fill(self, &none, &hint, &rhint, a, n);
+    }
+    uint64_t frame;
+    return dict_frame(self->single, a, &frame) ? map_locate(self->phys, frame | (a & PMASK), n) : NULL;
 }
 
 static PyObject *virt_gather_k(VirtReader *self, PyObject *addrs, PyObject *lengths, PyObject *tables,
@@ -1216,15 +1331,13 @@ static PyObject *virt_gather_into_py(VirtReader *self, PyObject *const *args, Py
 
 static PyObject *virt_read(VirtReader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    uint64_t a, n, frame;
+    uint64_t a, n;
     if (nargs == 2 && addr_arg(args[0], &a) && addr_arg(args[1], &n) && n > 0 && (a & PMASK) + n <= PAGE) {
         if (virt_check(self) < 0)
             return NULL;
-        if (dict_frame(self->single, a, &frame)) {
-            const unsigned char *p = map_locate(self->phys, frame | (a & PMASK), n);
-            if (p)
-                return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
-        }
+        const unsigned char *p = virt_single(self, a, n);
+        if (p)
+            return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
     }
     return call_pure_read(self->pure_read, args, nargs, kwnames);
 }

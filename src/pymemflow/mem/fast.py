@@ -127,15 +127,18 @@ def bind_map_reader(view: Any, buffer: Any, bases: list[int], lengths: list[int]
     return reader
 
 
-def bind_virt_reader(view: Any, single: dict[int, Any], phys_reader: Any, owner: type) -> Any:
+def bind_virt_reader(view: Any, single: dict[int, Any], phys_reader: Any, owner: type,
+                     generation: Any = None) -> Any:
     """Compiled virtual reads for ``view`` through its single-address TLB dict onto the physical
-    view's compiled reader. Returns the reader (None: pure path)."""
+    view's compiled reader. ``generation``: the TLB's counter (an ``array('Q')`` of one item, bumped
+    whenever the TLB drops or changes an entry); with it the reader keeps its page cache between calls.
+    Returns the reader (None: pure path)."""
     unbind(view)
     if speedups is None or phys_reader is None or getattr(view, "_force_pure", False):
         return None
     pure_typed, pure_read, pure_batch = _fallbacks(view)
     reader = speedups.VirtReader(single, phys_reader, None, int(view.pointer_size), pure_typed, pure_read,
-                                 pure_batch)
+                                 pure_batch, generation)
     _bind(view, reader, owner, "_read_batch")
     if "read_u64" in view.__dict__ and type(view).read_ptr is owner.read_ptr:  # type: ignore[attr-defined]  # pointer width: fixed by the arch
         view.__dict__["read_ptr"] = reader.read_ptr
