@@ -21,7 +21,10 @@ Sources (all facts; attribution and licence texts are copied next to the table):
   names them as missing instead of reading offset 0).
 
 Run: ``python scripts/gen_win_offsets.py [--data tests/data/windows]``. Output:
-``src/pymemflow/os/win32/offsets/data/win_offsets.json.xz`` (+ LICENSE files, + the 19041 ISF).
+``src/pymemflow/os/win32/offsets/data/win_offsets.zip`` (+ LICENSE files, + the 19041 ISF): a zip of
+LZMA-compressed JSON members written by ``pymemflow.os.win32.offsets.table.write_table`` (an index, the
+offsets of each build, each layout family), so a lookup decompresses only what it needs; the script
+reads the file back with the package's own reader and checks it gives this document.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import argparse
 import csv
 import hashlib
 import json
-import lzma
 import re
 import shutil
 import sys
@@ -44,6 +46,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from gen_win7_x86_layouts import load_layouts  # noqa: E402
 
 from pymemflow.os.win32.offsets.isf import IsfSymbols  # noqa: E402
+from pymemflow.os.win32.offsets.table import FORMAT, TABLE_FILE, read_table, write_table  # noqa: E402
 from pymemflow.os.win32.offsets.wanted import WANTED_STRUCTS, flatten_isf, member_struct_types  # noqa: E402
 
 OUT = ROOT / "src/pymemflow/os/win32/offsets/data"
@@ -296,7 +299,7 @@ def main() -> int:
             continue
         r["family"] = key
     rows.sort(key=lambda r: (r["arch"], r["build"], tuple(int(x) for x in r["version"].split(".")), r["guid_age"]))
-    doc = {"format": 1, "generator": "scripts/gen_win_offsets.py",
+    doc = {"format": FORMAT, "generator": "scripts/gen_win_offsets.py",
            "attribution": {
                "jpcert-csv": "JPCERT/CC Windows-Symbol-Tables, BSD-3-Clause (LICENSE-JPCERT-Windows-Symbol-Tables)",
                "jpcert-isf": "JPCERT/CC Windows-Symbol-Tables cut-down ISFs, BSD-3-Clause (LICENSE-JPCERT-Windows-Symbol-Tables)",
@@ -304,10 +307,10 @@ def main() -> int:
                "isf": "JPCERT/CC Windows-Symbol-Tables ISF files, BSD-3-Clause",
                "volatility2": "facts (offsets) read from Volatility 2 vtypes; no code or text carried"},
            "fixed": FIXED, "entries": rows, "families": families, "notes": notes}
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    with lzma.open(out / "win_offsets.json.xz", "wb", preset=9) as f:
-        f.write(raw)
-    shutil.copyfile(data / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "LICENSE-JPCERT-Windows-Symbol-Tables")
+    write_table(doc, out / TABLE_FILE)
+    if read_table(out / TABLE_FILE) != json.loads(json.dumps(doc)):
+        raise SystemExit(f"{out / TABLE_FILE}: reading the table back does not give the document written")
+    (out / "win_offsets.json.xz").unlink(missing_ok=True)  # the one-document form before the zip    shutil.copyfile(data / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "LICENSE-JPCERT-Windows-Symbol-Tables")
     shutil.copyfile(data / "memflow-offsets/LICENSE-memflow-win32", out / "LICENSE-memflow-win32")
     (out / "isf").mkdir(exist_ok=True)
     shutil.copyfile(data / "isf" / CARRIED_ISF, out / "isf" / CARRIED_ISF)

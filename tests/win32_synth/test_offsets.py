@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from pymemflow.errors import FormatError, NotFoundError
 from pymemflow.os.win32.offsets import IsfSymbols, find_isf, resolve_offsets
-from pymemflow.os.win32.offsets.table import entries, load_table
+from pymemflow.os.win32.offsets import table as table_file
+from pymemflow.os.win32.offsets.table import TABLE_FILE, entries, load_table, read_table
 from pymemflow.os.win32.offsets.wanted import flatten_isf
 
 GUID_19041 = "5278AFF86C341677D7D7835C85B7B8441"
@@ -176,8 +177,9 @@ def test_carried_table_is_what_the_generator_makes(win_data: Path, tmp_path: Pat
     r = subprocess.run([sys.executable, str(root / "scripts" / "gen_win_offsets.py"), "--data", str(win_data),
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    fresh = json.loads(lzma.decompress((tmp_path / "win_offsets.json.xz").read_bytes()))
+    fresh = read_table(tmp_path / TABLE_FILE)
     assert fresh == load_table()
+    assert (tmp_path / TABLE_FILE).read_bytes() == (Path(table_file.__file__).parent / "data" / TABLE_FILE).read_bytes()
     assert (tmp_path / "LICENSE-JPCERT-Windows-Symbol-Tables").read_bytes() == \
         (win_data / "isf" / "LICENSE-JPCERT-Windows-Symbol-Tables").read_bytes()
 

@@ -5,9 +5,7 @@ millions of single ones. Also the raw material for physical -> virtual reverse l
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from ..errors import FormatError
 from ..mem.pagetype import PageType, page_type_hint
@@ -16,7 +14,12 @@ from .spec import F_GLOBAL, F_HOOK, F_LARGE, F_NX, F_USER, F_WRITABLE, Architect
 from .walk_batch import _bit, _group_forbids, _rules_grant
 from .walk_scalar import PteHook
 
-_U64 = np.uint64
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    from ..mem.lazynp import np
+
 MAX_ENTRIES = 1 << 23
 """Present entries a page map may visit before it gives up: hostile tables (every entry pointing
 back at one table) describe astronomically many pages; real kernels need well under a million."""
@@ -39,8 +42,8 @@ class Leaves:
 def _sext(arch: Architecture, va: U64Array) -> U64Array:
     if arch.canonical != "sign":
         return va
-    hi = ((va >> _U64(arch.va_bits - 1)) & _U64(1)).astype(bool)
-    ext = _U64((1 << 64) - (1 << arch.va_bits))
+    hi = ((va >> np.uint64(arch.va_bits - 1)) & np.uint64(1)).astype(bool)
+    ext = np.uint64((1 << 64) - (1 << arch.va_bits))
     return np.where(hi, va | ext, va)  # type: ignore[no-any-return]
 
 
@@ -49,7 +52,7 @@ def _read_tables(phys: MemoryView, tables: U64Array, entries: int, pte_size: int
     with page_type_hint(PageType.PAGE_TABLE):
         res = phys.read_batch(tables, entries * pte_size)
     dt = np.dtype(f"<u{pte_size}" if phys.little_endian else f">u{pte_size}")
-    return res.data.view(dt).reshape(tables.shape[0], entries).astype(_U64, copy=False)
+    return res.data.view(dt).reshape(tables.shape[0], entries).astype(np.uint64, copy=False)
 
 
 def walk_leaves(
@@ -68,8 +71,8 @@ def walk_leaves(
     roots = [(dtb & arch.dtb_mask, 0)]
     if arch.canonical == "split" and ttbr1 is not None:
         roots.append((ttbr1 & arch.dtb_mask, (1 << 64) - (1 << arch.va_bits)))
-    tbl = np.array([r[0] for r in roots], dtype=_U64)
-    base = np.array([r[1] for r in roots], dtype=_U64)
+    tbl = np.array([r[0] for r in roots], dtype=np.uint64)
+    base = np.array([r[1] for r in roots], dtype=np.uint64)
     ng = len(arch.nx_groups)
     wr = np.ones(tbl.shape[0], dtype=bool)
     us = np.ones(tbl.shape[0], dtype=bool)
@@ -98,12 +101,12 @@ def walk_leaves(
             cols.append(c)
             ptes.append(ents[r, c])
         row, col, pte = np.concatenate(rows), np.concatenate(cols), np.concatenate(ptes)
-        va = base[row] + (col.astype(_U64) << _U64(lv.shift))
+        va = base[row] + (col.astype(np.uint64) << np.uint64(lv.shift))
         if li == 0:
             va = _sext(arch, va)
         span = lv.page_size
         # keep only entries whose range meets [start, end)
-        keep = (va <= _U64(min(end - 1, (1 << 64) - 1))) & ((va + _U64(span - 1)) >= _U64(start))
+        keep = (va <= np.uint64(min(end - 1, (1 << 64) - 1))) & ((va + np.uint64(span - 1)) >= np.uint64(start))
         row, pte, va = row[keep], pte[keep], va[keep]
         p = _bit(pte, arch.present_bit)
         lbit = _bit(pte, arch.leaf_bit)
@@ -126,9 +129,9 @@ def walk_leaves(
                 e_fb[gi, good] |= _group_forbids(group, pte[good], leaf[good])
         if leaf.any():
             lp = pte[leaf]
-            pbase = lp & _U64(arch.addr_mask & ~(span - 1))
+            pbase = lp & np.uint64(arch.addr_mask & ~(span - 1))
             if arch.pse36_bits and li != last:
-                pbase |= ((lp >> _U64(13)) & _U64((1 << arch.pse36_bits) - 1)) << _U64(32)
+                pbase |= ((lp >> np.uint64(13)) & np.uint64((1 << arch.pse36_bits) - 1)) << np.uint64(32)
             fl = (e_wr[leaf]).astype(np.int64) * F_WRITABLE | (e_us[leaf]).astype(np.int64) * F_USER
             if ng:
                 fl |= (e_fb[:, leaf].all(axis=0)).astype(np.int64) * F_NX
@@ -138,7 +141,7 @@ def walk_leaves(
                 fl |= (_bit(lp, arch.global_bit)).astype(np.int64) * F_GLOBAL
             out_va.append(va[leaf])
             out_pa.append(pbase)
-            out_size.append(np.full(lp.shape[0], span, dtype=_U64))
+            out_size.append(np.full(lp.shape[0], span, dtype=np.uint64))
             out_fl.append(fl.astype(np.uint8))
         if hook is not None and li == last:
             np_idx = np.flatnonzero(~p)
@@ -149,15 +152,15 @@ def walk_leaves(
                     hv.append(int(va[i]))
                     hp.append(int(hr) & ~(span - 1))
             if hv:
-                out_va.append(np.array(hv, dtype=_U64))
-                out_pa.append(np.array(hp, dtype=_U64))
-                out_size.append(np.full(len(hv), span, dtype=_U64))
+                out_va.append(np.array(hv, dtype=np.uint64))
+                out_pa.append(np.array(hp, dtype=np.uint64))
+                out_size.append(np.full(len(hv), span, dtype=np.uint64))
                 out_fl.append(np.full(len(hv), F_HOOK, dtype=np.uint8))
-        tbl = pte[table_e] & _U64(arch.addr_mask)
+        tbl = pte[table_e] & np.uint64(arch.addr_mask)
         base = va[table_e]
         wr, us, forbid = e_wr[table_e], e_us[table_e], e_fb[:, table_e]
     if not out_va:
-        z = np.zeros(0, dtype=_U64)
+        z = np.zeros(0, dtype=np.uint64)
         return Leaves(z, z.copy(), z.copy(), np.zeros(0, dtype=np.uint8))
     va_all = np.concatenate(out_va)
     order = np.argsort(va_all, kind="stable")
@@ -188,7 +191,7 @@ def merge_ranges(leaves: Leaves, gap: int = 0) -> list[tuple[int, int, int, int]
     if n > 1:
         nxt = va[1:]
         e = endv[:-1]
-        contiguous = (e != 0) & (nxt >= e) & ((nxt - e) <= _U64(gap))
+        contiguous = (e != 0) & (nxt >= e) & ((nxt - e) <= np.uint64(gap))
         brk[1:] = ~(contiguous & (fl[1:] == fl[:-1]) & (size[1:] == size[:-1]))
     starts = np.flatnonzero(brk)
     ends = np.concatenate((starts[1:], [n])) - 1

@@ -12,14 +12,17 @@ from __future__ import annotations
 import time
 from array import array
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from ..mem.view import U64Array
 
-_U64 = np.uint64
-_HASH = _U64(0x9E3779B97F4A7C15)
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    from ..mem.lazynp import np
+
+_HASH = 0x9E3779B97F4A7C15
 _PROBES = 8
 FRAME_MASK = 0x000F_FFFF_FFFF_F000
 
@@ -45,15 +48,15 @@ NO_TLB = TlbPolicy(enabled=False)
 
 def pack(pa: U64Array, size: U64Array, flags: npt.NDArray[np.uint8], reason: npt.NDArray[np.uint8]) -> U64Array:
     """Pack a translation of a 4 KiB piece into one u64: frame | flags | reason << 8 | log2(size) << 56."""
-    log2 = np.zeros(size.shape[0], dtype=_U64)
+    log2 = np.zeros(size.shape[0], dtype=np.uint64)
     nz = size != 0
     if nz.any():
-        log2[nz] = np.log2(size[nz].astype(np.float64)).astype(_U64)
+        log2[nz] = np.log2(size[nz].astype(np.float64)).astype(np.uint64)
     return (  # type: ignore[no-any-return]
-        (pa & _U64(FRAME_MASK))
-        | flags.astype(_U64)
-        | (reason.astype(_U64) << _U64(8))
-        | (log2 << _U64(56))
+        (pa & np.uint64(FRAME_MASK))
+        | flags.astype(np.uint64)
+        | (reason.astype(np.uint64) << np.uint64(8))
+        | (log2 << np.uint64(56))
     )
 
 
@@ -112,12 +115,12 @@ class Tlb:
     # Tables start small (cache-friendly) and double while under ``policy.capacity``.
     def _slot(self, key: U64Array, bits: int) -> npt.NDArray[np.int64]:
         # intp indices: NumPy gathers with them several times faster than with uint64 indices
-        return ((key * _HASH) >> _U64(64 - bits)).view(np.int64)
+        return ((key * np.uint64(_HASH)) >> np.uint64(64 - bits)).view(np.int64)
 
     @staticmethod
     def _rows(table: U64Array, slot: npt.NDArray[np.int64]) -> U64Array:
         """Gather whole (key, value) rows: a 16-byte record view is ~30x faster than 2-D fancy indexing."""
-        return np.take(table.view("V16").reshape(-1), slot).view(_U64).reshape(-1, 2)  # type: ignore[no-any-return]
+        return np.take(table.view("V16").reshape(-1), slot).view(np.uint64).reshape(-1, 2)  # type: ignore[no-any-return]
 
     def tables(self, root: object, shifts: tuple[int, ...]) -> list[tuple[int, object]]:
         """``(shift, table)`` of the batched store for ``root`` per page-size shift that has one (for the
@@ -134,10 +137,10 @@ class Tlb:
         t = self._tables.get(root)
         if t is None or n == 0:
             self.misses += n
-            return np.zeros(n, dtype=bool), np.zeros(n, dtype=_U64)
+            return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.uint64)
         table, count = t
         bits = table.shape[0].bit_length() - 1
-        key = vpn + _U64(1)
+        key = vpn + np.uint64(1)
         slot = self._slot(key, bits)
         rows = self._rows(table, slot)
         val = rows[:, 1].copy()
@@ -161,7 +164,7 @@ class Tlb:
     def insert(self, root: object, vpn: U64Array, packed: U64Array) -> None:
         if vpn.shape[0] == 0:
             return
-        key, first = np.unique(vpn + _U64(1), return_index=True)
+        key, first = np.unique(vpn + np.uint64(1), return_index=True)
         val = packed[first]
         t = self._tables.get(root)
         limit = self._mask + 1
@@ -175,7 +178,7 @@ class Tlb:
                 t = None
                 need = key.shape[0]
             old = t
-            table = np.zeros((cap, 2), dtype=_U64)
+            table = np.zeros((cap, 2), dtype=np.uint64)
             t = (table, [0])
             self._tables[root] = t
             if old is not None:

@@ -9,10 +9,7 @@ virtual address, never silently zero-filled unless the space was opened with ``z
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PartialReadError, ReadFailure, TranslationError
 from ..mem import fast
@@ -32,7 +29,12 @@ from .tlb import FRAME_MASK, Tlb, TlbPolicy, pack
 from .walk_batch import TranslationResult, walk_many
 from .walk_scalar import PteHook, Walk, walk_one
 
-_U64 = np.uint64
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    from ..mem.lazynp import np
+
 _PAGE = 4096
 _PMASK = _PAGE - 1
 _BIG_READ = 64 << 10
@@ -180,9 +182,9 @@ class VirtualMemory(MemoryView):
     def translate_batch(self, vas: Iterable[int] | npt.ArrayLike) -> TranslationResult:
         """Translate many addresses at once: per-address pa, page size, flags and failure reason."""
         if isinstance(vas, np.ndarray):
-            va = vas.astype(_U64, copy=False).reshape(-1)
+            va = vas.astype(np.uint64, copy=False).reshape(-1)
         else:  # never via np.asarray: a list mixing ints above 2**63 with small ones becomes float64
-            va = np.array([int(v) for v in vas], dtype=_U64)  # type: ignore[union-attr,arg-type]
+            va = np.array([int(v) for v in vas], dtype=np.uint64)  # type: ignore[union-attr,arg-type]
         tlb = self.tlb
         if tlb is None:
             return walk_many(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)
@@ -190,7 +192,7 @@ class VirtualMemory(MemoryView):
             tlb.check(va.shape[0])
         # one store per page size: a 2 MiB page is one entry, not 512 (the 4 KiB store is probed
         # first, larger ones only for what it missed)
-        hit, val = tlb.lookup((self._root, 12), va >> _U64(12))
+        hit, val = tlb.lookup((self._root, 12), va >> np.uint64(12))
         n = va.shape[0]
         for shift in self._large_shifts:
             if bool(hit.all()):
@@ -198,7 +200,7 @@ class VirtualMemory(MemoryView):
             if not tlb.has((self._root, shift)):
                 continue
             pend = np.flatnonzero(~hit)
-            h2, v2 = tlb.lookup((self._root, shift), va[pend] >> _U64(shift))
+            h2, v2 = tlb.lookup((self._root, shift), va[pend] >> np.uint64(shift))
             hit[pend[h2]] = True
             val[pend[h2]] = v2[h2]
         if bool(hit.all()):
@@ -208,10 +210,10 @@ class VirtualMemory(MemoryView):
         keep = r.reason == R_OK if not tlb.policy.negative else np.ones(miss.shape[0], dtype=bool)
         mva = va[miss]
         for size in np.unique(r.page_size[keep]).tolist():
-            sel = keep & (r.page_size == _U64(size))
+            sel = keep & (r.page_size == np.uint64(size))
             shift = 12 if size <= _PAGE else int(size).bit_length() - 1
-            base = r.pa[sel] & ~_U64(size - 1 if size else 0)
-            tlb.insert((self._root, shift), mva[sel] >> _U64(shift),
+            base = r.pa[sel] & ~np.uint64(size - 1 if size else 0)
+            tlb.insert((self._root, shift), mva[sel] >> np.uint64(shift),
                        pack(base, r.page_size[sel], r.flags[sel], r.reason[sel]))
         if miss.shape[0] == n:
             return r
@@ -224,9 +226,9 @@ class VirtualMemory(MemoryView):
 
     @staticmethod
     def _decode(va: U64Array, val: U64Array) -> TranslationResult:
-        reason = ((val >> _U64(8)) & _U64(0xF)).astype(np.uint8)
-        size = _U64(1) << (val >> _U64(56))
-        pa = (val & _U64(FRAME_MASK)) | (va & (size - _U64(1)))
+        reason = ((val >> np.uint64(8)) & np.uint64(0xF)).astype(np.uint8)
+        size = np.uint64(1) << (val >> np.uint64(56))
+        pa = (val & np.uint64(FRAME_MASK)) | (va & (size - np.uint64(1)))
         flags = val.astype(np.uint8)  # the low byte
         if reason.any():
             bad = reason != 0
@@ -299,18 +301,18 @@ class VirtualMemory(MemoryView):
         """Cut pieces (none running past 2**64) at 4 KiB boundaries: (sub addresses, sub lengths,
         owning piece index)."""
         nz = lengths > 0
-        first = addrs >> _U64(12)
-        lastb = addrs + (np.maximum(lengths, 1) - 1).astype(_U64)
-        count = np.where(nz, ((lastb >> _U64(12)) - first).astype(np.int64) + 1, 0)
+        first = addrs >> np.uint64(12)
+        lastb = addrs + (np.maximum(lengths, 1) - 1).astype(np.uint64)
+        count = np.where(nz, ((lastb >> np.uint64(12)) - first).astype(np.int64) + 1, 0)
         total = int(count.sum())
         if total == addrs.shape[0] and bool(nz.all()):
             return addrs, lengths, np.arange(addrs.shape[0])
         owner = np.repeat(np.arange(addrs.shape[0]), count)
         within = np.arange(total, dtype=np.int64) - np.repeat(_excl_cumsum(count), count)
-        page = first[owner] + within.astype(_U64)
-        sub_va = np.where(within == 0, addrs[owner], page << _U64(12))
-        page_end = (page + _U64(1)) << _U64(12)  # 0 for the very last page of the space
-        piece_end = addrs[owner] + lengths[owner].astype(_U64)
+        page = first[owner] + within.astype(np.uint64)
+        sub_va = np.where(within == 0, addrs[owner], page << np.uint64(12))
+        page_end = (page + np.uint64(1)) << np.uint64(12)  # 0 for the very last page of the space
+        piece_end = addrs[owner] + lengths[owner].astype(np.uint64)
         last = within == count[owner] - 1
         sub_end = np.where(last, piece_end, page_end)
         sub_len = (sub_end - sub_va).astype(np.int64)
@@ -318,7 +320,7 @@ class VirtualMemory(MemoryView):
 
     @staticmethod
     def _wraps(addrs: U64Array, lengths: I64Array) -> npt.NDArray[np.bool_]:
-        return (lengths > 0) & ((addrs + (np.maximum(lengths, 1) - 1).astype(_U64)) < addrs)  # type: ignore[no-any-return]
+        return (lengths > 0) & ((addrs + (np.maximum(lengths, 1) - 1).astype(np.uint64)) < addrs)  # type: ignore[no-any-return]
 
     def _read_batch(self, addrs: U64Array, lengths: I64Array, out: U8Array) -> list[ReadFailure]:
         if self._fast_gather_into(addrs, lengths, out):
@@ -385,7 +387,7 @@ class VirtualMemory(MemoryView):
         runs = self._large_runs(addr, n)
         if runs is None:
             return None
-        pf = self.phys._read_batch(np.array([r[0] for r in runs], dtype=_U64),
+        pf = self.phys._read_batch(np.array([r[0] for r in runs], dtype=np.uint64),
                                    np.array([r[1] for r in runs], dtype=np.int64), out)
         return self._run_failures(runs, pf)
 
@@ -434,7 +436,7 @@ class VirtualMemory(MemoryView):
         for i in range(addrs.shape[0]):
             a, n, o = int(addrs[i]), int(lengths[i]), int(off[i])
             have = min(n, (1 << 64) - a)
-            fs = self._read_batch(np.array([a], _U64), np.array([have], np.int64), out[o:o + have])
+            fs = self._read_batch(np.array([a], np.uint64), np.array([have], np.int64), out[o:o + have])
             failures += [ReadFailure(i, f.address, f.length, f.reason) for f in fs]
             if have < n:
                 out[o + have:o + n] = 0
@@ -447,7 +449,7 @@ class VirtualMemory(MemoryView):
         if pa.shape[0] <= 1:
             return pa, ln, np.arange(pa.shape[0])
         brk = np.ones(pa.shape[0], dtype=bool)
-        brk[1:] = (pa[:-1] + ln[:-1].astype(_U64)) != pa[1:]
+        brk[1:] = (pa[:-1] + ln[:-1].astype(np.uint64)) != pa[1:]
         starts = np.flatnonzero(brk)
         if starts.shape[0] == pa.shape[0]:
             return pa, ln, starts
@@ -568,7 +570,7 @@ class VirtualMemory(MemoryView):
     def reverse(self, pa: int) -> list[int]:
         """Every virtual address that maps to physical address ``pa`` (sorted)."""
         lv = self.leaves()
-        p = _U64(pa)
+        p = np.uint64(pa)
         hit = (lv.pa <= p) & (p - lv.pa < lv.size)
         return sorted(int(v) + (pa - int(b)) for v, b in zip(lv.va[hit].tolist(), lv.pa[hit].tolist(), strict=True))
 

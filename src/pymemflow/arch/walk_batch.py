@@ -9,9 +9,7 @@ caller's order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from ..mem.pagetype import PageType, page_type_hint
 from ..mem.view import MemoryView, U8Array, U64Array
@@ -33,8 +31,13 @@ from .spec import (
 )
 from .walk_scalar import PteHook
 
-BoolArray = npt.NDArray[np.bool_]
-_U64 = np.uint64
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    BoolArray = npt.NDArray[np.bool_]
+else:
+    from ..mem.lazynp import np
 
 
 @dataclass
@@ -60,21 +63,21 @@ class TranslationResult:
 
     @classmethod
     def empty(cls, n: int) -> TranslationResult:
-        return cls(np.zeros(n, _U64), np.zeros(n, _U64), np.zeros(n, np.uint8), np.zeros(n, np.uint8))
+        return cls(np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint8), np.zeros(n, np.uint8))
 
 
 def canonical_mask(arch: Architecture, va: U64Array) -> BoolArray:
     if arch.canonical == "zero":
-        return (va >> _U64(arch.va_bits)) == 0  # type: ignore[no-any-return]
+        return (va >> np.uint64(arch.va_bits)) == 0  # type: ignore[no-any-return]
     if arch.canonical == "sign":
-        top = va >> _U64(arch.va_bits - 1)
-        return (top == 0) | (top == _U64((1 << (65 - arch.va_bits)) - 1))  # type: ignore[no-any-return]
-    top = va >> _U64(arch.va_bits)
-    return (top == 0) | (top == _U64((1 << (64 - arch.va_bits)) - 1))  # type: ignore[no-any-return]
+        top = va >> np.uint64(arch.va_bits - 1)
+        return (top == 0) | (top == np.uint64((1 << (65 - arch.va_bits)) - 1))  # type: ignore[no-any-return]
+    top = va >> np.uint64(arch.va_bits)
+    return (top == 0) | (top == np.uint64((1 << (64 - arch.va_bits)) - 1))  # type: ignore[no-any-return]
 
 
 def _bit(pte: U64Array, bit: int) -> BoolArray:
-    return ((pte >> _U64(bit)) & _U64(1)).astype(bool)
+    return ((pte >> np.uint64(bit)) & np.uint64(1)).astype(bool)
 
 
 def _rules_grant(rules: tuple[Rule, ...], pte: U64Array, leaf: BoolArray) -> BoolArray:
@@ -101,12 +104,12 @@ def read_entries(phys: MemoryView, addrs: U64Array, size: int) -> tuple[U64Array
     for f in failures:
         ok[f.index] = False
     dt = np.dtype(f"<u{size}" if phys.little_endian else f">u{size}")
-    return raw.reshape(-1).view(dt).astype(_U64), ok
+    return raw.reshape(-1).view(dt).astype(np.uint64), ok
 
 
 # per-entry classification codes (computed once per distinct entry, then gathered per address)
 _C_READ_FAILED, _C_NOT_PRESENT, _C_BAD, _C_LEAF, _C_TABLE = range(5)
-_CODE_REASON = np.array([R_READ_FAILED, R_NOT_PRESENT, R_BAD_ENTRY, R_OK, R_OK], dtype=np.uint8)
+_CODE_REASON = (R_READ_FAILED, R_NOT_PRESENT, R_BAD_ENTRY, R_OK, R_OK)
 # per-entry rights byte: bit 0 grants write, bit 1 grants user, bits 2.. forbid execution (one per
 # nx group), bit 7 global. Accumulated per address: bits 0-1 AND-ed, bits 2-6 OR-ed.
 _R_AND = 0x03
@@ -143,12 +146,12 @@ def _classify(arch: Architecture, li: int, vals: U64Array, ok: BoolArray) -> tup
             rights |= _group_forbids(group, vals, leaf).astype(np.uint8) << (2 + gi)
     if arch.global_bit is not None:
         rights |= (leaf & _bit(vals, arch.global_bit)).astype(np.uint8) << 7
-    addr = vals & _U64(arch.addr_mask)
+    addr = vals & np.uint64(arch.addr_mask)
     if leaf.any():
         s = lv.page_size
-        base = vals[leaf] & _U64(arch.addr_mask & ~(s - 1))
+        base = vals[leaf] & np.uint64(arch.addr_mask & ~(s - 1))
         if arch.pse36_bits and not last:
-            base |= ((vals[leaf] >> _U64(13)) & _U64((1 << arch.pse36_bits) - 1)) << _U64(32)
+            base |= ((vals[leaf] >> np.uint64(13)) & np.uint64((1 << arch.pse36_bits) - 1)) << np.uint64(32)
         addr[leaf] = base
     return code, rights, addr
 
@@ -163,7 +166,7 @@ def walk_many(
 ) -> TranslationResult:
     """Translate every address of ``vas``. Bounded work (one entry read per level per distinct entry);
     bad tables give per-address failure reasons, never exceptions."""
-    vas = np.ascontiguousarray(vas, dtype=_U64).reshape(-1)
+    vas = np.ascontiguousarray(vas, dtype=np.uint64).reshape(-1)
     n = vas.shape[0]
     res = TranslationResult.empty(n)
     if n == 0:
@@ -178,9 +181,9 @@ def walk_many(
 
     canon = canonical_mask(arch, sva)
     reason[~canon] = R_NON_CANONICAL
-    table = np.full(n, dtb & arch.dtb_mask, dtype=_U64)
+    table = np.full(n, dtb & arch.dtb_mask, dtype=np.uint64)
     if arch.canonical == "split":
-        hi = (sva >> _U64(63)).astype(bool)
+        hi = (sva >> np.uint64(63)).astype(bool)
         if ttbr1 is None:
             reason[hi & canon] = R_NON_CANONICAL
             canon &= ~hi
@@ -191,12 +194,12 @@ def walk_many(
     ng = len(arch.nx_groups)
     nx_all = np.uint8(((1 << ng) - 1) << 2)
     last = len(arch.levels) - 1
-    psz = _U64(arch.pte_size)
+    psz = np.uint64(arch.pte_size)
     for li, lv in enumerate(arch.levels):
         if act.size == 0:
             break
         v = sva[act]
-        ea = table[act] + ((v >> _U64(lv.shift)) & _U64(lv.entries - 1)) * psz
+        ea = table[act] + ((v >> np.uint64(lv.shift)) & np.uint64(lv.entries - 1)) * psz
         # run-length dedupe: equal entries are adjacent because addresses are sorted
         if ea.shape[0] > 1:
             change = ea[1:] != ea[:-1]
@@ -217,7 +220,7 @@ def walk_many(
         fail = code < _C_LEAF
         if fail.any():
             fidx = act[fail]
-            reason[fidx] = _CODE_REASON[code[fail]]
+            reason[fidx] = np.array(_CODE_REASON, dtype=np.uint8)[code[fail]]
             if hook is not None:
                 notp = code == _C_NOT_PRESENT
                 if notp.any():
@@ -227,7 +230,7 @@ def walk_many(
         if leaf.any():
             l_idx = act[leaf]
             s = lv.page_size
-            pa[l_idx] = uaddr[inv[leaf]] | (sva[l_idx] & _U64(s - 1))
+            pa[l_idx] = uaddr[inv[leaf]] | (sva[l_idx] & np.uint64(s - 1))
             size_out[l_idx] = s
             la = a[leaf]
             fl = (la & np.uint8(F_WRITABLE | F_USER)) | ((r[leaf] >> np.uint8(7)) * np.uint8(F_GLOBAL))

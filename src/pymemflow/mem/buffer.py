@@ -18,9 +18,7 @@ from __future__ import annotations
 import mmap
 import struct
 from bisect import bisect_right
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PluginError, ReadFailure, ReadOnlyError
 from . import fast
@@ -28,6 +26,11 @@ from .gather import copy_pieces, zero_failures
 from .memmap import MemoryMap
 from .phys import PhysicalMemory, PhysicalMetadata, PhysRange, merge_ranges
 from .view import SMALL_BATCH, BatchResult, I64Array, U8Array, U64Array, _offsets, small_pieces
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from .lazynp import np
 
 _LE = {f: struct.Struct("<" + f) for f in "BHIQbhiqfd"}
 _BE = {f: struct.Struct(">" + f) for f in "BHIQbhiqfd"}
@@ -43,10 +46,19 @@ class MmapMemory(PhysicalMemory, fast.RebindOnSettings):
         super().__init__()
         self._mm: Any = mm
         self._size = len(mm) if size is None else size
-        self._np: Any = np.frombuffer(mm, dtype=np.uint8) if self._size else np.zeros(0, np.uint8)
+        self._np_store: Any = None  # the store as a NumPy array, made by the first big batch (``_np``)
         self._writable_store = writable
         self.metadata = PhysicalMetadata(0, 0, readonly=not writable, ideal_batch_size=1 << 16)
         self._install_map(mem_map)
+
+    @property
+    def _np(self) -> Any:
+        """The store as a uint8 array for NumPy gathers, made on first use: single reads and small batches
+        never need NumPy (see :mod:`.lazynp`)."""
+        a = self._np_store
+        if a is None and self._mm is not None:
+            a = self._np_store = np.frombuffer(self._mm, dtype=np.uint8) if self._size else np.zeros(0, np.uint8)
+        return a
 
     # ---- map handling --------------------------------------------------------------------------
     def _install_map(self, mem_map: MemoryMap) -> None:
@@ -226,7 +238,7 @@ class MmapMemory(PhysicalMemory, fast.RebindOnSettings):
         if self._mm is None:
             return
         mm = self._mm
-        self._np = None
+        self._np_store = None
         self._mm = None
         self._bl, self._lens, self._reals = [], [], []
         self._map = MemoryMap()

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from ..errors import PluginError
+from . import lazynp
 from .view import BatchResult
 
 PURE_ENV = "PYMEMFLOW_PURE"
@@ -28,12 +27,32 @@ def _load() -> tuple[ModuleType | None, str]:
         from . import _speedups  # type: ignore[attr-defined]  # lazy: optional; PYMEMFLOW_PURE=1 skips it
     except ImportError as e:  # not built (no compiler at install time) or built for another Python
         return None, f"pure Python (compiled path not available: {e})"
-    _speedups.configure(np.ndarray, BatchResult)
+    _speedups.configure(_NoArrays, BatchResult)  # until NumPy is loaded: see _numpy_loaded
     return _speedups, "compiled (pymemflow.mem._speedups)"
+
+
+class _NoArrays:
+    """Stands for ``numpy.ndarray`` in the compiled reader's set-up until NumPy is loaded (never instantiated,
+    so the reader's exact-type test for arrays matches nothing; an ndarray would still be read through the
+    buffer protocol)."""
+
+
+def _numpy_loaded(numpy: ModuleType) -> None:
+    """NumPy is there (we needed it, or the caller imported it): the compiled reader reads ndarrays' fields
+    directly from now on (their buffer export costs more than a whole small batch)."""
+    global ndarray_configured
+    if speedups is not None:
+        speedups.configure(numpy.ndarray, BatchResult)
+        ndarray_configured = True
+
+
+ndarray_configured = False
+"""True once the compiled reader knows ``numpy.ndarray`` (NumPy loaded, by us or by the caller)."""
 
 
 speedups, READ_PATH = _load()
 """The extension module, or None on the pure-Python path; ``READ_PATH`` says which and why."""
+lazynp.on_load(_numpy_loaded)
 
 
 def compiled() -> bool:
@@ -119,6 +138,7 @@ def bind_map_reader(view: Any, buffer: Any, bases: list[int], lengths: list[int]
     unbind(view)
     if speedups is None or (buffer is None and pid <= 0) or getattr(view, "_force_pure", False):
         return None
+    lazynp.loaded()  # NumPy imported by the caller since: configure the reader for ndarrays
     pure_typed, pure_read, pure_batch = _fallbacks(view)
     reader = speedups.MapReader(buffer if pid <= 0 else None, bases, lengths, reals, bool(view.little_endian),
                                 int(view.pointer_size), pure_typed, pure_read, pure_batch, pid=max(pid, 0))
@@ -136,6 +156,7 @@ def bind_virt_reader(view: Any, single: dict[int, Any], phys_reader: Any, owner:
     unbind(view)
     if speedups is None or phys_reader is None or getattr(view, "_force_pure", False):
         return None
+    lazynp.loaded()
     pure_typed, pure_read, pure_batch = _fallbacks(view)
     reader = speedups.VirtReader(single, phys_reader, None, int(view.pointer_size), pure_typed, pure_read,
                                  pure_batch, generation)

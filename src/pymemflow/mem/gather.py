@@ -6,20 +6,23 @@ large pieces with one slice copy each (a memcpy). Connectors and map wrappers sh
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ReadFailure
 
-U8 = npt.NDArray[np.uint8]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    U8 = npt.NDArray[np.uint8]
+else:
+    from .lazynp import np
 
 _LOOP_MAX_PIECES = 8
 """Up to this many pieces a Python loop of slice copies beats building index arrays."""
 _GATHER_MAX_AVG = 256
-_RECORD: dict[int, np.dtype[Any]] = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32), 8: np.dtype(np.uint64)}
 """Pieces averaging more bytes than this are copied one slice at a time."""
+_RECORD = {1: "u1", 2: "u2", 4: "u4", 8: "u8"}
 
 
 def copy_pieces(
@@ -47,7 +50,7 @@ def copy_pieces(
     if dst_off is None and lmin == lmax and k > _LOOP_MAX_PIECES and lmax <= _GATHER_MAX_AVG:
         # equal pieces written back to back (the batched small-read case): view the source as
         # overlapping records of lmax bytes starting at every byte, and gather records
-        dt: np.dtype[Any] = _RECORD.get(lmax) or np.dtype(f"V{lmax}")
+        dt: np.dtype[Any] = np.dtype(_RECORD.get(lmax) or f"V{lmax}")
         block = dst[: k * lmax].view(dt)
         if lmax in (2, 4, 8) and not int(np.bitwise_or.reduce(so)) & (lmax - 1):
             # all aligned: an aligned typed view gathers about twice as fast

@@ -21,13 +21,17 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError, ReadFailure
 from ..types import parse_int
+from .lazynp import is_int
 from .view import I64Array, U64Array
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from .lazynp import np
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -139,7 +143,7 @@ class MemoryMap:
     def _checked(base: int, length: int, real_base: int | None) -> MemRange | None:
         real = base if real_base is None else real_base
         for name, v in (("base", base), ("length", length), ("real_base", real)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            if not is_int(v) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         if base + length - 1 > _U64_MAX or real + length - 1 > _U64_MAX:
             raise ValueError(f"range {base:#x}+{length:#x} -> {real:#x} runs past 2**64")

@@ -10,14 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
-
 from ..errors import ReadFailure
 from .gather import copy_pieces, zero_failures
 from .view import BatchResult, I64Array, MemoryView, U8Array, U64Array, _offsets
 
 if TYPE_CHECKING:
     from .memmap import MemoryMap
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from .lazynp import np
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,17 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DeclaredSizeWarning, PymemflowError
 from .phys import PhysRange
 from .view import MemoryView
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    from .lazynp import np
 
 CHUNK = 16 << 20
 PAGE = 0x1000

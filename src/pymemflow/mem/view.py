@@ -13,16 +13,22 @@ import ctypes
 import io
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import PartialReadError, PartialWriteError, RangeError, ReadFailure, ReadOnlyError
+from .lazynp import is_int, is_ndarray
 
-U8Array = npt.NDArray[np.uint8]
-U64Array = npt.NDArray[np.uint64]
-I64Array = npt.NDArray[np.int64]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    U8Array = npt.NDArray[np.uint8]
+    U64Array = npt.NDArray[np.uint64]
+    I64Array = npt.NDArray[np.int64]
+else:
+    from .lazynp import np
+
+    U8Array = U64Array = I64Array = "numpy.ndarray"  # annotations only; NumPy is imported on first use
 
 _S = TypeVar("_S", bound=ctypes.Structure)
 
@@ -76,8 +82,21 @@ class BatchResult:
         return self._offsets
 
     def piece(self, i: int) -> bytes:
-        o = int(self.offsets[i])
         d = self._data
+        n = self._lengths
+        if self._offsets is None and isinstance(d, (bytes, bytearray)) and (is_int(n) or isinstance(n, list)):
+            # a small batch as built: its offsets in plain Python (no NumPy for a few pieces)
+            k = len(self)
+            if not -k <= i < k:
+                raise IndexError(f"piece {i} of a batch of {k}")
+            i %= k
+            if isinstance(n, list):
+                size, o = n[i], sum(n[:i])
+            else:
+                size = int(n)
+                o = i * size
+            return bytes(d[o : o + size])
+        o = int(self.offsets[i])
         if isinstance(d, (bytes, bytearray)):
             return bytes(d[o : o + int(self.lengths[i])])
         return self.data[o : o + int(self.lengths[i])].tobytes()
@@ -91,9 +110,9 @@ class BatchResult:
 
     def __len__(self) -> int:
         n = self._lengths
-        if isinstance(n, (int, np.integer)):
+        if is_int(n):
             return self._count
-        return len(n) if not isinstance(n, np.ndarray) else int(n.size)
+        return len(n) if not is_ndarray(n) else int(n.size)
 
     def __repr__(self) -> str:
         return f"<BatchResult {len(self)} pieces, {len(self._data)} bytes, {len(self.failures)} failures>"
@@ -111,9 +130,9 @@ asked, not what exists (``iter_read`` streams any length in bounded chunks inste
 def check_span(addr: object, n: object, what: str = "read") -> None:
     """:class:`RangeError` unless ``addr`` is an integer in ``0 .. 2**64-1`` and ``n`` a length in
     ``0 .. 2**64``: the one check every public entry point of the read contract makes."""
-    if not isinstance(addr, (int, np.integer)) or isinstance(addr, bool):
+    if not is_int(addr):
         raise RangeError(f"{what}: address must be an integer, got {type(addr).__name__}")
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+    if not is_int(n):
         raise RangeError(f"{what}: length must be an integer, got {type(n).__name__}")
     if not 0 <= addr < ADDRESS_END:
         raise RangeError(f"{what}: address {addr:#x} is outside 0 .. 0xffffffffffffffff" if addr >= 0 else
@@ -184,7 +203,7 @@ SMALL_PIECE = 4096
 
 def _small_list(x: Any) -> list[Any] | None:
     """``x`` as a list of Python ints when it is a short list/tuple/1-D integer array, else None."""
-    if isinstance(x, np.ndarray):
+    if is_ndarray(x):
         if x.ndim != 1 or x.dtype.kind not in "ui" or x.shape[0] > SMALL_BATCH:
             return None
         return x.tolist()  # type: ignore[no-any-return]
@@ -200,7 +219,7 @@ def small_pieces(addrs: Any, lengths: Any) -> tuple[list[int], list[int]] | None
     if al is None:
         return None
     k = len(al)
-    if isinstance(lengths, (int, np.integer)) and not isinstance(lengths, bool):
+    if is_int(lengths):
         ln = [int(lengths)] * k
     else:
         ln = _small_list(lengths)  # type: ignore[assignment]
@@ -337,7 +356,7 @@ class MemoryView:
         self, addrs: Iterable[int] | npt.ArrayLike, size: int
     ) -> tuple[npt.NDArray[np.uint8], list[ReadFailure]]:
         """Read ``size`` bytes at each address: an ``(n, size)`` uint8 array plus failures."""
-        if (isinstance(addrs, np.ndarray) and addrs.dtype == np.uint64 and addrs.ndim == 1 and type(size) is int
+        if (is_ndarray(addrs) and addrs.dtype == np.uint64 and addrs.ndim == 1 and type(size) is int
                 and 0 < size and self._compiled_reader is not None):
             k = addrs.shape[0]  # the compiled path takes the one size as is: no array of lengths to build
             self._check_size(k * size, "gathered read")

@@ -7,10 +7,15 @@ gigabytes: every OS layer passes such values through :func:`capped`, and image-s
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..mem.view import MemoryView
 from .walk import CAPPED
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from ..mem.lazynp import np
 
 PAGE = 0x1000
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ReadFailure
 from ...types import parse_duration
@@ -30,7 +28,12 @@ from ..phys import PhysicalMemory
 from ..view import I64Array, U8Array, U64Array, _offsets
 from .base import Middleware
 
-_EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from ...mem.lazynp import np
+
+_EMPTY = 0xFFFF_FFFF_FFFF_FFFF
 
 
 @dataclass(frozen=True)
@@ -245,4 +248,4 @@ class PageCache(Middleware):
             pages = np.arange(first, last + 1, dtype=np.uint64)
             s = (pages % np.uint64(self.slots)).astype(np.int64)
             stale = self._tags[s] == pages
-            self._tags[s[stale]] = _EMPTY
+            self._tags[s[stale]] = np.uint64(_EMPTY)

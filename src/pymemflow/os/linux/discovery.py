@@ -20,9 +20,7 @@ the same self-check over the kernel's alignment steps, or given as ``kaslr_offse
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ...arch import VirtualMemory
 from ...arch.spec import F_WRITABLE
@@ -32,6 +30,11 @@ from ...mem.view import MemoryView
 from ...types import ProgressReporter, task_progress
 from . import kallsyms as ks
 from . import vmcoreinfo as vci
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from ...mem.lazynp import np
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 I386_PAGE_OFFSETS = (0xC0000000, 0x80000000, 0xB0000000, 0x78000000, 0x40000000)

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ...errors import FormatError
 from ...mem.view import MemoryView
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from ...mem.lazynp import np
 
 MAX_SYMS = 2_000_000
 MAX_NAMES_BYTES = 64 << 20

@@ -6,7 +6,7 @@ so the batch goes straight to ``process_vm_readv``; unmapped pages come back as 
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ...errors import ReadFailure
 from ...live.procmem import (
@@ -18,6 +18,11 @@ from ...live.procmem import (
     read_maybe_bounced,
 )
 from ...mem.view import I64Array, MemoryView, U8Array, U64Array
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from ...mem.lazynp import np
 
 
 class ProcessMemoryView(AlignedReadsMixin, SingleReadMixin, MemoryView):

@@ -12,9 +12,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ...arch import VirtualMemory
 from ...errors import NotFoundError, OsLayerError, PymemflowError
@@ -26,6 +24,11 @@ from ...types import ProgressReporter, task_progress
 from . import pe, rootscan
 from .offsets import Win32Offsets, resolve_offsets
 from .pte import WindowsPteHook
+
+if TYPE_CHECKING:
+    pass
+else:
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,19 @@ def find_roots(phys: MemoryView, max_address: int, arch: str | None, progress: P
     return out
 
 
+def triage_of(mem: Any) -> Any | None:
+    """The connector's parsed TRIAGE_DUMP (``crashdump`` connector on a DumpType 4 file), or None.
+    Duck-typed: the OS layer does not import connectors."""
+    seen = 0
+    while mem is not None and seen < 8:  # through middleware wrappers (each keeps its inner view)
+        t = getattr(mem, "triage", None)
+        if t is not None and hasattr(t, "drivers") and hasattr(t, "memory"):
+            return t
+        mem = getattr(mem, "inner", None)
+        seen += 1
+    return None
+
+
 def _is_kernel(mem: MemoryView, addr: int, hdr: pe.PeHeaders) -> bool:
     if hdr.size_of_image < 0x10000:
         return False
@@ -172,8 +188,8 @@ def physical_runs(vm: MemoryView, ptr_addr: int, ptr_size: int, cap: int = 256) 
         raise OsLayerError(f"MmPhysicalMemoryBlock at {desc:#x}: implausible NumberOfRuns {n}")
     first = desc + 2 * ptr_size
     raw = vm.read(first, n * 2 * ptr_size)
-    vals = np.frombuffer(raw, "<u8" if ptr_size == 8 else "<u4").astype(np.uint64).reshape(n, 2)
-    return [(int(b) << 12, int(c) << 12) for b, c in vals.tolist()]
+    vals = struct.unpack(f"<{2 * n}{'Q' if ptr_size == 8 else 'I'}", raw)
+    return [(vals[i] << 12, vals[i + 1] << 12) for i in range(0, 2 * n, 2)]
 
 
 def _runs_plausible(runs: list[tuple[int, int]], dtb: int, max_address: int | None) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...arch import VirtualMemory
 from ...errors import CappedSizeWarning, ImplausibleResultWarning, NotFoundError, PymemflowError
@@ -24,23 +24,18 @@ from ..base import (
     ProcessInfo,
     SectionInfo,
 )
-from ..forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
 from ..walk import report
 from . import pe
 from .discovery import KernelFacts, discover
 from .fields import kernel_ldr_layout, user_layout
-from .handles import all_handles
-from .keyboard import Keyboard, open_keyboard
-from .malfind import all_malfind
 from .modules import walk_ldr
-from .netscan import netscan
 from .plausible import check_processes, check_vads, missing_field_names, missing_fields, source_of
 from .process import EprocessLayout, Win32Process, kernel_info, process_infos, wow64_peb
-from .psscan import psscan
 from .pte import PagefileBits, WindowsPteHook
-from .threads import all_threads
-from .timeline import win32_timeline_sources
-from .vad import VadLayout, walk_vads
+
+if TYPE_CHECKING:
+    from ..forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
+    from .keyboard import Keyboard
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +262,8 @@ class Win32Kernel(OsLayer):
         raise NotImplementedError("memory map needs a VirtualMemory")
 
     def vad_regions(self, proc: Process) -> list[MemoryRegion]:
+        from .vad import VadLayout, walk_vads  # lazy: only VAD maps need it (a cold `ps` does not)
+
         lay = VadLayout.from_offsets(self.offsets)
         root = proc.info.extra.get("vad_root", 0)
         if lay is None:
@@ -281,29 +278,44 @@ class Win32Kernel(OsLayer):
         return regions
 
     # ---- forensics (threads.py, handles.py, malfind.py, timeline.py) ---------------------------
+    # each imported by the command that needs it: a cold `ps` imports none of them (issue 15)
     def threads(self, proc: Process | None = None) -> list[ThreadInfo]:
+        from .threads import all_threads  # lazy: a forensic command's module
+
         return all_threads(self, proc)
 
     def handles(self, proc: Process | None = None, type_name: str | None = None) -> list[HandleInfo]:
+        from .handles import all_handles  # lazy: a forensic command's module
+
         return all_handles(self, proc, type_name)
 
     def malfind(self, proc: Process | None = None) -> list[MalfindHit]:
+        from .malfind import all_malfind  # lazy: a forensic command's module
+
         return all_malfind(self, proc)
 
     def timeline_sources(self) -> list[Callable[[], Iterable[TimelineEvent]]]:
+        from .timeline import win32_timeline_sources  # lazy: a forensic command's module
+
         return win32_timeline_sources(self)
 
     # ---- pool scans (psscan.py, netscan.py) ----------------------------------------------------
     def psscan(self) -> list[CarvedProcess]:
         """Processes carved from physical memory by pool tag, flagged listed / unlinked / exited."""
+        from .psscan import psscan  # lazy: a forensic command's module
+
         return psscan(self)
 
     def netscan(self) -> list[SocketInfo]:
         """TCP/UDP endpoints and listeners carved from physical memory by pool tag."""
+        from .netscan import netscan  # lazy: a forensic command's module
+
         return netscan(self)
 
     # ---- keyboard ------------------------------------------------------------------------------
     def keyboard(self) -> Keyboard:
+        from .keyboard import open_keyboard  # lazy: a forensic command's module
+
         return open_keyboard(self)
 
     def close(self) -> None:

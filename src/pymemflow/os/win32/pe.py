@@ -13,13 +13,17 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ...errors import FormatError, PymemflowError
-from ...mem.view import MemoryView
+from ...mem.view import SMALL_BATCH, MemoryView
 from ..base import ExportInfo, ImportInfo, SectionInfo
 from ..caps import capped, mapped_extent
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from ...mem.lazynp import np
 
 PAGE = 0x1000
 MAX_IMAGE = 256 << 20
@@ -342,14 +346,21 @@ def scan_for_image(
     """Return the first virtual page address among ``pages`` holding a PE image that ``accept``s.
 
     Reads the first 2 bytes of pages in batches so that a few thousand candidates cost a few
-    batched reads, then parses headers only where ``MZ`` is found.
+    batched reads, then parses headers only where ``MZ`` is found. The first batch is small (the likeliest
+    candidates come first, and a small batch needs no NumPy set-up); unreadable pages read as zeros.
     """
-    for i in range(0, len(pages), batch):
-        chunk = pages[i : i + batch]
-        raw, _ = mem.read_gather(chunk, 2)
-        hits = np.nonzero((raw[:, 0] == 0x4D) & (raw[:, 1] == 0x5A))[0]
+    i, step = 0, SMALL_BATCH
+    while i < len(pages):
+        chunk = pages[i : i + step]
+        i, step = i + step, batch
+        res = mem.read_batch(chunk, 2)
+        if len(chunk) <= SMALL_BATCH:
+            hits = [h for h in range(len(chunk)) if res.piece(h) == b"MZ"]
+        else:
+            raw = res.data.reshape(-1, 2)
+            hits = np.nonzero((raw[:, 0] == 0x4D) & (raw[:, 1] == 0x5A))[0].tolist()
         for h in hits:
-            addr = chunk[int(h)]
+            addr = chunk[h]
             try:
                 hdr = read_headers(mem, addr)
             except PymemflowError:
@@ -364,7 +375,9 @@ def export_rvas(mem: MemoryView, base: int, names: set[str], hdr: PeHeaders | No
     """RVAs of a few named exports, read straight from the export directory in memory.
 
     Cheaper than parsing the whole image when only ``PsInitialSystemProcess`` and friends are needed:
-    the name-pointer and ordinal arrays are read in one piece each and the names in one batch.
+    the name-pointer and ordinal arrays are read in one piece each, and each name is found by binary search
+    (the loader's own lookup: names are sorted by byte value), reading a dozen names instead of thousands.
+    Should the names read show they are not sorted (a damaged image), every name is read and compared.
     """
     hdr = hdr or read_headers(mem, base)
     rva, size = hdr.directory(DIR_EXPORT)
@@ -377,17 +390,38 @@ def export_rvas(mem: MemoryView, base: int, names: set[str], hdr: PeHeaders | No
         nfuncs = min(nfuncs, max_names)
         if nnames == 0:
             return {}
-        name_ptrs = np.frombuffer(_read_rva(mem, base, hdr, names_rva, 4 * nnames), "<u4")
-        ords = np.frombuffer(_read_rva(mem, base, hdr, ords_rva, 2 * nnames), "<u2")
-        funcs = np.frombuffer(_read_rva(mem, base, hdr, funcs_rva, 4 * nfuncs), "<u4")
+        name_ptrs = struct.unpack(f"<{nnames}I", _read_rva(mem, base, hdr, names_rva, 4 * nnames))
+        ords = struct.unpack(f"<{nnames}H", _read_rva(mem, base, hdr, ords_rva, 2 * nnames))
+        funcs = struct.unpack(f"<{nfuncs}I", _read_rva(mem, base, hdr, funcs_rva, 4 * nfuncs))
     except PymemflowError:
         return {}
-    longest = max(len(n) for n in names) + 1
-    raw_names, _ = mem.read_gather(name_ptrs.astype(np.uint64) + np.uint64(base), longest)
+    longest = max(len(n) for n in names) + 1  # a longer name read cut to this still sorts the same
+    seen: dict[int, bytes] = {}
+
+    def name(i: int) -> bytes:
+        s = seen.get(i)
+        if s is None:  # unreadable bytes read as zeros (an empty name), as a batched read gives them
+            s = seen[i] = mem.read((base + name_ptrs[i]) & ((1 << 64) - 1), longest, zero_fill=True).split(b"\0", 1)[0]
+        return s
+
+    found: dict[bytes, int] = {}
+    for want in sorted(n.encode() for n in names):
+        lo, hi = 0, nnames
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if name(mid) < want:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < nnames and name(lo) == want:
+            found[want] = lo
+    probed = [seen[i] for i in sorted(seen)]
+    if len(found) < len(names) and any(a > b for a, b in zip(probed, probed[1:], strict=False)):
+        for i in range(nnames):  # not sorted: look at every name
+            if name(i).decode("latin-1") in names:
+                found.setdefault(name(i), i)
     out: dict[str, int] = {}
-    wanted = {n.encode(): n for n in names}
-    for i in range(nnames):
-        s = raw_names[i].tobytes().split(b"\0", 1)[0]
-        if s in wanted and int(ords[i]) < nfuncs:
-            out[wanted[s]] = int(funcs[int(ords[i])])
+    for want, i in found.items():
+        if ords[i] < nfuncs:
+            out[want.decode("latin-1")] = funcs[ords[i]]
     return out

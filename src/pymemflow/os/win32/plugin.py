@@ -7,14 +7,16 @@ from typing import Any
 from ...errors import ArgumentError
 from ...types import PROGRESS_ARG, ArgSpec, PluginSpec, choice, parse_bool, parse_int
 from ..base import OsLayer
+from .discovery import triage_of
 from .kernel import Win32Kernel
-from .triage import Win32Triage, triage_of
 
 
 def _factory(args: dict[str, Any], input: Any) -> OsLayer:
     if input is None:
         raise ArgumentError("win32: needs a connector (e.g. -c raw:FILE -o win32, or -c demo:win10)")
     if triage_of(input) is not None:  # a triage dump: no physical memory to discover Windows in
+        from .triage import Win32Triage  # lazy: only a triage dump needs it
+
         return Win32Triage(input, symbols=args.get("symbols"))
     kw: dict[str, Any] = {k: args.get(k) for k in ("dtb", "kernel_hint", "kernel_base", "arch", "symbols",
                                                    "symstore", "symcache")}

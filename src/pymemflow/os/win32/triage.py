@@ -34,7 +34,7 @@ from ..base import (
     SectionInfo,
 )
 from . import pe
-from .discovery import KERNEL_NAMES
+from .discovery import KERNEL_NAMES, triage_of
 from .offsets import Win32Offsets, resolve_offsets
 
 log = logging.getLogger(__name__)
@@ -53,19 +53,6 @@ class TriageModuleInfo(ModuleInfo):
 
     timestamp: int = 0
     checksum: int = 0
-
-
-def triage_of(mem: Any) -> Any | None:
-    """The connector's parsed TRIAGE_DUMP (``crashdump`` connector on a DumpType 4 file), or None.
-    Duck-typed: the OS layer does not import connectors."""
-    seen = 0
-    while mem is not None and seen < 8:  # through middleware wrappers (each keeps its inner view)
-        t = getattr(mem, "triage", None)
-        if t is not None and hasattr(t, "drivers") and hasattr(t, "memory"):
-            return t
-        mem = getattr(mem, "inner", None)
-        seen += 1
-    return None
 
 
 class Win32Triage(OsLayer):

@@ -11,8 +11,6 @@ import json
 import lzma
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ....errors import NotFoundError
@@ -35,6 +33,9 @@ def download_pdb(url: str, pdb_name: str, guid_age: str, cache_dir: str | Path |
     if os.environ.get("PYMEMFLOW_OFFLINE"):
         raise NotFoundError(f"{pdb_name} {guid_age} not cached and PYMEMFLOW_OFFLINE is set")
     src = f"{url.rstrip('/')}/{pdb_name}/{guid_age.upper()}/{pdb_name}"
+    import urllib.error  # here: http.client, ssl and email cost ~25 ms of every start otherwise
+    import urllib.request
+
     try:
         with urllib.request.urlopen(src, timeout=timeout) as r:  # noqa: S310 - user-given symbol server
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -7,18 +7,31 @@ offsets verified equal at generation time) whose complete member list came from 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
-import lzma
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+from ....errors import FormatError
 from .model import Win32Offsets
 
 log = logging.getLogger(__name__)
 
-TABLE_FILE = "win_offsets.json.xz"
+TABLE_FILE = "win_offsets.zip"
+"""The table as a zip of LZMA-compressed JSON members, so a lookup decompresses only what it uses (issue 15:
+the one 7 MB JSON document cost a cold ``ps`` 20-300 ms): ``index.json`` (entries without their offsets,
+fixed addresses, attribution), ``rows/ARCH-BUILD.json`` (the offsets of the entries of one build, by entry
+number) and ``families/KEY.json`` (one layout family each: the first of a build whole, the others of that
+build as their differences from it, 20x smaller). :func:`write_table` writes it, :func:`read_table` gives
+the whole document back."""
+FORMAT = 2
+_BULK = ("fields", "sizes", "bitfields")
+"""The parts of an entry kept in its ``rows/`` member."""
 
 
 @dataclass(frozen=True)
@@ -31,74 +44,136 @@ class TableEntry:
     origin: str
     family: str | None
     raw: dict[str, Any]
+    """The entry's index row (its offsets: :meth:`row`)."""
 
     @property
     def revision(self) -> int:
         parts = self.version.split(".")
         return int(parts[3]) if len(parts) > 3 else 0
 
-
-@functools.lru_cache(maxsize=1)
-def _table_text() -> str:
-    data = resources.files(__package__).joinpath("data").joinpath(TABLE_FILE).read_bytes()
-    return lzma.decompress(data).decode()
+    def row(self) -> dict[str, Any]:
+        """The whole entry: the index row with its fields, sizes and bitfields."""
+        return _whole_row(self.raw, _member(self.raw["rows"]))
 
 
-@functools.lru_cache(maxsize=1)
-def load_table() -> dict[str, Any]:
-    return json.loads(_table_text())  # type: ignore[no-any-return]
+def _whole_row(lean: dict[str, Any], rows: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in lean.items() if k not in ("rows", "n")}
+    row.update(rows[str(lean["n"])])
+    return row
 
 
-def _section(key: str, last: bool = False) -> Any:
-    """One value of the table without parsing the rest: the families are 95 % of its 6 MB (300 ms of JSON
-    on a loaded machine, most of a cold ``ps``) and one process needs one family. The generator writes
-    compact JSON with sorted keys, so a raw ``"key":`` is a key (in strings quotes are escaped); anything
-    unexpected falls back to the whole table."""
-    text = _table_text()
-    needle = f'"{key}":'
-    at = text.rfind(needle) if last else text.find(needle)
-    if at < 0:
-        raise KeyError(key)
-    return json.JSONDecoder().raw_decode(text, at + len(needle))[0]
+def write_table(doc: dict[str, Any], path: Path) -> None:
+    """Write the generator's document (``entries``, ``families`` and the rest) as :data:`TABLE_FILE`;
+    byte-identical for the same document (fixed member times, sorted keys)."""
+    index = {k: v for k, v in doc.items() if k not in ("entries", "families")}
+    index["families"] = sorted(doc["families"])
+    members: dict[str, Any] = {}
+    lean_rows = []
+    for n, r in enumerate(doc["entries"]):
+        name = f"rows/{r['arch']}-{r['build']}.json"
+        members.setdefault(name, {})[str(n)] = {k: r[k] for k in _BULK if k in r}
+        lean_rows.append({**{k: v for k, v in r.items() if k not in _BULK}, "rows": name, "n": n})
+    index["entries"] = lean_rows
+    fams = doc["families"]
+    bases: dict[str, str] = {}
+    for k in sorted(fams, key=lambda k: (k.count("-"), k)):  # 'x64-19041' before 'x64-19041-031f52ff'
+        base = bases.setdefault(_build_of(k), k)
+        members[f"families/{k}.json"] = {"whole": fams[k]} if base == k else \
+            {"base": base, **_difference(fams[base], fams[k])}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, value in [("index.json", index), *sorted(members.items())]:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_LZMA
+            z.writestr(info, json.dumps(value, sort_keys=True, separators=(",", ":")))
 
 
-@functools.lru_cache(maxsize=1)
-def _entries() -> list[dict[str, Any]]:
+def _build_of(key: str) -> str:
+    return "-".join(key.split("-")[:2])
+
+
+def _difference(base: dict[str, Any], fam: dict[str, Any]) -> dict[str, Any]:
+    """``fam`` as changes to ``base``: dict values as set/dropped keys, anything else replaced."""
+    put: dict[str, Any] = {}
+    patch: dict[str, Any] = {}
+    for k, v in fam.items():
+        b = base.get(k)
+        if isinstance(v, dict) and isinstance(b, dict):
+            patch[k] = {"set": {kk: vv for kk, vv in v.items() if kk not in b or b[kk] != vv},
+                        "drop": sorted(kk for kk in b if kk not in v)}
+        elif k not in base or b != v:
+            put[k] = v
+    return {"put": put, "patch": patch, "remove": sorted(k for k in base if k not in fam)}
+
+
+def _family(member: Callable[[str], Any], key: str, depth: int = 0) -> dict[str, Any]:
+    """Family ``key`` from its member: whole, or differences from a base stored whole (one level)."""
+    name = f"families/{key}.json"
+    stored = member(name)
     try:
-        rows = _section("entries")
-        if isinstance(rows, list) and all(isinstance(r, dict) and "guid_age" in r for r in rows):
-            return rows
-    except (KeyError, ValueError):
-        pass
-    return load_table()["entries"]  # type: ignore[no-any-return]
+        if "whole" in stored:
+            return stored["whole"]  # type: ignore[no-any-return]
+        if depth:
+            raise FormatError(TABLE_FILE, None, name, "a base family stored as differences (one level only)")
+        base = _family(member, stored["base"], depth + 1)
+        out = {k: v for k, v in base.items() if k not in stored["remove"]}
+        for k, ch in stored["patch"].items():
+            drop = set(ch["drop"])
+            out[k] = {kk: vv for kk, vv in base[k].items() if kk not in drop} | ch["set"]
+        out.update(stored["put"])
+        return out
+    except (KeyError, TypeError, AttributeError) as e:
+        raise FormatError(TABLE_FILE, None, name, f"malformed family member ({e!r})") from None
+
+
+def read_table(path: Path | None = None) -> dict[str, Any]:
+    """The whole document :func:`write_table` stored (the carried table by default)."""
+    member: Callable[[str], Any] = _member
+    if path is not None:
+        member = functools.partial(_read_member, zipfile.ZipFile(io.BytesIO(Path(path).read_bytes())), str(path))
+    doc = dict(member("index.json"))
+    doc["entries"] = [_whole_row(r, member(r["rows"])) for r in doc["entries"]]
+    doc["families"] = {k: _family(member, k) for k in doc["families"]}
+    return doc
+
+
+@functools.lru_cache(maxsize=1)
+def _archive() -> zipfile.ZipFile:
+    data = resources.files(__package__).joinpath("data").joinpath(TABLE_FILE).read_bytes()
+    return zipfile.ZipFile(io.BytesIO(data))
+
+
+def _read_member(z: zipfile.ZipFile, where: str, name: str) -> Any:
+    try:
+        return json.loads(z.read(name))
+    except (KeyError, ValueError, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise FormatError(where, None, f"member {name}", str(e)) from None
+
+
+@functools.lru_cache(maxsize=32)
+def _member(name: str) -> Any:
+    return _read_member(_archive(), f"built-in offset table {TABLE_FILE}", name)
+
+
+def load_table() -> dict[str, Any]:
+    """The whole carried table as one document (tests compare it with a fresh generator run)."""
+    return read_table()
 
 
 def entries() -> list[TableEntry]:
     return [TableEntry(e["guid_age"], e["version"], e["build"], e["arch"], e["pdb_name"], e["origin"],
-                       e.get("family"), e) for e in _entries()]
+                       e.get("family"), e) for e in _member("index.json")["entries"]]
 
 
 @functools.lru_cache(maxsize=16)
 def family(key: str) -> dict[str, Any] | None:
-    text = _table_text()
-    start = text.find('"families":{')
-    at = text.find(json.dumps(key) + ":{", start) if start >= 0 else -1
-    if at >= 0:
-        try:
-            fam = json.JSONDecoder().raw_decode(text, at + len(json.dumps(key)) + 1)[0]
-            if isinstance(fam, dict) and "fields" in fam:
-                return fam
-        except ValueError:
-            pass
-    return load_table()["families"].get(key)  # type: ignore[no-any-return]
+    if key not in _member("index.json")["families"]:
+        return None
+    return _family(_member, key)
 
 
 def fixed_constants() -> dict[str, int]:
     """Addresses fixed by the Windows ABI (KUSER_SHARED_DATA ...)."""
-    try:
-        return dict(_section("fixed", last=True))
-    except (KeyError, ValueError, TypeError):
-        return dict(load_table()["fixed"])
+    return dict(_member("index.json")["fixed"])
 
 
 def _arch_ok(entry_arch: str, arch: str) -> bool:
@@ -119,9 +194,10 @@ def to_offsets(e: TableEntry, source: str) -> Win32Offsets:
         bits.update({k: (v[0], v[1], v[2]) for k, v in fam.get("bitfields", {}).items()})
         notes.append(f"struct members beyond the row: family {e.family} from {fam.get('from')}")
         member_types = dict(fam.get("member_types", {}))
-    fields.update(e.raw["fields"])
-    sizes.update(e.raw.get("sizes", {}))
-    bits.update({k: (v[0], v[1], v[2]) for k, v in e.raw.get("bitfields", {}).items()})
+    row = e.row()
+    fields.update(row["fields"])
+    sizes.update(row.get("sizes", {}))
+    bits.update({k: (v[0], v[1], v[2]) for k, v in row.get("bitfields", {}).items()})
     return Win32Offsets(arch=e.arch, version=e.version, build=e.build, guid_age=e.guid_age, source=source,
                         fields=fields, sizes=sizes, bitfields=bits, pdb_name=e.pdb_name, notes=notes,
                         member_types=member_types)
