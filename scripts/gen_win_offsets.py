@@ -310,7 +310,8 @@ def main() -> int:
     write_table(doc, out / TABLE_FILE)
     if read_table(out / TABLE_FILE) != json.loads(json.dumps(doc)):
         raise SystemExit(f"{out / TABLE_FILE}: reading the table back does not give the document written")
-    (out / "win_offsets.json.xz").unlink(missing_ok=True)  # the one-document form before the zip    shutil.copyfile(data / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "LICENSE-JPCERT-Windows-Symbol-Tables")
+    (out / "win_offsets.json.xz").unlink(missing_ok=True)  # the one-document form before the zip
+    shutil.copyfile(data / "isf/LICENSE-JPCERT-Windows-Symbol-Tables", out / "LICENSE-JPCERT-Windows-Symbol-Tables")
     shutil.copyfile(data / "memflow-offsets/LICENSE-memflow-win32", out / "LICENSE-memflow-win32")
     (out / "isf").mkdir(exist_ok=True)
     shutil.copyfile(data / "isf" / CARRIED_ISF, out / "isf" / CARRIED_ISF)

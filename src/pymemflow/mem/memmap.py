@@ -33,11 +33,6 @@ if TYPE_CHECKING:
 else:
     from .lazynp import np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 _U64_MAX = (1 << 64) - 1
 HOLE = "not in memory map"
 
@@ -445,6 +440,10 @@ class MemoryMap:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise FormatError(path, e.start, "file", "memory map is not UTF-8 text") from None
+        if sys.version_info >= (3, 11):  # here: tomllib (and datetime) only when a map file is read
+            import tomllib
+        else:  # pragma: no cover - exercised on 3.10 only
+            import tomli as tomllib
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

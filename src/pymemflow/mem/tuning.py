@@ -13,7 +13,6 @@ allocator alone.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -35,8 +34,9 @@ def tune_allocator(top_pad: int = TOP_PAD) -> bool:
         _applied = False
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the C library the interpreter runs on, by its global symbols: ctypes.util.find_library would
+        # import subprocess, shutil and tempfile (~10 ms of every start) to find the same library
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # musl and others: no mallopt
         _applied = False
         return False
