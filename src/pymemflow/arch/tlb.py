@@ -169,6 +169,7 @@ class Tlb:
         t = self._tables.get(root)
         limit = self._mask + 1
         need = (0 if t is None else t[1][0]) + key.shape[0]
+        left: list[tuple[U64Array, U64Array]] = []
         if t is None or need > t[0].shape[0] // 2:
             cap = min(1 << 12, limit) if t is None else t[0].shape[0]
             while cap < limit and need > cap // 2:
@@ -177,18 +178,32 @@ class Tlb:
                 self.bump()
                 t = None
                 need = key.shape[0]
-            old = t
-            table = np.zeros((cap, 2), dtype=np.uint64)
-            t = (table, [0])
-            self._tables[root] = t
-            if old is not None:
-                live = old[0][:, 0] != 0
-                self._place(t, old[0][live, 0], old[0][live, 1])
             if key.shape[0] > cap // 2:
                 key, val = key[: cap // 2], val[: cap // 2]
-        self._place(t, key, val)
+            t, left = self._rebuild(root, t, cap)
+        left += self._place(t, key, val)
+        # keys that found no free slot within _PROBES: grow while allowed, so that every translation the
+        # walker made stays in the table (the compiled gather serves a batch only when all of it is here)
+        while left and t[0].shape[0] < limit:
+            keys, vals = np.concatenate([k for k, _ in left]), np.concatenate([v for _, v in left])
+            t, left = self._rebuild(root, t, t[0].shape[0] * 2)
+            left += self._place(t, keys, vals)
+        if left:
+            self.bump()  # dropped after all (a table at its capacity limit): entries were lost
 
-    def _place(self, t: tuple[U64Array, list[int]], key: U64Array, val: U64Array) -> None:
+    def _rebuild(self, root: object, old: tuple[U64Array, list[int]] | None,
+                 cap: int) -> tuple[tuple[U64Array, list[int]], list[tuple[U64Array, U64Array]]]:
+        """A new table of ``cap`` rows for ``root`` holding ``old``'s entries; what did not fit is returned."""
+        t = (np.zeros((cap, 2), dtype=np.uint64), [0])
+        self._tables[root] = t
+        if old is None:
+            return t, []
+        live = old[0][:, 0] != 0
+        return t, self._place(t, old[0][live, 0], old[0][live, 1])
+
+    def _place(self, t: tuple[U64Array, list[int]], key: U64Array,
+               val: U64Array) -> list[tuple[U64Array, U64Array]]:
+        """Put the entries in; returns those that found no free slot within ``_PROBES`` (none: [])."""
         table, count = t
         bits = table.shape[0].bit_length() - 1
         slot = self._slot(key, bits)
@@ -214,3 +229,4 @@ class Tlb:
                 count[0] += int(us.shape[0])
             placed = table[s, 0] == key[pending]
             pending = pending[~placed]
+        return [(key[pending], val[pending])] if pending.size else []
