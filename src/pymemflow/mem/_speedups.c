@@ -850,11 +850,11 @@ typedef struct {
     PyObject *pure_read;
     PyObject *pure_batch;
     int ptr_size;
-    /* The page cache: vpn -> host pointer of the whole 4 KiB page in the physical buffer, direct-mapped.
-     * Filled only from valid TLB entries whose page lies inside one range, so it is a function of the
-     * TLB's contents: kept between calls while the TLB's generation counter (bumped by the TLB whenever it
-     * drops or changes an entry: flush, start-over, eviction) is unchanged, cleared the moment it moves.
-     * Without a counter (generation=None) it lives for one call. */
+    /* The page cache: vpn -> host pointer of the whole 4 KiB page in the physical buffer, 2-way
+     * set-associative. Filled only from valid TLB entries whose page lies inside one range, so it is a
+     * function of the TLB's contents: kept between calls while the TLB's generation counter (bumped by the
+     * TLB whenever it drops or changes an entry: flush, start-over, eviction) is unchanged, emptied the
+     * moment it moves. Without a counter (generation=None) it lives for one call. */
     PageSlot *pc;
     uint64_t pc_cap;  /* slots allocated */
     uint64_t pc_mask; /* slots in use - 1 */
