@@ -103,6 +103,25 @@ def test_physical_compiled_equals_pure(store: Path, layout: Any) -> None:
 
 
 @compiled_only
+def test_range_hint_across_ranges(store: Path) -> None:
+    """The compiled physical gather asks the range that answered last first: pieces that alternate between
+    ranges, fall in the hole between them or run past a range's end must read exactly as the pure path."""
+    ranges = [(0, 0x1000, 0), (0x2000, 0x800, 0x1000), (0x4000, 0x1000, 0x2000)]
+    with RawFileMemory(store, mem_map=MemoryMap(ranges)) as c, RawFileMemory(store, mem_map=MemoryMap(ranges)) as p:
+        fast.force_pure(p)
+        good = np.array([0x10, 0x2010, 0x4010, 0x2400, 0x20, 0x4ff8, 0x27f8] * 40, np.uint64)  # > 2 blocks
+        assert batch_outcome(c, good, 8) == batch_outcome(p, good, 8)
+        assert c._compiled_reader.gather_into(good, 8, bytearray(good.shape[0] * 8))  # served in C
+        assert c.read_batch(good, 8).failures == [] and c.read_gather(good, 8)[0].tobytes() == b"".join(
+            CONTENT[r + (a - b): r + (a - b) + 8] for a in good.tolist() for b, n, r in ranges if b <= a < b + n)
+        for bad in (0x1000, 0x27fc, 0x3000):  # the hole, across the end of a range, another hole
+            mixed = good.copy()
+            mixed[150] = bad
+            assert batch_outcome(c, mixed, 8) == batch_outcome(p, mixed, 8)
+            assert len(c.read_batch(mixed, 8).failures) == 1
+
+
+@compiled_only
 def test_compiled_edges(store: Path) -> None:
     """Addresses the C code must hand back to Python: negative, 2**64 and beyond, non-integers, bool."""
     with RawFileMemory(store) as c, RawFileMemory(store) as p:
