@@ -5,7 +5,11 @@ addresses; ``get_arch(name)`` gives the MMU description (``x64``, ``x64la57``, `
 ``aarch64``). See docs/translation.md.
 """
 
-from .pagemap import Leaves, walk_leaves
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .spec import (
     ARCHITECTURES,
     F_GLOBAL,
@@ -23,8 +27,23 @@ from .spec import (
 )
 from .tlb import NO_TLB, Tlb, TlbPolicy
 from .virtual import VirtualMemory
-from .walk_batch import TranslationResult, walk_many
 from .walk_scalar import PteHook, Walk, walk_one
+
+if TYPE_CHECKING:
+    from .pagemap import Leaves, walk_leaves
+    from .walk_batch import TranslationResult, walk_many
+
+_LAZY = {"Leaves": "pagemap", "walk_leaves": "pagemap", "TranslationResult": "walk_batch", "walk_many": "walk_batch"}
+"""Exported names whose modules (the vectorised walkers) load on first use: reads of a few addresses
+translate with the scalar walker."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)  # lazy: see _LAZY
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "F_GLOBAL", "F_HOOK", "F_LARGE", "F_NX", "F_USER", "F_WRITABLE",

@@ -23,15 +23,16 @@ from ..mem.view import (
     read_pieces_singly,
 )
 from ..types import MemoryRegion
-from .pagemap import Leaves, merge_ranges, protection, size_str, walk_leaves
 from .spec import F_HOOK, F_USER, R_OK, REASONS, Architecture, get_arch
 from .tlb import FRAME_MASK, Tlb, TlbPolicy, pack
-from .walk_batch import TranslationResult, walk_many
 from .walk_scalar import PteHook, Walk, walk_one
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+    from .pagemap import Leaves
+    from .walk_batch import TranslationResult
 else:
     from ..mem.lazynp import np
 
@@ -181,6 +182,7 @@ class VirtualMemory(MemoryView):
 
     def translate_batch(self, vas: Iterable[int] | npt.ArrayLike) -> TranslationResult:
         """Translate many addresses at once: per-address pa, page size, flags and failure reason."""
+        from .walk_batch import walk_many  # lazy: the vectorised walker (NumPy) only for batches
         if isinstance(vas, np.ndarray):
             va = vas.astype(np.uint64, copy=False).reshape(-1)
         else:  # never via np.asarray: a list mixing ints above 2**63 with small ones becomes float64
@@ -226,6 +228,8 @@ class VirtualMemory(MemoryView):
 
     @staticmethod
     def _decode(va: U64Array, val: U64Array) -> TranslationResult:
+        from .walk_batch import TranslationResult  # lazy: see translate_batch
+
         reason = ((val >> np.uint64(8)) & np.uint64(0xF)).astype(np.uint8)
         size = np.uint64(1) << (val >> np.uint64(56))
         pa = (val & np.uint64(FRAME_MASK)) | (va & (size - np.uint64(1)))
@@ -540,6 +544,8 @@ class VirtualMemory(MemoryView):
     # ---- page maps ----------------------------------------------------------------------------------
     def leaves(self, start: int = 0, end: int | None = None) -> Leaves:
         """Every leaf mapping (va, pa, size, flags) in ``[start, end)``, sorted by va."""
+        from .pagemap import walk_leaves  # lazy: page maps (NumPy) only for commands that list them
+
         if start == 0 and end is None:
             if self._leaves is None or (self.tlb is not None and self.tlb.volatile):
                 self._leaves = walk_leaves(self.phys, self.arch, self.dtb, self.ttbr1, hook=self.pte_hook)
@@ -551,6 +557,8 @@ class VirtualMemory(MemoryView):
 
         ``protection`` is 'r', 'w' or '-', 'x' or '-'; ``kind`` is 'user' or 'kernel' plus the page
         size (e.g. 'kernel 2M'), with ' hook' when an OS layer's pte_hook resolved the pages."""
+        from .pagemap import merge_ranges, protection, size_str  # lazy: see leaves
+
         lv = self.leaves(start, end)
         labels: dict[tuple[int, int], tuple[str, str]] = {}
         regions = []

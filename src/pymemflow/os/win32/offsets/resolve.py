@@ -7,10 +7,7 @@ from pathlib import Path
 
 from ....errors import NotFoundError
 from . import table
-from .fromisf import offsets_from_isf
-from .isf import IsfSymbols, find_isf
 from .model import Win32Offsets
-from .symstore import offsets_from_symstore
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +15,8 @@ log = logging.getLogger(__name__)
 def _symbols_given(path: Path, guid_age: str | None, pdb_name: str) -> Path | None:
     """The ISF a ``symbols=`` argument names: a folder to search, or one file (which must be this
     kernel's). A path that does not exist is an error, never silently skipped."""
+    from .isf import IsfSymbols, find_isf  # lazy: only a symbols= argument reads ISF files
+
     if not path.exists():
         raise NotFoundError(f"symbols={path}: no such file or folder")
     if path.is_file():
@@ -41,6 +40,9 @@ def resolve_offsets(*, guid_age: str | None = None, build: int | str | None = No
     if symbols_dir is not None and str(symbols_dir) != "":
         found = _symbols_given(Path(symbols_dir), guid_age, pdb_name)
         if found is not None:
+            from .fromisf import offsets_from_isf  # lazy: only a symbols= argument reads ISF files
+            from .isf import IsfSymbols  # lazy: as above
+
             return offsets_from_isf(IsfSymbols.load(found), str(found), build, arch)
         log.warning("symbols=%s holds no ISF for %s (%s); trying the built-in table", symbols_dir,
                     guid_age or "this kernel", pdb_name)
@@ -51,6 +53,8 @@ def resolve_offsets(*, guid_age: str | None = None, build: int | str | None = No
             return table.to_offsets(exact, "table")
         tried.append(f"{guid_age} not in the built-in table")
     if guid_age and symstore:
+        from .symstore import offsets_from_symstore  # lazy: PDB download and parsing, when asked for
+
         try:
             return offsets_from_symstore(symstore, pdb_name, guid_age, cache_dir=cache_dir, arch=arch,
                                          build=build)

@@ -17,7 +17,6 @@ from ....errors import NotFoundError
 from .fromisf import offsets_from_isf
 from .isf import IsfSymbols, find_isf
 from .model import Win32Offsets
-from .pdb import PdbReader
 
 MAX_DOWNLOAD = 512 << 20
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pymemflow" / "symbols"
@@ -63,6 +62,8 @@ def offsets_from_symstore(url: str, pdb_name: str, guid_age: str, *, cache_dir: 
         o.source = "pdb"
         return o
     pdb = download_pdb(url, pdb_name, guid_age, cache)
+    from .pdb import PdbReader  # lazy: only a PDB not cached as ISF yet is parsed
+
     reader = PdbReader(pdb)
     if f"{reader.guid}{reader.age:X}" != guid_age.upper():
         raise NotFoundError(f"{pdb}: GUID/age {reader.guid}{reader.age:X} is not the requested {guid_age}")
