@@ -5,7 +5,7 @@ Each command runs ``--repeat`` times after one warm-up (page cache and ``.pyc`` 
 time and the median CPU time (user + system, from ``getrusage`` of the child) are printed. The children run
 with bytecode caching on (``PYTHONDONTWRITEBYTECODE`` removed from their environment), as after
 ``pip install``, which compiles the package: with it set and no ``.pyc`` of the package, every start compiles
-every module it imports (~100 ms more for ``ps``). CPU time is the
+every module it imports (~80 ms more for ``ps``). CPU time is the
 steadier figure on a shared machine: wall time also counts waiting for a core. ``--importtime`` adds the
 modules that cost most to import (``python -X importtime``, self time), to see what a command pulls in.
 
