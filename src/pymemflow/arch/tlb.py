@@ -14,6 +14,7 @@ from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..mem import fast
 from ..mem.view import U64Array
 
 if TYPE_CHECKING:
@@ -58,6 +59,16 @@ def pack(pa: U64Array, size: U64Array, flags: npt.NDArray[np.uint8], reason: npt
         | (reason.astype(np.uint64) << np.uint64(8))
         | (log2 << np.uint64(56))
     )
+
+
+def _distinct(key: U64Array, val: U64Array) -> tuple[U64Array, U64Array]:
+    """Each key once, with the value of its first occurrence (compiled: a hash set, no sort)."""
+    if fast.speedups is not None:
+        idx = np.empty(key.shape[0], dtype=np.intp)
+        m = fast.speedups.first_of(np.ascontiguousarray(key, dtype=np.uint64), idx)
+        return key[idx[:m]], val[idx[:m]]
+    k, first = np.unique(key, return_index=True)
+    return k, val[first]
 
 
 class Tlb:
@@ -164,8 +175,7 @@ class Tlb:
     def insert(self, root: object, vpn: U64Array, packed: U64Array) -> None:
         if vpn.shape[0] == 0:
             return
-        key, first = np.unique(vpn + np.uint64(1), return_index=True)
-        val = packed[first]
+        key, val = _distinct(vpn + np.uint64(1), packed)
         t = self._tables.get(root)
         limit = self._mask + 1
         need = (0 if t is None else t[1][0]) + key.shape[0]
@@ -205,6 +215,15 @@ class Tlb:
                val: U64Array) -> list[tuple[U64Array, U64Array]]:
         """Put the entries in; returns those that found no free slot within ``_PROBES`` (none: [])."""
         table, count = t
+        if fast.speedups is not None:  # one sequential pass in C: the same rows a look-up finds
+            left = np.zeros(key.shape[0], dtype=np.uint8)
+            added, changed = fast.speedups.tlb_place(table, np.ascontiguousarray(key, dtype=np.uint64),
+                                                     np.ascontiguousarray(val, dtype=np.uint64), left)
+            count[0] += added
+            if changed:
+                self.bump()  # an entry changed
+            rest = np.flatnonzero(left)
+            return [(key[rest], val[rest])] if rest.size else []
         bits = table.shape[0].bit_length() - 1
         slot = self._slot(key, bits)
         mask = table.shape[0] - 1

@@ -182,14 +182,13 @@ class VirtualMemory(MemoryView):
 
     def translate_batch(self, vas: Iterable[int] | npt.ArrayLike) -> TranslationResult:
         """Translate many addresses at once: per-address pa, page size, flags and failure reason."""
-        from .walk_batch import walk_many  # lazy: the vectorised walker (NumPy) only for batches
         if isinstance(vas, np.ndarray):
             va = vas.astype(np.uint64, copy=False).reshape(-1)
         else:  # never via np.asarray: a list mixing ints above 2**63 with small ones becomes float64
             va = np.array([int(v) for v in vas], dtype=np.uint64)  # type: ignore[union-attr,arg-type]
         tlb = self.tlb
         if tlb is None:
-            return walk_many(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)
+            return self._walk_many(va)
         if self._volatile:
             tlb.check(va.shape[0])
         # one store per page size: a 2 MiB page is one entry, not 512 (the 4 KiB store is probed
@@ -208,7 +207,7 @@ class VirtualMemory(MemoryView):
         if bool(hit.all()):
             return self._decode(va, val)
         miss = np.flatnonzero(~hit)
-        r = walk_many(self.phys, self.arch, self.dtb, va[miss], self.ttbr1, self.pte_hook)
+        r = self._walk_many(va[miss])
         keep = r.reason == R_OK if not tlb.policy.negative else np.ones(miss.shape[0], dtype=bool)
         mva = va[miss]
         for size in np.unique(r.page_size[keep]).tolist():
@@ -225,6 +224,17 @@ class VirtualMemory(MemoryView):
         res.flags[miss] = r.flags
         res.reason[miss] = r.reason
         return res
+
+    def _walk_many(self, va: U64Array) -> TranslationResult:
+        """Walk the page tables for every address (TLB misses): in C when the physical view has a compiled
+        in-process reader and no OS hook is installed, else (and for entries C cannot read) with NumPy."""
+        from .walk_batch import walk_many  # lazy: see translate_batch
+        if self.pte_hook is None:
+            from .walk_fast import walk_compiled, walk_reader  # lazy: imports walk_batch (NumPy)
+            reader = walk_reader(self.phys)
+            if reader is not None:
+                return walk_compiled(reader, self.phys, self.arch, self.dtb, np.ascontiguousarray(va), self.ttbr1)
+        return walk_many(self.phys, self.arch, self.dtb, va, self.ttbr1, self.pte_hook)
 
     @staticmethod
     def _decode(va: U64Array, val: U64Array) -> TranslationResult:
@@ -348,6 +358,8 @@ class VirtualMemory(MemoryView):
         ok = tr.reason == R_OK
         failures: list[ReadFailure] = []
         if bool(ok.all()):
+            if self._fast_gather_into(addrs, lengths, out):
+                return []  # the walk has filled the TLB: the compiled gather serves the batch
             self._read_ok(tr.pa, sub_va, sub_len, owner, ok, out, failures, scatter=False)
         else:
             self._read_ok(tr.pa, sub_va, sub_len, owner, ok, out, failures, scatter=True)

@@ -12,6 +12,9 @@
  * MapReader: physical addresses -> offsets of one buffer (an mmap) through sorted ranges.
  * VirtReader: virtual addresses -> 4 KiB frames through VirtualMemory's TLB (the single-address dict and,
  *             for batches, the batched hash tables of arch/tlb.py), then a MapReader.
+ * walk():     the batched page walk of the TLB's misses, from the architecture's data, reading the page
+ *             tables through a MapReader's buffer (arch/walk_fast.py drives it); tlb_place() puts its
+ *             results into the batched TLB's tables (first_of() drops repeated keys before).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1363,6 +1366,412 @@ static PyTypeObject VirtReaderType = {
     .tp_methods = VirtReader_methods,
 };
 
+/* ---- the batched page walk (arch/walk_batch.py's walk_many, one address at a time) --------------------
+ *
+ * Driven by the architecture's data (arch/spec.py's Architecture, flattened by arch/walk_fast.py): levels,
+ * their shifts and widths, entry size, present/leaf bits, rights rules, execute-never groups, PSE-36. Every
+ * page-table entry is read from the physical buffer of a MapReader; an address whose walk needs an entry
+ * C cannot read directly (outside the mapped ranges, a hole, a non-buffer reader) is flagged for the
+ * NumPy walker, which then reports it exactly as before. Results are walk_many's, address for address. */
+
+enum { W_LEVELS = 6, W_RULES = 4, W_GROUPS = 4 };
+enum { WC_READ_FAILED, WC_NOT_PRESENT, WC_BAD, WC_LEAF, WC_TABLE };
+static const uint8_t WC_REASON[] = {4 /* R_READ_FAILED */, 1 /* R_NOT_PRESENT */, 3 /* R_BAD_ENTRY */, 0, 0};
+#define W_R_NON_CANONICAL 2
+#define W_F_NX 0x04
+#define W_F_LARGE 0x08
+#define W_F_GLOBAL 0x20
+
+typedef struct {
+    int bit, grants, on_table, on_leaf;
+} WRule;
+
+typedef struct {
+    int nr;
+    WRule r[W_RULES];
+} WRules;
+
+typedef struct {
+    int shift, bits, leaf_allowed, rights;
+} WLevel;
+
+typedef struct {
+    int pte_size, va_bits, canonical, present_bit, leaf_bit, leaf_when, last_leaf, global_bit, pse36;
+    uint64_t dtb_mask, addr_mask;
+    int nlev;
+    WLevel lv[W_LEVELS];
+    WRules w, u;
+    int ng;
+    WRules g[W_GROUPS];
+} WArch;
+
+static int w_int(PyObject *t, Py_ssize_t i, int *out)
+{
+    long v = PyLong_AsLong(PyTuple_GET_ITEM(t, i));
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int w_rules(PyObject *o, WRules *rs)
+{
+    if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) > W_RULES)
+        return -1;
+    rs->nr = (int)PyTuple_GET_SIZE(o);
+    for (int i = 0; i < rs->nr; i++) {
+        PyObject *r = PyTuple_GET_ITEM(o, i);
+        WRule *x = &rs->r[i];
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 4 || w_int(r, 0, &x->bit) || w_int(r, 1, &x->grants) ||
+            w_int(r, 2, &x->on_table) || w_int(r, 3, &x->on_leaf) || x->bit < 0 || x->bit > 63)
+            return -1;
+    }
+    return 0;
+}
+
+/* (pte_size, va_bits, canonical 0 zero / 1 sign / 2 split, dtb_mask, addr_mask, present_bit, leaf_bit,
+ *  leaf_when, last_level_leaf_value (-1 none), global_bit (-1 none), pse36_bits,
+ *  levels ((shift, bits, leaf_allowed, rights), ...), writable rules, user rules, nx groups) */
+static int w_arch(PyObject *o, WArch *a)
+{
+    if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 15)
+        return -1;
+    if (w_int(o, 0, &a->pte_size) || w_int(o, 1, &a->va_bits) || w_int(o, 2, &a->canonical) ||
+        w_int(o, 5, &a->present_bit) || w_int(o, 6, &a->leaf_bit) || w_int(o, 7, &a->leaf_when) ||
+        w_int(o, 8, &a->last_leaf) || w_int(o, 9, &a->global_bit) || w_int(o, 10, &a->pse36))
+        return -1;
+    a->dtb_mask = PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(o, 3));
+    a->addr_mask = PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(o, 4));
+    if (PyErr_Occurred())
+        return -1;
+    if ((a->pte_size != 4 && a->pte_size != 8) || a->va_bits < 12 || a->va_bits > 63 || a->canonical < 0 ||
+        a->canonical > 2 || a->present_bit < 0 || a->present_bit > 63 || a->leaf_bit < 0 || a->leaf_bit > 63 ||
+        a->global_bit > 63 || a->pse36 < 0 || a->pse36 > 31)
+        return -1;
+    PyObject *lv = PyTuple_GET_ITEM(o, 11), *groups = PyTuple_GET_ITEM(o, 14);
+    if (!PyTuple_Check(lv) || PyTuple_GET_SIZE(lv) < 1 || PyTuple_GET_SIZE(lv) > W_LEVELS)
+        return -1;
+    a->nlev = (int)PyTuple_GET_SIZE(lv);
+    for (int i = 0; i < a->nlev; i++) {
+        PyObject *l = PyTuple_GET_ITEM(lv, i);
+        WLevel *x = &a->lv[i];
+        if (!PyTuple_Check(l) || PyTuple_GET_SIZE(l) != 4 || w_int(l, 0, &x->shift) || w_int(l, 1, &x->bits) ||
+            w_int(l, 2, &x->leaf_allowed) || w_int(l, 3, &x->rights) || x->shift < 0 || x->bits < 1 ||
+            x->shift + x->bits > 64)
+            return -1;
+    }
+    if (w_rules(PyTuple_GET_ITEM(o, 12), &a->w) || w_rules(PyTuple_GET_ITEM(o, 13), &a->u) ||
+        !PyTuple_Check(groups) || PyTuple_GET_SIZE(groups) > W_GROUPS)
+        return -1;
+    a->ng = (int)PyTuple_GET_SIZE(groups);
+    for (int i = 0; i < a->ng; i++)
+        if (w_rules(PyTuple_GET_ITEM(groups, i), &a->g[i]))
+            return -1;
+    return 0;
+}
+
+/* walk_batch._rules_grant for one entry. */
+static inline int w_grant(const WRules *rs, uint64_t pte, int leaf)
+{
+    for (int i = 0; i < rs->nr; i++) {
+        const WRule *r = &rs->r[i];
+        int applies = (r->on_leaf && !r->on_table) ? leaf : (r->on_table && !r->on_leaf) ? !leaf : 1;
+        if (applies && (int)((pte >> r->bit) & 1) != (r->grants != 0))
+            return 0;
+    }
+    return 1;
+}
+
+static inline int w_canonical(const WArch *a, uint64_t va)
+{
+    if (a->canonical == 0)
+        return (va >> a->va_bits) == 0;
+    if (a->canonical == 1) {
+        uint64_t top = va >> (a->va_bits - 1);
+        return top == 0 || top == (1ULL << (65 - a->va_bits)) - 1;
+    }
+    uint64_t top = va >> a->va_bits;
+    return top == 0 || top == (1ULL << (64 - a->va_bits)) - 1;
+}
+
+/* Walk one address. 0: the result is written; 1: an entry is not in the buffer (the NumPy walker does it). */
+static int w_one(const MapReader *m, const WArch *a, uint64_t dtb, int has_t1, uint64_t t1, uint64_t va,
+                 Py_ssize_t *hint, uint64_t *pa, uint64_t *size, uint8_t *flags, uint8_t *reason)
+{
+    *pa = 0;
+    *size = 0;
+    *flags = 0;
+    *reason = 0;
+    if (!w_canonical(a, va)) {
+        *reason = W_R_NON_CANONICAL;
+        return 0;
+    }
+    uint64_t table = dtb & a->dtb_mask;
+    if (a->canonical == 2 && (va >> 63)) {
+        if (!has_t1) {
+            *reason = W_R_NON_CANONICAL;
+            return 0;
+        }
+        table = t1 & a->dtb_mask;
+    }
+    unsigned acc = 0x03;
+    unsigned nx_all = ((1u << a->ng) - 1) << 2;
+    int last = a->nlev - 1;
+    for (int li = 0; li < a->nlev; li++) {
+        const WLevel *lv = &a->lv[li];
+        uint64_t ea = table + ((va >> lv->shift) & ((1ULL << lv->bits) - 1)) * (uint64_t)a->pte_size;
+        const unsigned char *p = map_locate_h(m, ea, (uint64_t)a->pte_size, hint);
+        if (!p)
+            return 1;
+        uint64_t pte;
+        if (a->pte_size == 8) {
+            memcpy(&pte, p, 8);
+            if (!m->little)
+                pte = __builtin_bswap64(pte);
+        } else {
+            uint32_t v;
+            memcpy(&v, p, 4);
+            if (!m->little)
+                v = __builtin_bswap32(v);
+            pte = v;
+        }
+        int present = (int)((pte >> a->present_bit) & 1), lbit = (int)((pte >> a->leaf_bit) & 1);
+        int code = WC_NOT_PRESENT, leaf = 0;
+        if (present) {
+            if (li == last) {
+                if (a->last_leaf >= 0 && lbit != a->last_leaf)
+                    code = WC_BAD;
+                else
+                    code = WC_LEAF;
+            } else if (lbit == (a->leaf_when != 0)) {
+                code = lv->leaf_allowed ? WC_LEAF : WC_BAD;
+            } else {
+                code = WC_TABLE;
+            }
+            leaf = code == WC_LEAF;
+        }
+        unsigned r = 0x03;
+        if (lv->rights) {
+            r = (unsigned)w_grant(&a->w, pte, leaf) | ((unsigned)w_grant(&a->u, pte, leaf) << 1);
+            for (int gi = 0; gi < a->ng; gi++)
+                r |= (unsigned)!w_grant(&a->g[gi], pte, leaf) << (2 + gi);
+        }
+        if (a->global_bit >= 0 && leaf && ((pte >> a->global_bit) & 1))
+            r |= 0x80;
+        acc = ((acc & (r | 0xFC)) | (r & 0x7C)) & 0xFF;
+        if (code < WC_LEAF) {
+            *reason = WC_REASON[code];
+            return 0;
+        }
+        if (code == WC_LEAF) {
+            uint64_t s = 1ULL << lv->shift;
+            uint64_t base = pte & (a->addr_mask & ~(s - 1));
+            if (a->pse36 && li != last)
+                base |= ((pte >> 13) & ((1ULL << a->pse36) - 1)) << 32;
+            unsigned fl = (acc & 0x03) | ((r >> 7) ? W_F_GLOBAL : 0);
+            if (a->ng && (acc & nx_all) == nx_all)
+                fl |= W_F_NX;
+            if (li != last)
+                fl |= W_F_LARGE;
+            *pa = base | (va & (s - 1));
+            *size = s;
+            *flags = (uint8_t)fl;
+            return 0;
+        }
+        table = pte & a->addr_mask;
+    }
+    return 0; /* not reached: the last level is always a leaf or a failure */
+}
+
+static int w_out(PyObject *o, Py_buffer *v, Py_ssize_t n, Py_ssize_t itemsize, int writable)
+{
+    if (PyObject_GetBuffer(o, v, (writable ? PyBUF_WRITABLE : 0) | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (v->len != n * itemsize) {
+        PyBuffer_Release(v);
+        PyErr_SetString(PyExc_ValueError, "walk: array of the wrong size");
+        return -1;
+    }
+    return 0;
+}
+
+/* walk(reader, arch, dtb, ttbr1, vas, pa, size, flags, reason, fallback) -> number of addresses flagged in
+ * ``fallback`` (u8, 1 = walk it with the NumPy walker), or -1 when the reader has no buffer (walk them all
+ * there). vas/pa/size: u64 arrays of n, flags/reason/fallback: u8 arrays of n, all C-contiguous. */
+static PyObject *walk_batch(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10 || !PyObject_TypeCheck(args[0], &MapReaderType)) {
+        PyErr_SetString(PyExc_TypeError, "walk(reader, arch, dtb, ttbr1, vas, pa, size, flags, reason, fallback)");
+        return NULL;
+    }
+    const MapReader *m = (const MapReader *)args[0];
+    WArch a;
+    if (w_arch(args[1], &a) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "walk: malformed architecture description");
+        return NULL;
+    }
+    uint64_t dtb = PyLong_AsUnsignedLongLongMask(args[2]), t1 = 0;
+    int has_t1 = args[3] != Py_None;
+    if (has_t1)
+        t1 = PyLong_AsUnsignedLongLongMask(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!m->has_buf || m->nr == 0)
+        return PyLong_FromLong(-1);
+    Py_buffer bv, bp, bs, bf, br, bb;
+    if (PyObject_GetBuffer(args[4], &bv, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    Py_ssize_t n = bv.len / 8;
+    if (bv.len % 8) {
+        PyBuffer_Release(&bv);
+        PyErr_SetString(PyExc_ValueError, "walk: vas must be u64");
+        return NULL;
+    }
+    int got = 0;
+    if (w_out(args[5], &bp, n, 8, 1) == 0 && ++got && w_out(args[6], &bs, n, 8, 1) == 0 && ++got &&
+        w_out(args[7], &bf, n, 1, 1) == 0 && ++got && w_out(args[8], &br, n, 1, 1) == 0 && ++got &&
+        w_out(args[9], &bb, n, 1, 1) == 0)
+        ++got;
+    Py_ssize_t nfb = 0;
+    if (got == 5) {
+        const uint64_t *va = bv.buf;
+        uint64_t *pa = bp.buf, *sz = bs.buf;
+        uint8_t *fl = bf.buf, *rs = br.buf, *fb = bb.buf;
+        Py_ssize_t hint = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            fb[i] = (uint8_t)w_one(m, &a, dtb, has_t1, t1, va[i], &hint, &pa[i], &sz[i], &fl[i], &rs[i]);
+            nfb += fb[i];
+        }
+    }
+    PyBuffer_Release(&bv);
+    if (got >= 1) PyBuffer_Release(&bp);
+    if (got >= 2) PyBuffer_Release(&bs);
+    if (got >= 3) PyBuffer_Release(&bf);
+    if (got >= 4) PyBuffer_Release(&br);
+    if (got >= 5) PyBuffer_Release(&bb);
+    return got == 5 ? PyLong_FromSsize_t(nfb) : NULL;
+}
+
+/* tlb_place(table, keys, vals, left) -> (added, changed): arch/tlb.py's Tlb._place in one pass. ``table``: a
+ * (capacity, 2) u64 table of (key, value) rows, capacity a power of two; each key goes where a look-up finds
+ * it (its own row within PROBES rows of its hash slot, overwritten, or the first free one); keys that find
+ * neither get left[i] = 1. ``added``: rows newly used; ``changed``: an existing key's value differed. */
+static PyObject *tlb_place(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "tlb_place(table, keys, vals, left)");
+        return NULL;
+    }
+    Py_buffer bt, bk, bv, bl;
+    if (PyObject_GetBuffer(args[0], &bt, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    uint64_t cap = (uint64_t)bt.len / 16;
+    int bits = 0;
+    while ((1ULL << bits) < cap)
+        bits++;
+    if (cap < 2 || (cap & (cap - 1)) || bt.len % 16) {
+        PyBuffer_Release(&bt);
+        PyErr_SetString(PyExc_ValueError, "tlb_place: the table must have a power-of-two number of 16-byte rows");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &bk, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&bt);
+        return NULL;
+    }
+    Py_ssize_t n = bk.len / 8;
+    int got = 0;
+    if (w_out(args[2], &bv, n, 8, 0) == 0 && ++got && w_out(args[3], &bl, n, 1, 1) == 0)
+        ++got;
+    Py_ssize_t added = 0;
+    int changed = 0;
+    if (got == 2 && bk.len % 8 == 0) {
+        uint64_t *rows = bt.buf;
+        const uint64_t *keys = bk.buf, *vals = bv.buf;
+        uint8_t *left = bl.buf;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t key = keys[i], slot = (key * HASH_MUL) >> (64 - bits);
+            left[i] = 1;
+            for (int p = 0; p < PROBES; p++) {
+                uint64_t *row = rows + 2 * ((slot + (uint64_t)p) & (cap - 1));
+                if (row[0] == key) {
+                    changed |= row[1] != vals[i];
+                    row[1] = vals[i];
+                } else if (row[0] == 0) {
+                    row[0] = key;
+                    row[1] = vals[i];
+                    added++;
+                } else {
+                    continue;
+                }
+                left[i] = 0;
+                break;
+            }
+        }
+    } else if (got == 2) {
+        PyErr_SetString(PyExc_ValueError, "tlb_place: keys must be u64");
+    }
+    PyBuffer_Release(&bt);
+    PyBuffer_Release(&bk);
+    if (got >= 1)
+        PyBuffer_Release(&bv);
+    if (got >= 2)
+        PyBuffer_Release(&bl);
+    return PyErr_Occurred() ? NULL : Py_BuildValue("(ni)", added, changed);
+}
+
+/* first_of(keys, index) -> m: the positions of the first occurrence of each distinct u64 key, in order of
+ * appearance, written to index[0:m] (an intp array as long as keys) -- np.unique(return_index=True)'s set
+ * without its sort (a scratch hash set, O(n)). */
+static PyObject *first_of(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "first_of(keys, index)");
+        return NULL;
+    }
+    Py_buffer bk, bi;
+    if (PyObject_GetBuffer(args[0], &bk, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    Py_ssize_t n = bk.len / 8, m = 0;
+    if (bk.len % 8 || w_out(args[1], &bi, n, (Py_ssize_t)sizeof(Py_ssize_t), 1) < 0) {
+        PyBuffer_Release(&bk);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "first_of: keys must be u64");
+        return NULL;
+    }
+    uint64_t cap = 16;
+    while (cap < 2 * (uint64_t)n)
+        cap <<= 1;
+    int bits = 0;
+    while ((1ULL << bits) < cap)
+        bits++;
+    Py_ssize_t *seen = PyMem_Malloc((size_t)cap * sizeof(Py_ssize_t)); /* slot -> index into keys, -1 free */
+    if (!seen) {
+        PyBuffer_Release(&bk);
+        PyBuffer_Release(&bi);
+        return PyErr_NoMemory();
+    }
+    memset(seen, 0xFF, (size_t)cap * sizeof(Py_ssize_t));
+    const uint64_t *keys = bk.buf;
+    Py_ssize_t *index = bi.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t s = (keys[i] * HASH_MUL) >> (64 - bits);
+        for (;; s = (s + 1) & (cap - 1)) {
+            if (seen[s] < 0) {
+                seen[s] = i;
+                index[m++] = i;
+                break;
+            }
+            if (keys[seen[s]] == keys[i])
+                break;
+        }
+    }
+    PyMem_Free(seen);
+    PyBuffer_Release(&bk);
+    PyBuffer_Release(&bi);
+    return PyLong_FromSsize_t(m);
+}
+
 /* configure(ndarray_type, batch_result_type): the two Python types the fast paths use. */
 static PyObject *configure(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1383,6 +1792,9 @@ static PyObject *configure(PyObject *mod, PyObject *const *args, Py_ssize_t narg
 
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL, NULL},
+    {"walk", (PyCFunction)(void (*)(void))walk_batch, METH_FASTCALL, NULL},
+    {"tlb_place", (PyCFunction)(void (*)(void))tlb_place, METH_FASTCALL, NULL},
+    {"first_of", (PyCFunction)(void (*)(void))first_of, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
