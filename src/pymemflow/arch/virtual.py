@@ -85,6 +85,7 @@ class VirtualMemory(MemoryView):
             self.tlb = Tlb(tlb if isinstance(tlb, TlbPolicy) else TlbPolicy(max_age=float(live_age)) if live_age else None)
         self._volatile = self.tlb is not None and self.tlb.volatile
         self._large_shifts = sorted(lv.shift for lv in self.arch.levels if lv.leaf_allowed and lv.shift > 12)
+        self._walk_sizes = sorted({0, self.arch.min_page_size, *self.arch.page_sizes})
         self._phys_u64 = phys.read_u64
         self._phys_u32 = phys.read_u32
         self._leaves: Leaves | None = None
@@ -210,8 +211,10 @@ class VirtualMemory(MemoryView):
         r = self._walk_many(va[miss])
         keep = r.reason == R_OK if not tlb.policy.negative else np.ones(miss.shape[0], dtype=bool)
         mva = va[miss]
-        for size in np.unique(r.page_size[keep]).tolist():
+        for size in self._walk_sizes:  # what walk_many gives: 0 (failures) or a page size of the arch
             sel = keep & (r.page_size == np.uint64(size))
+            if not sel.any():
+                continue
             shift = 12 if size <= _PAGE else int(size).bit_length() - 1
             base = r.pa[sel] & ~np.uint64(size - 1 if size else 0)
             tlb.insert((self._root, shift), mva[sel] >> np.uint64(shift),

@@ -1403,6 +1403,9 @@ typedef struct {
     WRules w, u;
     int ng;
     WRules g[W_GROUPS];
+    /* the rules folded into masks, per [leaf]: an entry grants when (pte & set) == set and !(pte & clr);
+     * kinds: 0 writable, 1 user, 2.. the nx groups */
+    uint64_t set[2 + W_GROUPS][2], clr[2 + W_GROUPS][2];
 } WArch;
 
 static int w_int(PyObject *t, Py_ssize_t i, int *out)
@@ -1467,19 +1470,25 @@ static int w_arch(PyObject *o, WArch *a)
     for (int i = 0; i < a->ng; i++)
         if (w_rules(PyTuple_GET_ITEM(groups, i), &a->g[i]))
             return -1;
+    for (int k = 0; k < 2 + a->ng; k++) {
+        const WRules *rs = k == 0 ? &a->w : k == 1 ? &a->u : &a->g[k - 2];
+        for (int leaf = 0; leaf < 2; leaf++) {
+            a->set[k][leaf] = a->clr[k][leaf] = 0;
+            for (int i = 0; i < rs->nr; i++) { /* which rules apply: walk_batch._rules_grant */
+                const WRule *r = &rs->r[i];
+                int applies = (r->on_leaf && !r->on_table) ? leaf : (r->on_table && !r->on_leaf) ? !leaf : 1;
+                if (applies)
+                    *(r->grants ? &a->set[k][leaf] : &a->clr[k][leaf]) |= 1ULL << r->bit;
+            }
+        }
+    }
     return 0;
 }
 
-/* walk_batch._rules_grant for one entry. */
-static inline int w_grant(const WRules *rs, uint64_t pte, int leaf)
+/* walk_batch._rules_grant for one entry: rules of kind k (see WArch.set). */
+static inline unsigned w_grant(const WArch *a, int k, uint64_t pte, int leaf)
 {
-    for (int i = 0; i < rs->nr; i++) {
-        const WRule *r = &rs->r[i];
-        int applies = (r->on_leaf && !r->on_table) ? leaf : (r->on_table && !r->on_leaf) ? !leaf : 1;
-        if (applies && (int)((pte >> r->bit) & 1) != (r->grants != 0))
-            return 0;
-    }
-    return 1;
+    return (pte & a->set[k][leaf]) == a->set[k][leaf] && !(pte & a->clr[k][leaf]);
 }
 
 static inline int w_canonical(const WArch *a, uint64_t va)
@@ -1494,93 +1503,202 @@ static inline int w_canonical(const WArch *a, uint64_t va)
     return top == 0 || top == (1ULL << (64 - a->va_bits)) - 1;
 }
 
-/* Walk one address. 0: the result is written; 1: an entry is not in the buffer (the NumPy walker does it). */
-static int w_one(const MapReader *m, const WArch *a, uint64_t dtb, int has_t1, uint64_t t1, uint64_t va,
-                 Py_ssize_t *hint, uint64_t *pa, uint64_t *size, uint8_t *flags, uint8_t *reason)
+/* One address's walk state: the table reached, the rights gathered so far. */
+typedef struct {
+    uint64_t table;
+    unsigned acc;
+} WLane;
+
+/* Start a walk: 1 when it goes on (lane set), 0 when va is settled here (non-canonical, no TTBR1). */
+static inline int w_start(const WArch *a, uint64_t dtb, int has_t1, uint64_t t1, uint64_t va, WLane *l,
+                          uint8_t *reason)
 {
-    *pa = 0;
-    *size = 0;
-    *flags = 0;
-    *reason = 0;
     if (!w_canonical(a, va)) {
         *reason = W_R_NON_CANONICAL;
         return 0;
     }
-    uint64_t table = dtb & a->dtb_mask;
+    l->table = dtb & a->dtb_mask;
     if (a->canonical == 2 && (va >> 63)) {
         if (!has_t1) {
             *reason = W_R_NON_CANONICAL;
             return 0;
         }
-        table = t1 & a->dtb_mask;
+        l->table = t1 & a->dtb_mask;
     }
-    unsigned acc = 0x03;
-    unsigned nx_all = ((1u << a->ng) - 1) << 2;
+    l->acc = 0x03;
+    return 1;
+}
+
+/* Where the entry of level li for va is in the buffer, or NULL (outside it: walk_many walks va). */
+static inline const unsigned char *w_entry(const MapReader *m, const WArch *a, int li, const WLane *l, uint64_t va,
+                                           Py_ssize_t *hint)
+{
+    const WLevel *lv = &a->lv[li];
+    uint64_t ea = l->table + ((va >> lv->shift) & ((1ULL << lv->bits) - 1)) * (uint64_t)a->pte_size;
+    return map_locate_h(m, ea, (uint64_t)a->pte_size, hint);
+}
+
+static inline uint64_t w_load(const MapReader *m, const WArch *a, const unsigned char *p)
+{
+    if (a->pte_size == 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return m->little ? v : __builtin_bswap64(v);
+    }
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return m->little ? v : __builtin_bswap32(v);
+}
+
+/* Apply the entry of level li (walk_batch._classify and the loop body of walk_many): 1 when va is settled
+ * (leaf: pa, size, flags; failure: reason), 0 when the walk goes on to the next level. */
+static inline int w_step(const WArch *a, int li, uint64_t pte, WLane *l, uint64_t va, uint64_t *pa, uint64_t *size,
+                         uint8_t *flags, uint8_t *reason)
+{
+    const WLevel *lv = &a->lv[li];
     int last = a->nlev - 1;
-    for (int li = 0; li < a->nlev; li++) {
-        const WLevel *lv = &a->lv[li];
-        uint64_t ea = table + ((va >> lv->shift) & ((1ULL << lv->bits) - 1)) * (uint64_t)a->pte_size;
-        const unsigned char *p = map_locate_h(m, ea, (uint64_t)a->pte_size, hint);
-        if (!p)
-            return 1;
-        uint64_t pte;
-        if (a->pte_size == 8) {
-            memcpy(&pte, p, 8);
-            if (!m->little)
-                pte = __builtin_bswap64(pte);
-        } else {
-            uint32_t v;
-            memcpy(&v, p, 4);
-            if (!m->little)
-                v = __builtin_bswap32(v);
-            pte = v;
-        }
-        int present = (int)((pte >> a->present_bit) & 1), lbit = (int)((pte >> a->leaf_bit) & 1);
-        int code = WC_NOT_PRESENT, leaf = 0;
-        if (present) {
-            if (li == last) {
-                if (a->last_leaf >= 0 && lbit != a->last_leaf)
-                    code = WC_BAD;
-                else
-                    code = WC_LEAF;
-            } else if (lbit == (a->leaf_when != 0)) {
-                code = lv->leaf_allowed ? WC_LEAF : WC_BAD;
-            } else {
-                code = WC_TABLE;
-            }
-            leaf = code == WC_LEAF;
-        }
-        unsigned r = 0x03;
-        if (lv->rights) {
-            r = (unsigned)w_grant(&a->w, pte, leaf) | ((unsigned)w_grant(&a->u, pte, leaf) << 1);
-            for (int gi = 0; gi < a->ng; gi++)
-                r |= (unsigned)!w_grant(&a->g[gi], pte, leaf) << (2 + gi);
-        }
-        if (a->global_bit >= 0 && leaf && ((pte >> a->global_bit) & 1))
-            r |= 0x80;
-        acc = ((acc & (r | 0xFC)) | (r & 0x7C)) & 0xFF;
-        if (code < WC_LEAF) {
-            *reason = WC_REASON[code];
-            return 0;
-        }
-        if (code == WC_LEAF) {
-            uint64_t s = 1ULL << lv->shift;
-            uint64_t base = pte & (a->addr_mask & ~(s - 1));
-            if (a->pse36 && li != last)
-                base |= ((pte >> 13) & ((1ULL << a->pse36) - 1)) << 32;
-            unsigned fl = (acc & 0x03) | ((r >> 7) ? W_F_GLOBAL : 0);
-            if (a->ng && (acc & nx_all) == nx_all)
-                fl |= W_F_NX;
-            if (li != last)
-                fl |= W_F_LARGE;
-            *pa = base | (va & (s - 1));
-            *size = s;
-            *flags = (uint8_t)fl;
-            return 0;
-        }
-        table = pte & a->addr_mask;
+    int present = (int)((pte >> a->present_bit) & 1), lbit = (int)((pte >> a->leaf_bit) & 1);
+    int code = WC_NOT_PRESENT, leaf = 0;
+    if (present) {
+        if (li == last)
+            code = (a->last_leaf >= 0 && lbit != a->last_leaf) ? WC_BAD : WC_LEAF;
+        else if (lbit == (a->leaf_when != 0))
+            code = lv->leaf_allowed ? WC_LEAF : WC_BAD;
+        else
+            code = WC_TABLE;
+        leaf = code == WC_LEAF;
     }
-    return 0; /* not reached: the last level is always a leaf or a failure */
+    unsigned r = 0x03;
+    if (lv->rights) {
+        r = w_grant(a, 0, pte, leaf) | (w_grant(a, 1, pte, leaf) << 1);
+        for (int gi = 0; gi < a->ng; gi++)
+            r |= (w_grant(a, 2 + gi, pte, leaf) ^ 1u) << (2 + gi);
+    }
+    if (a->global_bit >= 0 && leaf && ((pte >> a->global_bit) & 1))
+        r |= 0x80;
+    l->acc = ((l->acc & (r | 0xFC)) | (r & 0x7C)) & 0xFF;
+    if (code < WC_LEAF) {
+        *reason = WC_REASON[code];
+        return 1;
+    }
+    if (code == WC_TABLE) {
+        l->table = pte & a->addr_mask;
+        return 0;
+    }
+    uint64_t s = 1ULL << lv->shift;
+    uint64_t base = pte & (a->addr_mask & ~(s - 1));
+    if (a->pse36 && li != last)
+        base |= ((pte >> 13) & ((1ULL << a->pse36) - 1)) << 32;
+    unsigned nx_all = ((1u << a->ng) - 1) << 2;
+    unsigned fl = (l->acc & 0x03) | ((r >> 7) ? W_F_GLOBAL : 0);
+    if (a->ng && (l->acc & nx_all) == nx_all)
+        fl |= W_F_NX;
+    if (li != last)
+        fl |= W_F_LARGE;
+    *pa = base | (va & (s - 1));
+    *size = s;
+    *flags = (uint8_t)fl;
+    return 1;
+}
+
+/* Walk up to W_LANES addresses (positions idx[0..cnt) of the batch) level by level together, so that their
+ * entries' loads (cache misses, mostly at the last levels) overlap instead of each waiting behind the one
+ * before. fb[i] = 1: an entry of va[i] is outside the buffer (walk_many walks it). */
+enum { W_LANES = 16 };
+static void w_group(const MapReader *m, const WArch *a, uint64_t dtb, int has_t1, uint64_t t1, const uint64_t *va,
+                    const Py_ssize_t *idx, int cnt, Py_ssize_t *hint, uint64_t *pa, uint64_t *sz, uint8_t *fl,
+                    uint8_t *rs, uint8_t *fb)
+{
+    WLane lane[W_LANES];
+    uint64_t pte[W_LANES];
+    int live[W_LANES], nlive = 0;
+    for (int j = 0; j < cnt; j++) {
+        Py_ssize_t i = idx[j];
+        live[j] = w_start(a, dtb, has_t1, t1, va[i], &lane[j], &rs[i]);
+        nlive += live[j];
+    }
+    for (int li = 0; li < a->nlev && nlive; li++) {
+        for (int j = 0; j < cnt; j++) {
+            if (!live[j])
+                continue;
+            const unsigned char *p = w_entry(m, a, li, &lane[j], va[idx[j]], hint);
+            if (!p) {
+                fb[idx[j]] = 1;
+                live[j] = 0;
+                nlive--;
+                continue;
+            }
+            pte[j] = w_load(m, a, p);
+        }
+        for (int j = 0; j < cnt; j++) {
+            Py_ssize_t i = idx[j];
+            if (live[j] && w_step(a, li, pte[j], &lane[j], va[i], &pa[i], &sz[i], &fl[i], &rs[i])) {
+                live[j] = 0;
+                nlive--;
+            }
+        }
+    }
+}
+
+/* Results of recently walked 4 KiB pages (direct-mapped, per call): an address on a page walked before
+ * copies that walk's result (the offset in the page is the only difference) instead of walking again. */
+enum { W_MEMO = 2048 };
+typedef struct {
+    uint64_t vpn1; /* vpn + 1; 0 = empty */
+    uint64_t page; /* pa of the 4 KiB piece (0 for failures) */
+    uint64_t size;
+    uint8_t flags, reason, fb;
+} WMemo;
+
+static inline WMemo *w_memo(WMemo *memo, uint64_t va)
+{
+    uint64_t v = va >> 12;
+    return &memo[(v ^ (v >> 11) ^ (v >> 22)) & (W_MEMO - 1)];
+}
+
+/* The whole batch: memo hits copied, misses walked W_LANES at a time. Returns how many were flagged. */
+static Py_ssize_t w_batch(const MapReader *m, const WArch *a, uint64_t dtb, int has_t1, uint64_t t1,
+                          const uint64_t *va, Py_ssize_t n, WMemo *memo, uint64_t *pa, uint64_t *sz, uint8_t *fl,
+                          uint8_t *rs, uint8_t *fb)
+{
+    Py_ssize_t hint = 0, nfb = 0, idx[W_LANES];
+    int cnt = 0;
+    memset(memo, 0, W_MEMO * sizeof(WMemo));
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i < n) {
+            WMemo *e = w_memo(memo, va[i]);
+            pa[i] = sz[i] = 0;
+            fl[i] = rs[i] = fb[i] = 0;
+            if (e->vpn1 == (va[i] >> 12) + 1) {
+                pa[i] = e->reason || e->fb ? 0 : e->page | (va[i] & PMASK);
+                sz[i] = e->size;
+                fl[i] = e->flags;
+                rs[i] = e->reason;
+                fb[i] = e->fb;
+                nfb += e->fb;
+                continue;
+            }
+            idx[cnt++] = i;
+            if (cnt < W_LANES)
+                continue;
+        }
+        if (!cnt)
+            break;
+        w_group(m, a, dtb, has_t1, t1, va, idx, cnt, &hint, pa, sz, fl, rs, fb);
+        for (int j = 0; j < cnt; j++) {
+            Py_ssize_t k = idx[j];
+            WMemo *e = w_memo(memo, va[k]);
+            e->vpn1 = (va[k] >> 12) + 1;
+            e->page = pa[k] & ~PMASK;
+            e->size = sz[k];
+            e->flags = fl[k];
+            e->reason = rs[k];
+            e->fb = fb[k];
+            nfb += fb[k];
+        }
+        cnt = 0;
+    }
+    return nfb;
 }
 
 static int w_out(PyObject *o, Py_buffer *v, Py_ssize_t n, Py_ssize_t itemsize, int writable)
@@ -1638,19 +1756,26 @@ static PyObject *walk_batch(PyObject *mod, PyObject *const *args, Py_ssize_t nar
         const uint64_t *va = bv.buf;
         uint64_t *pa = bp.buf, *sz = bs.buf;
         uint8_t *fl = bf.buf, *rs = br.buf, *fb = bb.buf;
-        Py_ssize_t hint = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            fb[i] = (uint8_t)w_one(m, &a, dtb, has_t1, t1, va[i], &hint, &pa[i], &sz[i], &fl[i], &rs[i]);
-            nfb += fb[i];
+        WMemo *memo = PyMem_Malloc(W_MEMO * sizeof(WMemo));
+        if (!memo) {
+            PyErr_NoMemory();
+        } else {
+            nfb = w_batch(m, &a, dtb, has_t1, t1, va, n, memo, pa, sz, fl, rs, fb);
+            PyMem_Free(memo);
         }
     }
     PyBuffer_Release(&bv);
-    if (got >= 1) PyBuffer_Release(&bp);
-    if (got >= 2) PyBuffer_Release(&bs);
-    if (got >= 3) PyBuffer_Release(&bf);
-    if (got >= 4) PyBuffer_Release(&br);
-    if (got >= 5) PyBuffer_Release(&bb);
-    return got == 5 ? PyLong_FromSsize_t(nfb) : NULL;
+    if (got >= 1)
+        PyBuffer_Release(&bp);
+    if (got >= 2)
+        PyBuffer_Release(&bs);
+    if (got >= 3)
+        PyBuffer_Release(&bf);
+    if (got >= 4)
+        PyBuffer_Release(&br);
+    if (got >= 5)
+        PyBuffer_Release(&bb);
+    return got == 5 && !PyErr_Occurred() ? PyLong_FromSsize_t(nfb) : NULL;
 }
 
 /* tlb_place(table, keys, vals, left) -> (added, changed): arch/tlb.py's Tlb._place in one pass. ``table``: a
