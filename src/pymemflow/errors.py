@@ -5,25 +5,28 @@ The CLI maps these to a one-line message and exit code 1 (2 for :class:`Argument
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .records import FrozenRecord
 
 
 class PymemflowError(Exception):
     """Base of all deliberate pymemflow errors."""
 
 
-@dataclass(frozen=True)
-class ReadFailure:
+class ReadFailure(FrozenRecord):
     """One failed part of a batched read or write.
 
     ``index`` is the position of the piece in the request, ``address`` the first address that failed
     and ``length`` how many bytes from there failed. A piece can fail in several parts.
     """
 
+    __slots__ = ("index", "address", "length", "reason")
     index: int
     address: int
     length: int
     reason: str
+
+    def __init__(self, index: int, address: int, length: int, reason: str) -> None:
+        self._init(index=index, address=address, length=length, reason=reason)
 
     def __str__(self) -> str:
         return f"piece {self.index}: {self.length:#x} bytes at {self.address:#x}: {self.reason}"

@@ -11,7 +11,102 @@ from __future__ import annotations
 import json
 import os
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar, TypeVar
+
+R = TypeVar("R", bound="PlainRecord")
+
+
+class PlainRecord:
+    """Base of the records on a new process's path (``os.base``'s, ``types``', ``errors``', the chain's):
+    a class with ``__slots__`` (its fields, in order) and an ``__init__``; this base compares, prints,
+    pickles and copies it by those fields, as ``@dataclass`` would. Why not ``dataclasses``: importing it
+    brings ``inspect`` (with ``ast`` and ``dis``) and every definition compiles generated code, ~15 ms
+    of the CPU of ``pymemflow -o remote:... ps`` (docs/performance.md). Mutable and unhashable, like a
+    dataclass with ``eq``; :class:`FrozenRecord` for the frozen ones."""
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+    """Every field, base classes' first (``__slots__`` of the class and its bases)."""
+    _hidden: ClassVar[frozenset[str]] = frozenset()
+    """Fields left out of equality and repr (a dataclass's ``field(compare=False, repr=False)``)."""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        names: list[str] = []
+        for c in reversed(cls.__mro__):
+            own = c.__dict__.get("__slots__", ())
+            names += [own] if isinstance(own, str) else list(own)
+        cls._fields = tuple(names)
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in self._fields if f not in self._hidden)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields if f not in self._hidden)
+        return f"{type(self).__qualname__}({shown})"
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for f, v in zip(self._fields, state, strict=True):
+            object.__setattr__(self, f, v)
+
+
+class FrozenRecord(PlainRecord):
+    """A :class:`PlainRecord` whose fields cannot be assigned after ``__init__`` (which sets them with
+    ``self._init(...)``); hashable by its fields (a dataclass with ``frozen=True``)."""
+
+    __slots__ = ()
+
+    def _init(self, **values: Any) -> None:
+        for f, v in values.items():
+            object.__setattr__(self, f, v)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(self._key())
+
+
+def record_fields(record: PlainRecord | type[PlainRecord]) -> tuple[str, ...]:
+    """The field names of a record (or record class), in order (``dataclasses.fields``)."""
+    return record._fields
+
+
+def record_dict(record: PlainRecord) -> dict[str, Any]:
+    """Every field by name, containers copied (``dataclasses.asdict``)."""
+    return {f: _copied(getattr(record, f)) for f in record._fields}
+
+
+def replace_fields(record: R, **changes: Any) -> R:
+    """A new record with ``changes`` (``dataclasses.replace``: made through ``__init__``)."""
+    return type(record)(**{**{f: getattr(record, f) for f in record._fields}, **changes})
+
+
+def _copied(v: Any) -> Any:
+    if v is None or isinstance(v, (str, int, float, bytes)):
+        return v
+    if isinstance(v, PlainRecord):
+        return record_dict(v)
+    if isinstance(v, dict):
+        return type(v)((_copied(k), _copied(x)) for k, x in v.items())
+    if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
+        return type(v)(_copied(x) for x in v)
+    import copy  # lazy: anything else is rare in a record (asdict deep-copies it too)
+
+    return copy.deepcopy(v)
 
 
 def jsonable(obj: Any) -> Any:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 from .errors import ArgumentError
+from .records import FrozenRecord, PlainRecord, record_dict
 
 PluginKind = Literal["connector", "os"]
 
@@ -132,25 +132,32 @@ def range_text(minimum: float | None, maximum: float | None, unit: str = "") -> 
     return f"{lo} .. {hi}"
 
 
-@dataclass(frozen=True)
-class ArgSpec:
-    """One argument a plugin takes: its name, help text, parser and allowed values."""
+class ArgSpec(FrozenRecord):
+    """One argument a plugin takes: its name, help text, parser and allowed values.
 
+    ``parse`` converts and validates the text; it raises ValueError whose message says what is
+    allowed. ``minimum``/``maximum``: the allowed range of a numeric value (inclusive; None: open),
+    checked after ``parse`` and on values Python callers pass already typed; shown in ``pymemflow
+    plugins NAME``. ``validator``: a further check of the parsed value (raises ValueError saying what
+    is allowed); its docstring's first line is shown in the help. ``unit``: shown after the numbers of
+    a range (``s`` for durations)."""
+
+    __slots__ = ("name", "description", "required", "default", "parse", "minimum", "maximum", "validator", "unit")
     name: str
     description: str
-    required: bool = False
-    default: Any = None
-    parse: Callable[[str], Any] = str
-    """Converts and validates the text; raises ValueError whose message says what is allowed."""
-    minimum: float | None = None
-    maximum: float | None = None
-    """Allowed range of a numeric value (inclusive; None: open), checked after ``parse`` and on
-    values Python callers pass already typed; shown in ``pymemflow plugins NAME``."""
-    validator: Callable[[Any], None] | None = None
-    """Further check of the parsed value (raises ValueError saying what is allowed); its docstring's
-    first line is shown in the help."""
-    unit: str = ""
-    """Shown after the numbers of a range (``s`` for durations)."""
+    required: bool
+    default: Any
+    parse: Callable[[str], Any]
+    minimum: float | None
+    maximum: float | None
+    validator: Callable[[Any], None] | None
+    unit: str
+
+    def __init__(self, name: str, description: str, required: bool = False, default: Any = None,
+                 parse: Callable[[str], Any] = str, minimum: float | None = None, maximum: float | None = None,
+                 validator: Callable[[Any], None] | None = None, unit: str = "") -> None:
+        self._init(name=name, description=description, required=required, default=default, parse=parse,
+                   minimum=minimum, maximum=maximum, validator=validator, unit=unit)
 
     def check(self, value: Any) -> Any:
         """``value`` (parsed) if it is allowed, else ValueError naming the allowed range."""
@@ -170,35 +177,40 @@ class ArgSpec:
         return "; ".join(parts)
 
 
-@dataclass(frozen=True)
-class TargetInfo:
+class TargetInfo(FrozenRecord):
     """Something a plugin can open, for ``pymemflow targets -c NAME``."""
 
-    name: str
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PluginSpec:
-    """A connector or OS layer: what ``PLUGIN = PluginSpec(...)`` declares (docs/plugins.md)."""
-
-    kind: PluginKind
+    __slots__ = ("name", "description", "extra")
     name: str
     description: str
-    factory: Callable[[dict[str, Any], Any], Any]
-    """``factory(args, input)``: args are parsed values with defaults applied (the positional part of
+    extra: dict[str, Any]
+
+    def __init__(self, name: str, description: str = "", extra: dict[str, Any] | None = None) -> None:
+        self._init(name=name, description=description, extra={} if extra is None else extra)
+
+
+class PluginSpec(PlainRecord):
+    """A connector or OS layer: what ``PLUGIN = PluginSpec(...)`` declares (docs/plugins.md).
+
+    ``factory(args, input)``: args are parsed values with defaults applied (the positional part of
     the argument string is ``args["target"]``); ``input`` is the previous link of the chain (a
     connector for an OS layer, an OS layer for a connector) or None. Returns a ``PhysicalMemory``
-    (connectors) or an ``OsLayer`` (OS layers)."""
-    version: str = "0.1.0"
-    args: list[ArgSpec] = field(default_factory=list)
-    targets: Callable[[], list[TargetInfo]] | None = None
-    accepts_input: bool = False
-    """An OS layer that needs a connector, or a connector that can run on top of an OS layer."""
-    requires_input: bool = False
-    origin: str = "builtin"
-    """Set by the inventory: 'builtin', 'entry point DIST', or a plugin file path."""
+    (connectors) or an ``OsLayer`` (OS layers). ``accepts_input``: an OS layer that needs a
+    connector, or a connector that can run on top of an OS layer. ``origin`` is set by the inventory:
+    'builtin', 'entry point DIST', or a plugin file path."""
+
+    __slots__ = ("kind", "name", "description", "factory", "version", "args", "targets", "accepts_input",
+                 "requires_input", "origin")
+
+    def __init__(self, kind: PluginKind, name: str, description: str, factory: Callable[[dict[str, Any], Any], Any],
+                 version: str = "0.1.0", args: list[ArgSpec] | None = None,
+                 targets: Callable[[], list[TargetInfo]] | None = None, accepts_input: bool = False,
+                 requires_input: bool = False, origin: str = "builtin") -> None:
+        self.kind, self.name, self.description, self.factory = kind, name, description, factory
+        self.version = version
+        self.args: list[ArgSpec] = [] if args is None else args
+        self.targets, self.accepts_input, self.requires_input = targets, accepts_input, requires_input
+        self.origin = origin
 
     def arg(self, name: str) -> ArgSpec | None:
         for a in self.args:
@@ -216,24 +228,21 @@ PROGRESS_ARG = "progress"
 argument string keeps it silent."""
 
 
-@dataclass
-class MemoryRegion:
-    """One mapped range of a process: from page tables, VADs, or /proc/PID/maps."""
+class MemoryRegion(PlainRecord):
+    """One mapped range of a process: from page tables, VADs, or /proc/PID/maps. ``protection``:
+    'r-x', 'rw-', ...; ``kind``: 'private', 'mapped', 'image', 'large-page', 'stack', ..."""
 
-    start: int
-    end: int
-    protection: str = ""
-    """'r-x', 'rw-', ... """
-    kind: str = ""
-    """'private', 'mapped', 'image', 'large-page', 'stack', ..."""
-    path: str = ""
+    __slots__ = ("start", "end", "protection", "kind", "path")
+
+    def __init__(self, start: int, end: int, protection: str = "", kind: str = "", path: str = "") -> None:
+        self.start, self.end, self.protection, self.kind, self.path = start, end, protection, kind, path
 
     @property
     def size(self) -> int:
         return self.end - self.start
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = record_dict(self)
         d["size"] = self.size
         return d
 

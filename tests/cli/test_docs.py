@@ -59,7 +59,7 @@ def test_readme_links_every_docs_page_once_in_its_list() -> None:
 
 def test_records_section_lists_every_field_of_every_record() -> None:
     """docs/cli.md documents each record's fields once; they must be what --json prints (as_dict keys)."""
-    import dataclasses
+    import inspect
 
     from pymemflow.bench.readbench import BenchCell
     from pymemflow.os import base, forensics
@@ -75,8 +75,8 @@ def test_records_section_lists_every_field_of_every_record() -> None:
     assert {name for name, _ in rows} == set(classes)
     for name, fields_text in rows:
         cls = classes[name]
-        required = {f.name: 0 for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        # dataclasses and plain records alike: the constructor's parameters without a default
+        required = {n: 0 for n, p in inspect.signature(cls).parameters.items() if p.default is p.empty}
         assert re.findall(r"`(\w+)`", fields_text) == list(cls(**required).as_dict()), name
 
 

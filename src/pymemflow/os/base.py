@@ -7,10 +7,10 @@ against this interface. Field names are the CLI's ``--json`` field names.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
+from ..records import PlainRecord, record_dict
 from ..types import MemoryRegion as MemoryRegion  # re-exported; defined at the bottom (arch uses it too)
 from .modpick import pick_module
 
@@ -19,89 +19,80 @@ if TYPE_CHECKING:  # annotations only: listing records (the remote OS layer's ps
     from .forensics import CarvedProcess, HandleInfo, MalfindHit, SocketInfo, ThreadInfo, TimelineEvent
 
 
-@dataclass
-class ProcessInfo:
-    pid: int
-    ppid: int
-    name: str
-    path: str = ""
-    command_line: str = ""
-    state: str = "alive"
-    """'alive', 'dead' (exit code in ``exit_code``) or an OS-specific state such as 'sleeping'."""
-    arch: str = "x64"
-    dtb: int = 0
-    user_dtb: int = 0
-    address: int = 0
-    """Kernel address of the process object (EPROCESS, task_struct); 0 for native processes."""
-    wow64: bool = False
-    exit_code: int | None = None
-    create_time: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    """OS-specific facts (uid, gid, threads, kernel_thread, ...)."""
+class ProcessInfo(PlainRecord):
+    """One process. ``state``: 'alive', 'dead' (exit code in ``exit_code``) or an OS-specific state such
+    as 'sleeping'. ``address``: kernel address of the process object (EPROCESS, task_struct); 0 for
+    native processes. ``extra``: OS-specific facts (uid, gid, threads, kernel_thread, ...)."""
+
+    __slots__ = ("pid", "ppid", "name", "path", "command_line", "state", "arch", "dtb", "user_dtb", "address",
+                 "wow64", "exit_code", "create_time", "extra")
+
+    def __init__(self, pid: int, ppid: int, name: str, path: str = "", command_line: str = "", state: str = "alive",
+                 arch: str = "x64", dtb: int = 0, user_dtb: int = 0, address: int = 0, wow64: bool = False,
+                 exit_code: int | None = None, create_time: int | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.pid, self.ppid, self.name, self.path, self.command_line = pid, ppid, name, path, command_line
+        self.state, self.arch, self.dtb, self.user_dtb, self.address = state, arch, dtb, user_dtb, address
+        self.wow64, self.exit_code, self.create_time = wow64, exit_code, create_time
+        self.extra: dict[str, Any] = {} if extra is None else extra
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return record_dict(self)
 
 
-@dataclass
-class ModuleInfo:
-    name: str
-    path: str
-    base: int
-    size: int
-    arch: str = "x64"
+class ModuleInfo(PlainRecord):
+    __slots__ = ("name", "path", "base", "size", "arch")
+
+    def __init__(self, name: str, path: str, base: int, size: int, arch: str = "x64") -> None:
+        self.name, self.path, self.base, self.size, self.arch = name, path, base, size, arch
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return record_dict(self)
 
 
-@dataclass
-class ExportInfo:
-    name: str
-    address: int
-    ordinal: int | None = None
-    forwarder: str | None = None
+class ExportInfo(PlainRecord):
+    __slots__ = ("name", "address", "ordinal", "forwarder")
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class ImportInfo:
-    module: str
-    name: str
-    address: int
-    """Address of the IAT slot."""
-    ordinal: int | None = None
+    def __init__(self, name: str, address: int, ordinal: int | None = None, forwarder: str | None = None) -> None:
+        self.name, self.address, self.ordinal, self.forwarder = name, address, ordinal, forwarder
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return record_dict(self)
 
 
-@dataclass
-class SectionInfo:
-    name: str
-    address: int
-    size: int
-    characteristics: int = 0
+class ImportInfo(PlainRecord):
+    """One imported function; ``address`` is the address of its IAT slot."""
+
+    __slots__ = ("module", "name", "address", "ordinal")
+
+    def __init__(self, module: str, name: str, address: int, ordinal: int | None = None) -> None:
+        self.module, self.name, self.address, self.ordinal = module, name, address, ordinal
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return record_dict(self)
 
 
-@dataclass
-class LogRecord:
+class SectionInfo(PlainRecord):
+    __slots__ = ("name", "address", "size", "characteristics")
+
+    def __init__(self, name: str, address: int, size: int, characteristics: int = 0) -> None:
+        self.name, self.address, self.size, self.characteristics = name, address, size, characteristics
+
+    def as_dict(self) -> dict[str, Any]:
+        return record_dict(self)
+
+
+class LogRecord(PlainRecord):
     """One kernel log record (``dmesg``): from the printk ring buffer in memory (linux) or the
     running kernel (native). ``level`` 0 (emerg) .. 7 (debug); ``timestamp`` in seconds since boot."""
 
-    seq: int
-    timestamp: float
-    level: int
-    facility: int
-    text: str
+    __slots__ = ("seq", "timestamp", "level", "facility", "text")
+
+    def __init__(self, seq: int, timestamp: float, level: int, facility: int, text: str) -> None:
+        self.seq, self.timestamp, self.level, self.facility, self.text = seq, timestamp, level, facility, text
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return record_dict(self)
 
 
 class Process:

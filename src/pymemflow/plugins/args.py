@@ -25,24 +25,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArgumentError
+from ..records import PlainRecord
 from ..types import did_you_mean, format_number
 from .api import TARGET_ARG, ArgSpec, PluginSpec
 
 QUOTES = "\"'`"
 
 
-@dataclass
-class LinkArgs:
+class LinkArgs(PlainRecord):
     """One parsed ``NAME:ARGS:MIDDLEWARE`` string, values still text."""
 
-    name: str
-    args: dict[str, str] = field(default_factory=dict)
-    middleware: dict[str, str] = field(default_factory=dict)
-    text: str = ""
+    __slots__ = ("name", "args", "middleware", "text")
+
+    def __init__(self, name: str, args: dict[str, str] | None = None, middleware: dict[str, str] | None = None,
+                 text: str = "") -> None:
+        self.name, self.text = name, text
+        self.args: dict[str, str] = {} if args is None else args
+        self.middleware: dict[str, str] = {} if middleware is None else middleware
 
 
 _PORT = re.compile(r":[0-9]+(?=[,:/]|$)")

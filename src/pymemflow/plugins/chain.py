@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from os import PathLike, fspath
 from os.path import exists
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ArgumentError
+from ..records import PlainRecord
 from ..types import PROGRESS_ARG, TARGET_ARG, PluginSpec, ProgressReporter
 from .args import format_link, middleware_keys, parse_link, validate, validate_middleware
 from .registry import Inventory, default_inventory, inventory_for
@@ -38,33 +38,34 @@ log = logging.getLogger(__name__)
 FLAGS = {"-c": "connector", "--connector": "connector", "-o": "os", "--os": "os"}
 
 
-@dataclass
-class LinkSpec:
-    """One link before opening: plugin kind and name, its arguments, its middleware options."""
+class LinkSpec(PlainRecord):
+    """One link before opening: plugin kind and name, its arguments, its middleware options. ``text``:
+    the command-line text it was parsed from ("" when built from Python; not compared, not shown)."""
 
-    kind: str
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
-    middleware: dict[str, Any] = field(default_factory=dict)
-    text: str = field(default="", compare=False, repr=False)
-    """The command-line text it was parsed from ("" when built from Python)."""
+    __slots__ = ("kind", "name", "args", "middleware", "text")
+    _hidden = frozenset({"text"})
+
+    def __init__(self, kind: str, name: str, args: dict[str, Any] | None = None,
+                 middleware: dict[str, Any] | None = None, text: str = "") -> None:
+        self.kind, self.name, self.text = kind, name, text
+        self.args: dict[str, Any] = {} if args is None else args
+        self.middleware: dict[str, Any] = {} if middleware is None else middleware
 
     def __str__(self) -> str:
         flag = "-c" if self.kind == "connector" else "-o"
         return f"{flag} {format_link(self.name, self.args, self.middleware)}"
 
 
-@dataclass
-class Link:
-    """One opened link."""
+class Link(PlainRecord):
+    """One opened link. ``obj``: the connector (with its middleware) or the OS layer; ``input``: what
+    the plugin was opened on: the connector an OS layer reads, the OS layer a connector runs on
+    (``-o native -c qemu:vm``), or None."""
 
-    spec: LinkSpec
-    plugin: PluginSpec
-    obj: Connector | OsLayer
-    """The connector (with its middleware) or the OS layer."""
-    input: Connector | OsLayer | None = None
-    """What the plugin was opened on: the connector an OS layer reads, the OS layer a connector
-    runs on (``-o native -c qemu:vm``), or None."""
+    __slots__ = ("spec", "plugin", "obj", "input")
+
+    def __init__(self, spec: LinkSpec, plugin: PluginSpec, obj: Connector | OsLayer,
+                 input: Connector | OsLayer | None = None) -> None:
+        self.spec, self.plugin, self.obj, self.input = spec, plugin, obj, input
 
 
 def parse_chain_args(argv: Sequence[str]) -> list[LinkSpec]:

@@ -22,11 +22,11 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArgumentError
+from ..records import PlainRecord, replace_fields
 from ..types import did_you_mean
 from .api import PluginKind, PluginSpec
 from .builtin import ALONE, BUILTIN_MODULES
@@ -95,15 +95,18 @@ def _load_file(path: Path) -> ModuleType:
     return module
 
 
-@dataclass
-class Inventory:
-    """Every plugin found, by kind and name. Build one with :meth:`load` (or :func:`default_inventory`)."""
+class Inventory(PlainRecord):
+    """Every plugin found, by kind and name. Build one with :meth:`load` (or :func:`default_inventory`).
+    ``shadowed``: (loser, winner) pairs of name clashes; ``problems``: sources that could not be
+    loaded, one message each."""
 
-    plugins: dict[tuple[str, str], PluginSpec] = field(default_factory=dict)
-    shadowed: list[tuple[PluginSpec, PluginSpec]] = field(default_factory=list)
-    """(loser, winner) pairs of name clashes."""
-    problems: list[str] = field(default_factory=list)
-    """Sources that could not be loaded, one message each."""
+    __slots__ = ("plugins", "shadowed", "problems")
+
+    def __init__(self, plugins: dict[tuple[str, str], PluginSpec] | None = None,
+                 shadowed: list[tuple[PluginSpec, PluginSpec]] | None = None, problems: list[str] | None = None) -> None:
+        self.plugins: dict[tuple[str, str], PluginSpec] = {} if plugins is None else plugins
+        self.shadowed: list[tuple[PluginSpec, PluginSpec]] = [] if shadowed is None else shadowed
+        self.problems: list[str] = [] if problems is None else problems
 
     @classmethod
     def load(cls, *, builtin: bool = True, entry_points: bool = True,
@@ -146,7 +149,7 @@ class Inventory:
                 log.warning(msg)
                 continue
             if origin != "builtin":  # a copy: the same spec object may come from two sources
-                spec = replace(spec, origin=origin)
+                spec = replace_fields(spec, origin=origin)
             self.add(spec)
 
     def add(self, spec: PluginSpec) -> bool:

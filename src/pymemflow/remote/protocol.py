@@ -26,11 +26,11 @@ from __future__ import annotations
 import json
 import re
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 from .. import errors as _errors
 from ..errors import PymemflowError, ReadFailure
+from ..records import FrozenRecord
 
 API_PREFIX = "/v1"
 BATCH_MAGIC = b"PMFBATCH"
@@ -151,14 +151,17 @@ def error_from_body(status: int, body: Any) -> BaseException:
 
 # ---- addresses -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(FrozenRecord):
     """Where the daemon listens: ``unix:/run/pymemflow.sock``, ``http://127.0.0.1:8750``, ``https://...``."""
 
+    __slots__ = ("scheme", "path", "host", "port")
     scheme: str
-    path: str = ""
-    host: str = ""
-    port: int = 0
+    path: str
+    host: str
+    port: int
+
+    def __init__(self, scheme: str, path: str = "", host: str = "", port: int = 0) -> None:
+        self._init(scheme=scheme, path=path, host=host, port=port)
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:

@@ -68,15 +68,26 @@ class RemoteKeyboard:
 
 
 class RemoteOs(OsLayer):
-    name = "remote"
+    """The daemon's OS layer. Opening sends nothing: the connection's OS facts (``name``, ``info()``)
+    are asked for on first use, so ``ps`` is one request; an unknown connection fails at the first
+    request with the daemon's message."""
 
     def __init__(self, client: Client, conn: str) -> None:
         self.client = client
         self.conn = conn
         self.base = f"/connections/{conn}"
-        self._info: dict[str, Any] = dict(client.get(self.base + "/os"))
-        self.name = str(self._info.get("os", "remote"))
+        self._facts: dict[str, Any] | None = None
         self._kernel: Any = None
+
+    def _os_facts(self) -> dict[str, Any]:
+        if self._facts is None:
+            self._facts = dict(self.client.get(self.base + "/os"))
+        return self._facts
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The daemon's OS layer's name ('win32', 'linux' ...)."""
+        return str(self._os_facts().get("os", "remote"))
 
     def process_path(self, pid: int) -> str:
         return f"{self.base}/processes/{int(pid)}"
@@ -85,7 +96,7 @@ class RemoteOs(OsLayer):
         return f"{self.process_path(proc.info.pid)}/modules/{quote_segment(module.name)}/{what}"
 
     def info(self) -> dict[str, Any]:
-        return {**self._info, "daemon": self.client.url, "conn": self.conn}
+        return {**self._os_facts(), "daemon": self.client.url, "conn": self.conn}
 
     # --- processes ---
     def process_info_list(self) -> list[ProcessInfo]:

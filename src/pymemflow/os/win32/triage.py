@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from ...arch.spec import F_USER
@@ -47,12 +46,15 @@ class TriageDumpError(OsLayerError):
     """Something that needs physical memory (page tables, the process list) asked of a triage dump."""
 
 
-@dataclass
 class TriageModuleInfo(ModuleInfo):
     """A kernel module from the triage dump's driver list: the KLDR_DATA_TABLE_ENTRY's facts too."""
 
-    timestamp: int = 0
-    checksum: int = 0
+    __slots__ = ("timestamp", "checksum")
+
+    def __init__(self, name: str, path: str, base: int, size: int, arch: str = "x64", timestamp: int = 0,
+                 checksum: int = 0) -> None:
+        super().__init__(name, path, base, size, arch)
+        self.timestamp, self.checksum = timestamp, checksum
 
 
 class Win32Triage(OsLayer):
