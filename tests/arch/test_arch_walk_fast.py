@@ -194,6 +194,23 @@ def test_holes_go_to_the_numpy_walker() -> None:
     assert 0 < k < vas.shape[0] and R_READ_FAILED in set(ref.reason.tolist())
 
 
+def test_architecture_beyond_the_c_walker_goes_to_numpy() -> None:
+    """An MMU description past the C walker's limits (here five writable rules; it takes four) is walked by
+    walk_many, with the same results."""
+    from dataclasses import replace
+
+    rnd = np.random.default_rng(4)
+    t = build("x64", rnd)
+    vas = probes(t, rnd)
+    wide = replace(get_arch("x64"), name="x64-five-rules", writable=get_arch("x64").writable * 5)
+    reader = walk_reader(t.mem)
+    n = vas.shape[0]
+    outs = (np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.uint8), np.zeros(n, np.uint8),
+            np.zeros(n, np.uint8))
+    assert fast.speedups.walk(reader, arch_tuple(wide), t.root, None, vas, *outs) == -1
+    same(walk_many(t.mem, get_arch("x64"), t.root, vas), walk_compiled(reader, t.mem, wide, t.root, vas), "five rules")
+
+
 # ---- the synthetic Windows machines, through VirtualMemory ----------------------------------------
 
 @pytest.fixture(scope="module", params=["win10-19041-x64", "win7-7601-x86pae"])
@@ -275,3 +292,41 @@ def test_pte_hook_stays_on_the_numpy_walker(windows: tuple[Path, str, int]) -> N
         assert len(seen) == 2 * n
     finally:
         phys.close()
+
+
+def test_tlb_placement_compiled_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TLB filled by the C placement (tlb_place, first_of) answers every look-up as the NumPy placement
+    does (PYMEMFLOW_PURE=1's), through growth, repeated keys, changed values and a table at its capacity."""
+    from pymemflow.arch import tlb as tlbmod
+
+    rnd = np.random.default_rng(8)
+    batches = []
+    for size in (3000, 40000, 500, 70000):
+        vpn = rnd.integers(0, 1 << 36, size, dtype=np.uint64)
+        vpn[: size // 3] = vpn[size // 3: 2 * (size // 3)]  # repeated pages in one batch
+        batches.append((vpn, rnd.integers(0, 1 << 60, size, dtype=np.uint64)))
+    probe = np.concatenate([b[0] for b in batches] + [rnd.integers(0, 1 << 36, 5000, dtype=np.uint64)])
+
+    def fill(compiled: bool, capacity: int) -> tuple[np.ndarray, np.ndarray, int]:
+        if not compiled:
+            monkeypatch.setattr(tlbmod.fast, "speedups", None)
+        t = tlbmod.Tlb(tlbmod.TlbPolicy(capacity=capacity))
+        for vpn, val in batches:
+            t.insert("root", vpn, val)
+        monkeypatch.undo()
+        hit, val = t.lookup("root", probe)
+        return hit, np.where(hit, val, 0), int(t.generation[0])
+
+    c, p = fill(True, 1 << 20), fill(False, 1 << 20)  # room for everything: the same table contents
+    assert np.array_equal(c[0], p[0]) and np.array_equal(c[1], p[1]) and c[0].sum() > 100000
+    truth: dict[int, int] = {}
+    for vpn, val in batches:  # a batch's first value of a page; a later batch's replaces it
+        seen: set[int] = set()
+        for k, v in zip(vpn.tolist(), val.tolist(), strict=True):
+            if k not in seen:
+                seen.add(k)
+                truth[k] = v
+    for compiled in (True, False):  # a table that has to start over: what it keeps is right
+        hit, val, gen = fill(compiled, 1 << 14)
+        assert gen > 0 and 0 < hit.sum() < hit.shape[0]
+        assert all(truth[k] == v for k, v in zip(probe[hit].tolist(), val[hit].tolist(), strict=True))

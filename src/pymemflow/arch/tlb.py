@@ -188,8 +188,9 @@ class Tlb:
                 self.bump()
                 t = None
                 need = key.shape[0]
-            if key.shape[0] > cap // 2:
-                key, val = key[: cap // 2], val[: cap // 2]
+            if key.shape[0] > cap // 2:  # the lowest pages (np.unique's sorted order; _distinct's may not be)
+                keep = np.argsort(key, kind="stable")[: cap // 2]
+                key, val = key[keep], val[keep]
             t, left = self._rebuild(root, t, cap)
         left += self._place(t, key, val)
         # keys that found no free slot within _PROBES: grow while allowed, so that every translation the

@@ -1714,8 +1714,9 @@ static int w_out(PyObject *o, Py_buffer *v, Py_ssize_t n, Py_ssize_t itemsize, i
 }
 
 /* walk(reader, arch, dtb, ttbr1, vas, pa, size, flags, reason, fallback) -> number of addresses flagged in
- * ``fallback`` (u8, 1 = walk it with the NumPy walker), or -1 when the reader has no buffer (walk them all
- * there). vas/pa/size: u64 arrays of n, flags/reason/fallback: u8 arrays of n, all C-contiguous. */
+ * ``fallback`` (u8, 1 = walk it with the NumPy walker), or -1 when the reader has no buffer or the
+ * architecture is beyond this walker's limits (walk them all there). vas/pa/size: u64 arrays of n,
+ * flags/reason/fallback: u8 arrays of n, all C-contiguous. */
 static PyObject *walk_batch(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 10 || !PyObject_TypeCheck(args[0], &MapReaderType)) {
@@ -1724,10 +1725,9 @@ static PyObject *walk_batch(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     }
     const MapReader *m = (const MapReader *)args[0];
     WArch a;
-    if (w_arch(args[1], &a) < 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "walk: malformed architecture description");
-        return NULL;
+    if (w_arch(args[1], &a) < 0) { /* an MMU this walker cannot express (more levels, rules...): NumPy's */
+        PyErr_Clear();
+        return PyLong_FromLong(-1);
     }
     uint64_t dtb = PyLong_AsUnsignedLongLongMask(args[2]), t1 = 0;
     int has_t1 = args[3] != Py_None;
