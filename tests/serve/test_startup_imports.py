@@ -42,6 +42,9 @@ NEVER = {
     "http.client", "ssl", "email", "urllib.parse", "ipaddress", "pathlib",
     # other commands' needs: typos (difflib), one-string chains (shlex), --csv, forensic times, hashes
     "difflib", "shlex", "csv", "datetime", "hashlib", "tomllib",
+    # records are plain slotted classes (records.PlainRecord): no dataclasses with inspect, ast and dis;
+    # the Unix-socket client uses _socket (socket.py builds enums and imports selectors)
+    "dataclasses", "inspect", "ast", "dis", "socket", "selectors",
 }
 NEVER_PREFIXES = ("pymemflow.os.win32", "pymemflow.os.linux", "pymemflow.os.native", "pymemflow.connectors",
                   "pymemflow.demo", "pymemflow.mem", "pymemflow.arch", "pymemflow.serve", "pymemflow.fleet",

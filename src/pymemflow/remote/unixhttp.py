@@ -11,7 +11,8 @@ so a broken or hostile peer ends in an error, never a hang or unbounded memory. 
 
 from __future__ import annotations
 
-import socket
+import _socket  # socket's C core: socket.py builds its enums (~3 ms of a new process); AF_UNIX needs none
+import io
 from typing import Any
 
 MAX_LINE = 65536
@@ -25,6 +26,20 @@ class HttpProtocolError(ConnectionError):
 
 class RemoteDisconnected(ConnectionResetError):
     """The peer closed the connection before sending a status line (an idle keep-alive closed)."""
+
+
+class _SocketReader(io.RawIOBase):
+    """The raw stream under the response's buffered reader (``socket.makefile("rb")`` without socket.py):
+    ``recv_into`` waits up to the socket's timeout (TimeoutError) and retries EINTR itself."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return int(self._sock.recv_into(b))
 
 
 class UnixResponse:
@@ -168,13 +183,13 @@ class UnixHTTPConnection:
     def __init__(self, path: str, timeout: float) -> None:
         self.socket_path = path
         self.timeout = timeout
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self._file: Any = None
         self._method = "GET"
         self._pending: UnixResponse | None = None
 
     def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         s.settimeout(self.timeout)
         try:
             s.connect(self.socket_path)
@@ -182,7 +197,7 @@ class UnixHTTPConnection:
             s.close()
             raise
         self.sock = s
-        self._file = s.makefile("rb")
+        self._file = io.BufferedReader(_SocketReader(s))
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> None:
