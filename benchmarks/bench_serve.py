@@ -11,7 +11,10 @@ once; this script measures, local and through the daemon:
   cold command ``pymemflow -c raw:IMG -o win32 ps``
 * 8 concurrent client processes: aggregate 16 MiB-read GB/s and batched reads/s, next to one client
 
-    python benchmarks/bench_serve.py [--json] [--seconds 1.0] [--clients 8]
+    python benchmarks/bench_serve.py [--json] [--seconds 1.0] [--clients 8] [--before-src DIR]
+
+``--before-src DIR`` also times the remote ``ps`` with another checkout's ``src`` first on ``PYTHONPATH``
+(say ``git archive OLD src | tar -x -C /tmp/old``), the same way in the same run: before/after of a change.
 """
 
 from __future__ import annotations
@@ -55,12 +58,14 @@ def rate(fn: Callable[[], int], seconds: float, min_calls: int = 3) -> float:
     return best
 
 
-def wall(cmd: list[str], repeat: int) -> tuple[float, float, float]:
+def wall(cmd: list[str], repeat: int, pythonpath: str | None = None) -> tuple[float, float, float]:
     """(median wall, best wall, median CPU) seconds of a command run ``repeat`` times. CPU time (user +
     system of the child) is what the process costs whatever else runs on the machine."""
     times, cpus = [], []
     # as installed: bytecode cached (pip compiles it; PYTHONDONTWRITEBYTECODE would recompile every run)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     subprocess.run(cmd, capture_output=True, timeout=600, env=env)  # warm-up: page cache, .pyc files
     for _ in range(repeat):
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -220,6 +225,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=7, help="runs of the ps commands")
+    ap.add_argument("--before-src", help="also time the remote ps with this src directory first on PYTHONPATH")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pmf-bench-serve-", dir="/tmp"))
     exe = shutil.which("pymemflow", path=str(Path(sys.executable).parent)) or "pymemflow"
@@ -250,6 +256,8 @@ def main() -> None:
             cpu_batch = cpu_per_read(daemon.pid, lambda: len(rmem.read_batch(addrs, 8)), 20)
         ceiling = socket_ceiling(a.seconds)
         remote_ps = wall([exe, "-o", f"remote:unix:{sock},conn=win", "ps"], a.repeat)
+        before_ps = wall([exe, "-o", f"remote:unix:{sock},conn=win", "ps"], a.repeat, a.before_src) \
+            if a.before_src else None
         local_ps = wall([exe, "-c", f"raw:{img}", "-o", "win32", "ps"], max(3, a.repeat // 2))
         floor = wall([sys.executable, "-c", "pass"], a.repeat)
         one_big = concurrent(sock, kbase, pid, addrs, "big", 1, a.seconds) / 1e9
@@ -263,6 +271,8 @@ def main() -> None:
             "cpu_ms_per_16m_read": {"daemon": cpu_big[0] * 1e3, "client": cpu_big[1] * 1e3},
             "cpu_ms_per_10k_batch": {"daemon": cpu_batch[0] * 1e3, "client": cpu_batch[1] * 1e3},
             "remote_ps_ms": {"median": remote_ps[0] * 1e3, "best": remote_ps[1] * 1e3, "cpu": remote_ps[2] * 1e3},
+            **({"remote_ps_before_ms": {"median": before_ps[0] * 1e3, "best": before_ps[1] * 1e3,
+                                        "cpu": before_ps[2] * 1e3, "src": a.before_src}} if before_ps else {}),
             "local_cold_ps_ms": {"median": local_ps[0] * 1e3, "best": local_ps[1] * 1e3, "cpu": local_ps[2] * 1e3},
             "python_startup_ms": {"median": floor[0] * 1e3, "cpu": floor[2] * 1e3},
             "load_average": os.getloadavg()[0],
@@ -301,6 +311,11 @@ def main() -> None:
           f"{lp['cpu']:.0f} (x{lp['median'] / rp['median']:.1f} wall, x{lp['cpu'] / rp['cpu']:.1f} CPU); "
           f"python -c pass {py['median']:.0f}/{py['cpu']:.0f}; goal <= 100 ms: wall {ok(rp['median'] <= 100)}, "
           f"CPU {ok(rp['cpu'] <= 100)}")
+    if "remote_ps_before_ms" in res:
+        bp = res["remote_ps_before_ms"]
+        print(f"remote ps with {bp['src']} (before): {bp['median']:.0f}/{bp['best']:.0f}/{bp['cpu']:.0f} ms "
+              f"(median wall / best wall / median CPU); this checkout: {rp['median']:.0f}/{rp['best']:.0f}/"
+              f"{rp['cpu']:.0f} ms")
     print(f"concurrent clients (processes): 16 MiB reads {one_big:.2f} GB/s with 1, {many_big:.2f} GB/s aggregate "
           f"with {a.clients}; batched reads {one_batch / 1e6:.2f} M/s with 1, {many_batch / 1e6:.2f} M/s with "
           f"{a.clients}")
