@@ -12,9 +12,11 @@ setup(
     ext_modules=[
         Extension(
             "pymemflow.mem._speedups",
-            ["src/pymemflow/mem/_speedups.c"],
+            ["src/pymemflow/mem/_speedups.c", "src/pymemflow/mem/_parcopy.c"],
+            depends=["src/pymemflow/mem/_parcopy.h"],
             optional=True,
             extra_compile_args=["-O2"],
+            extra_link_args=["-pthread"],
         )
     ]
 )

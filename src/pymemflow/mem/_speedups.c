@@ -12,6 +12,7 @@
  * MapReader: physical addresses -> offsets of one buffer (an mmap) through sorted ranges.
  * VirtReader: virtual addresses -> 4 KiB frames through VirtualMemory's TLB (the single-address dict and,
  *             for batches, the batched hash tables of arch/tlb.py), then a MapReader.
+ * Big reads (PAR_MIN bytes or more, a batch or one piece) are copied by two threads: _parcopy.c.
  * walk():     the batched page walk of the TLB's misses, from the architecture's data, reading the page
  *             tables through a MapReader's buffer (arch/walk_fast.py drives it); tlb_place() puts its
  *             results into the batched TLB's tables (first_of() drops repeated keys before).
@@ -24,6 +25,8 @@
 #ifdef __linux__
 #include <sys/uio.h>
 #endif
+
+#include "_parcopy.h"
 
 #define PAGE 4096ULL
 #define PMASK (PAGE - 1)
@@ -506,9 +509,32 @@ static PyObject *call_pure_read(PyObject *fn, PyObject *const *args, Py_ssize_t 
     return PyObject_Vectorcall(fn, args, nargs, kwnames);
 }
 
+static int gather_par(MapReader *self, const U64Seq *as, const U64Seq *ns, Py_ssize_t k, unsigned char *dst,
+                      uint64_t cap);
+
+/* One big piece (par_worth) into a new bytes object, copied by two threads; NULL with no error set when it
+ * is not served here. */
+static PyObject *read_big(MapReader *self, uint64_t a, uint64_t n)
+{
+    U64Seq as = {.p = &a, .n = 1}, ns = {.scalar = 1, .value = n, .n = 1};
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (!b)
+        return NULL;
+    if (gather_par(self, &as, &ns, 1, (unsigned char *)PyBytes_AS_STRING(b), n) == 0)
+        return b;
+    Py_DECREF(b);
+    return NULL;
+}
+
 static PyObject *map_read(MapReader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     uint64_t a, n;
+    if (nargs == 2 && !kwnames && addr_arg(args[0], &a) && addr_arg(args[1], &n) && par_worth(n) &&
+        n <= (self->pid > 0 ? PID_LIMIT : (1ULL << 28))) {
+        PyObject *b = read_big(self, a, n);
+        if (b || PyErr_Occurred())
+            return b;
+    }
     if (nargs == 2 && !kwnames && self->pid > 0 && addr_arg(args[0], &a) && addr_arg(args[1], &n) && n > 0 &&
         n <= PID_LIMIT) {
         PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
@@ -523,6 +549,51 @@ static PyObject *map_read(MapReader *self, PyObject *const *args, Py_ssize_t nar
             return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
     }
     return call_pure_read(self->pure_read, args, nargs, kwnames);
+}
+
+/* A big read (par_worth) located piece by piece first, then copied by two threads (_parcopy.c): 0 when
+ * every byte was copied, -1 when a piece is not served here (nothing promised about dst), 1 when the
+ * unit list could not be allocated (the caller copies alone). The GIL is kept over an mmap's copy (a
+ * close() from another thread cannot unmap it underneath) and dropped over another process's reads. */
+static int gather_par(MapReader *self, const U64Seq *as, const U64Seq *ns, Py_ssize_t k, unsigned char *dst,
+                      uint64_t cap)
+{
+    ParList l;
+    if (par_list_init(&l, (size_t)k, cap) < 0)
+        return 1;
+    uint64_t pos = 0;
+    Py_ssize_t hint = 0;
+    int r = 0;
+    for (Py_ssize_t i = 0; i < k && r == 0; i++) {
+        uint64_t a = seq_at(as, i), n = seq_at(ns, i), src = 0;
+        if (n > cap - pos) {
+            r = -1;
+        } else if (n) {
+            if (self->pid > 0) {
+                if (!map_host(self, a, n, &src))
+                    r = -1;
+            } else {
+                const unsigned char *p = map_locate_h(self, a, n, &hint);
+                src = (uintptr_t)p;
+                if (!p)
+                    r = -1;
+            }
+            if (r == 0)
+                r = par_list_add(&l, dst + pos, (uintptr_t)src, n);
+            pos += n;
+        }
+    }
+    if (r == 0 && pos != cap)
+        r = -1;
+    if (r == 0 && self->pid > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        r = par_copy(&l, self->pid);
+        Py_END_ALLOW_THREADS
+    } else if (r == 0) {
+        r = par_copy(&l, 0);
+    }
+    par_list_free(&l);
+    return r;
 }
 
 /* The pieces of another process's memory with one process_vm_readv: remote iovecs per piece, one
@@ -573,6 +644,11 @@ static int pid_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, 
 static int map_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, Py_ssize_t k, unsigned char *dst,
                            uint64_t cap)
 {
+    if (par_worth(cap) && (self->pid <= 0 || cap <= PID_LIMIT)) {
+        int r = gather_par(self, as, ns, k, dst, cap);
+        if (r <= 0)
+            return r;
+    }
     if (self->pid > 0)
         return pid_gather_into(self, as, ns, k, dst, cap);
     uint64_t pos = 0;
