@@ -689,6 +689,12 @@ static int map_gather_into(MapReader *self, const U64Seq *as, const U64Seq *ns, 
 
 static int total_of(const U64Seq *ns, Py_ssize_t k, uint64_t limit, uint64_t *total)
 {
+    if (ns->scalar) { /* one length for every piece: no pass over k pieces */
+        if (k && ns->value > limit / (uint64_t)k)
+            return -1;
+        *total = (uint64_t)k * ns->value;
+        return 0;
+    }
     uint64_t t = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
         uint64_t n = seq_at(ns, i);
@@ -918,7 +924,8 @@ typedef struct {
     const unsigned char *host; /* the page's first byte in the physical buffer */
 } PageSlot;
 
-enum { PC_MIN = 64, PC_MAX = 1 << 15 }; /* slots (16 bytes each): 1 KiB .. 512 KiB */
+enum { PC_WAYS = 2, PC_MIN = 64, PC_MAX = 1 << 17 }; /* slots of 16 bytes: 1 KiB .. 2 MiB (a batch over 55k
+                                                      * pages keeps them all); sets of 2 never cross a cache line */
 
 typedef struct {
     PyObject_HEAD
@@ -930,13 +937,17 @@ typedef struct {
     PyObject *pure_batch;
     int ptr_size;
     /* The page cache: vpn -> host pointer of the whole 4 KiB page in the physical buffer, 2-way
-     * set-associative. Filled only from valid TLB entries whose page lies inside one range, so it is a
+     * set-associative. A set is the vpn's low bits plus a multiplicative hash of its high bits: neighbouring
+     * pages (a kernel's direct map) take neighbouring sets, distant regions are spread (the former fold of
+     * the vpn's bits put a Linux guest's 55k pages into 14k of 64k sets, and a batch over them missed the
+     * cache on most pieces). 4 ways hold more pages but cost a mispredicted branch per piece: slower.
+     * Filled only from valid TLB entries whose page lies inside one range, so it is a
      * function of the TLB's contents: kept between calls while the TLB's generation counter (bumped by the
      * TLB whenever it drops or changes an entry: flush, start-over, eviction) is unchanged, emptied the
      * moment it moves. Without a counter (generation=None) it lives for one call. */
     PageSlot *pc;
     uint64_t pc_cap;  /* slots allocated */
-    uint64_t pc_mask; /* slots in use - 1 */
+    int pc_bits;      /* sets in use: 1 << pc_bits */
     uint64_t pc_gen;
     Py_buffer gen_view;
     int has_gen;
@@ -1012,7 +1023,7 @@ static void VirtReader_dealloc(VirtReader *self)
         self->has_gen = 0;
         PyBuffer_Release(&self->gen_view);
     }
-    PyMem_Free(self->pc);
+    free(self->pc);
     self->pc = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1184,38 +1195,44 @@ static int tables_pa(const Tables *ts, uint64_t va, uint64_t *pa, int *hint)
 static int pc_ready(VirtReader *self, Py_ssize_t k)
 {
     uint64_t want = PC_MIN;
-    while (want < PC_MAX && (Py_ssize_t)want < k)
+    while (want < PC_MAX && (Py_ssize_t)want < 2 * k) /* room to spare: sets overflow long before full */
         want <<= 1;
     int keep = self->pc && self->has_gen && *(const uint64_t *)self->gen_view.buf == self->pc_gen;
     if (self->pc_cap < want) {
-        PageSlot *pc = PyMem_Realloc(self->pc, (size_t)want * sizeof(PageSlot));
-        if (!pc)
+        void *pc = NULL;
+        if (posix_memalign(&pc, 64, (size_t)want * sizeof(PageSlot)) != 0)
             return -1;
+        free(self->pc);
         self->pc = pc;
         self->pc_cap = want;
         keep = 0;
     }
     if (!keep) { /* a kept cache keeps its size; a fresh one is as big as this call needs */
-        self->pc_mask = (self->has_gen ? self->pc_cap : want) - 1;
-        memset(self->pc, 0xFF, (size_t)(self->pc_mask + 1) * sizeof(PageSlot));
+        uint64_t slots = self->has_gen ? self->pc_cap : want;
+        self->pc_bits = 0;
+        while ((uint64_t)PC_WAYS << self->pc_bits < slots)
+            self->pc_bits++;
+        memset(self->pc, 0xFF, (size_t)slots * sizeof(PageSlot));
         self->pc_gen = self->has_gen ? *(const uint64_t *)self->gen_view.buf : 0;
     }
     return 0;
 }
 
-/* The two slots (one cache line) where vpn may be: the most recently filled first. */
+/* The PC_WAYS slots (one cache line) where vpn may be: the most recently filled first. */
 static inline PageSlot *pc_set(const VirtReader *self, uint64_t vpn)
 {
-    return &self->pc[((vpn ^ (vpn >> 13)) << 1) & self->pc_mask];
+    int b = self->pc_bits; /* >= 1 once pc_ready has run (PC_MIN slots are 32 sets) */
+    uint64_t set = (vpn + (((vpn >> b) * HASH_MUL) >> (64 - b))) & ((1ULL << b) - 1);
+    return &self->pc[set * PC_WAYS];
 }
 
 static inline const unsigned char *pc_probe(const VirtReader *self, uint64_t va)
 {
     const PageSlot *s = pc_set(self, va >> 12);
-    if (s[0].vpn == va >> 12)
-        return s[0].host + (va & PMASK);
-    if (s[1].vpn == va >> 12)
-        return s[1].host + (va & PMASK);
+    uint64_t vpn = va >> 12;
+    for (int w = 0; w < PC_WAYS; w++)
+        if (s[w].vpn == vpn)
+            return s[w].host + (va & PMASK);
     return NULL;
 }
 
@@ -1235,7 +1252,7 @@ static const unsigned char *pc_fill(VirtReader *self, const Tables *ts, int *hin
     if (!page) /* a page cut by a range's end: served piece by piece, never cached */
         return map_locate_h(self->phys, frame | (va & PMASK), n, rhint);
     PageSlot *s = pc_set(self, va >> 12);
-    s[1] = s[0];
+    memmove(s + 1, s, (PC_WAYS - 1) * sizeof(PageSlot));
     s[0].vpn = va >> 12;
     s[0].host = page;
     return page + (va & PMASK);
