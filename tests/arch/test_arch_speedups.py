@@ -240,6 +240,24 @@ def test_page_cache_sets_that_overflow() -> None:
     assert served >= 50  # most calls were served in C, through the overflowing cache
 
 
+def test_single_reads_over_more_pages_than_the_cache() -> None:
+    """Single reads alone (no batch to size the cache): 80 pages through a 64-slot cache that doubles once
+    it has been filled more often than it has slots; every value as the pure path's, before and after
+    pages are remapped and the TLB flushed, and after the cache has grown."""
+    c, p, write = _pair()
+    rng = np.random.default_rng(3)
+    for rnd in range(6):
+        addrs = (np.uint64(LO) + rng.permutation(PAGES).astype(np.uint64) * np.uint64(4096)
+                 + rng.integers(0, 4096 - 8, PAGES).astype(np.uint64)).tolist()
+        assert [outcome(c.read_u64, a) for a in addrs] == [outcome(p.read_u64, a) for a in addrs]
+        assert [outcome(c.read, a, 8) for a in addrs[:20]] == [outcome(p.read, a, 8) for a in addrs[:20]]
+        if rnd in (2, 4):
+            for page in (rnd - 1, 50 + rnd, PAGES - rnd):  # each page remapped once (_remap finds it by frame)
+                _remap(c, write, page, DATA + (PAGES + page) * 4096)
+            c.tlb.flush()  # type: ignore[union-attr]
+            p.tlb.flush()  # type: ignore[union-attr]
+
+
 def test_page_cache_failures_like_pure() -> None:
     """After a warm batch, one that also touches an unmapped page and a page past physical memory is handed
     to the pure path and reports the same failures; the cache still serves the next good batch."""

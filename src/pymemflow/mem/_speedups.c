@@ -948,6 +948,7 @@ typedef struct {
     PageSlot *pc;
     uint64_t pc_cap;  /* slots allocated */
     int pc_bits;      /* sets in use: 1 << pc_bits */
+    uint64_t pc_fills; /* pages cached since the cache was last emptied: single reads grow it by this */
     uint64_t pc_gen;
     Py_buffer gen_view;
     int has_gen;
@@ -1213,6 +1214,7 @@ static int pc_ready(VirtReader *self, Py_ssize_t k)
         while ((uint64_t)PC_WAYS << self->pc_bits < slots)
             self->pc_bits++;
         memset(self->pc, 0xFF, (size_t)slots * sizeof(PageSlot));
+        self->pc_fills = 0;
         self->pc_gen = self->has_gen ? *(const uint64_t *)self->gen_view.buf : 0;
     }
     return 0;
@@ -1252,6 +1254,7 @@ static const unsigned char *pc_fill(VirtReader *self, const Tables *ts, int *hin
     if (!page) /* a page cut by a range's end: served piece by piece, never cached */
         return map_locate_h(self->phys, frame | (va & PMASK), n, rhint);
     PageSlot *s = pc_set(self, va >> 12);
+    self->pc_fills++;
     memmove(s + 1, s, (PC_WAYS - 1) * sizeof(PageSlot));
     s[0].vpn = va >> 12;
     s[0].host = page;
@@ -1330,7 +1333,12 @@ static int virt_gather_into(VirtReader *self, const Tables *ts, const U64Seq *as
  * kept between calls (a probe instead of an int object and a dict look-up), else the dict. */
 static const unsigned char *virt_single(VirtReader *self, uint64_t a, uint64_t n)
 {
-    if (self->has_gen && self->phys->has_buf && pc_ready(self, 0) == 0) {
+    /* Single reads over more pages than the cache holds (it starts at PC_MIN slots unless a batch grew
+     * it) would miss on most reads: once it has been filled more times than it has slots, it doubles
+     * (emptied once per doubling; at most PC_MAX). */
+    uint64_t in_use = self->pc ? (uint64_t)PC_WAYS << self->pc_bits : 0;
+    Py_ssize_t grow = in_use && self->pc_fills > in_use && in_use < PC_MAX ? (Py_ssize_t)in_use : 0;
+    if (self->has_gen && self->phys->has_buf && pc_ready(self, grow) == 0) {
         const unsigned char *p = pc_probe(self, a);
         if (p)
             return p;
