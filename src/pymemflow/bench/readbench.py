@@ -9,8 +9,9 @@ What a cell times: ``batch == 1`` calls ``mem.read(addr, chunk)`` (a new ``bytes
 batch calls ``mem.read_batch(addrs, chunk)`` (a new result buffer per batch) -- the public calls a user
 makes, neither reusing an output buffer. The batch sizes of one chunk size take turns in ``ROUNDS``
 interleaved rounds and each cell keeps its best round, so a burst of load on a shared machine does
-not land on one batch size only (a 64 KiB read is a memory-bandwidth-bound copy whatever the batch
-size: there, x1 / x8 / x32 differ by less than such bursts).
+not land on one batch size only. With the compiled path a batch of 256 KiB or more is copied by two
+threads (``mem/_parcopy.c``), so at 64 KiB a batch is faster per read than a single read, which one
+thread copies.
 """
 
 from __future__ import annotations
