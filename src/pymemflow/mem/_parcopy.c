@@ -12,7 +12,8 @@
  * the worker is in. The job lives on the caller's stack: the worker takes it with an atomic exchange and
  * reports when it is done with it; a caller that takes its own job back unclaimed waits for nothing.
  * After fork() the child has no worker: the state is reset and the next big read starts one.
- * The worker is named "pymemflow-copy" (top -H, /proc/PID/task/TID/comm). PYMEMFLOW_COPY_THREADS=1 turns the worker off (every copy on the calling thread).
+ * The worker is named "pymemflow-copy" (top -H, /proc/PID/task/TID/comm). PYMEMFLOW_COPY_THREADS=1 turns
+ * the worker off (every copy on the calling thread).
  */
 #define _GNU_SOURCE
 #include "_parcopy.h"
