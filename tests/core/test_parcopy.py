@@ -4,7 +4,7 @@ A batch or a single read of PAR_MIN (256 KiB) bytes or more is located piece by 
 calling thread and one worker thread claiming 64 KiB units. What must hold: every byte where the pure path
 puts it (pieces cut into units, zero-length pieces, uneven ends), unreadable pieces handed back to the pure
 path's per-piece report, another process's memory through process_vm_readv (this process's own buffer,
-read as the ``qemu`` connector reads QEMU's), the worker really running (one more OS thread), gone after
+read as the ``qemu`` connector reads QEMU's), the worker really running (a thread named pymemflow-copy), gone after
 2 s idle and started again, a forked child that reads big batches without hanging, several Python
 threads at once, and PYMEMFLOW_COPY_THREADS=1 keeping every copy on the calling thread.
 """
@@ -122,7 +122,7 @@ def test_unreadable_piece_gives_the_pure_report(image: Path) -> None:
 
 def own_memory_reader(buf: bytearray, pure: Any) -> Any:
     """A MapReader over this process's own buffer read with process_vm_readv, as the qemu connector reads
-    guest RAM in the QEMU process (two ranges of the buffer, 1 MiB apart)."""
+    guest RAM in the QEMU process: two ranges, the buffer's halves, the first cut 1 MiB short (an unmapped gap)."""
     from pymemflow.mem import _speedups  # type: ignore[attr-defined]
 
     addr = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))

@@ -73,6 +73,14 @@ static void claim(Job *j)
     }
 }
 
+/* One spin-wait step: tells the core (and a sibling hyperthread) that this loop only waits. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static long now_ns(void)
 {
     struct timespec t;
@@ -90,9 +98,7 @@ static Job *wait_job(void)
                 if (j)
                     return j;
             }
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
+            cpu_relax();
         }
         if (now_ns() >= until)
             break;
@@ -227,11 +233,8 @@ int par_copy(const ParList *l, long pid)
     claim(&j);
     if (shared) {
         if (atomic_exchange(&posted, NULL) != &j) /* the worker took it: wait until it has left it */
-            while (!atomic_load(&j.worker_done)) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            }
+            while (!atomic_load(&j.worker_done))
+                cpu_relax();
         atomic_store(&busy, 0);
     }
     return atomic_load(&j.failed) ? -1 : 0;

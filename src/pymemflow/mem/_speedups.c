@@ -529,24 +529,24 @@ static PyObject *read_big(MapReader *self, uint64_t a, uint64_t n)
 static PyObject *map_read(MapReader *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     uint64_t a, n;
-    if (nargs == 2 && !kwnames && addr_arg(args[0], &a) && addr_arg(args[1], &n) && par_worth(n) &&
-        n <= (self->pid > 0 ? PID_LIMIT : (1ULL << 28))) {
-        PyObject *b = read_big(self, a, n);
-        if (b || PyErr_Occurred())
-            return b;
-    }
-    if (nargs == 2 && !kwnames && self->pid > 0 && addr_arg(args[0], &a) && addr_arg(args[1], &n) && n > 0 &&
-        n <= PID_LIMIT) {
-        PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
-        if (!b)
-            return NULL;
-        if (pid_read(self, a, n, PyBytes_AS_STRING(b)) == 0)
-            return b;
-        Py_DECREF(b);
-    } else if (nargs == 2 && addr_arg(args[0], &a) && addr_arg(args[1], &n) && n <= (1ULL << 28)) {
-        const unsigned char *p = map_locate(self, a, n);
-        if (p)
-            return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+    if (nargs == 2 && addr_arg(args[0], &a) && addr_arg(args[1], &n)) {
+        if (!kwnames && par_worth(n) && n <= (self->pid > 0 ? PID_LIMIT : (1ULL << 28))) {
+            PyObject *b = read_big(self, a, n);
+            if (b || PyErr_Occurred())
+                return b;
+        }
+        if (!kwnames && self->pid > 0 && n > 0 && n <= PID_LIMIT) {
+            PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+            if (!b)
+                return NULL;
+            if (pid_read(self, a, n, PyBytes_AS_STRING(b)) == 0)
+                return b;
+            Py_DECREF(b);
+        } else if (n <= (1ULL << 28)) {
+            const unsigned char *p = map_locate(self, a, n);
+            if (p)
+                return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+        }
     }
     return call_pure_read(self->pure_read, args, nargs, kwnames);
 }
